@@ -1,0 +1,155 @@
+"""Emitters: how instruction semantics become Python source.
+
+Semantics functions (in :mod:`emulator.isa`) only call the methods of
+:class:`Emitter`. :class:`ListEmitter` keeps registers in the hart's list and
+goes through the hart's memory slow paths (the reference interpreter, and
+SYSTEM instructions in every engine); the translator's emitter keeps
+registers in Python locals and inlines the TLB hit path.
+
+Names available to generated code (see :data:`GLOBALS` and the block
+prologues): ``H`` the hart, ``X`` its integer registers, ``F`` its FP
+registers, ``M64``, ``Trap`` and the helpers in :mod:`emulator.helpers`.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+from .bits import M64
+from .context import Ctx
+
+ILLEGAL_INSTRUCTION = 2
+
+
+class Emitter:
+    """Base class: source accumulation plus the parts both emitters share."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.lines: List[str] = []
+        self.indent = ""
+        self._ntmp = 0
+        self.ended = False  # control transfer emitted
+        self.pc = 0  # address of the instruction being generated
+        self.raw = 0  # its bits (tval of illegal-instruction traps)
+        self.npc = 0
+
+    # -- plumbing ------------------------------------------------------
+    def begin(self, pc: int, raw: int, length: int) -> None:
+        self.pc = pc
+        self.raw = raw
+        self.npc = (pc + length) & M64
+        self.ended = False
+
+    def emit(self, line: str) -> None:
+        self.lines.append(self.indent + line)
+
+    def tmp(self) -> str:
+        self._ntmp += 1
+        return f"t{self._ntmp}"
+
+    # -- registers -------------------------------------------------------
+    def x(self, n: int) -> str:
+        raise NotImplementedError
+
+    def setx(self, n: int, expr: str) -> None:
+        raise NotImplementedError
+
+    def f(self, n: int) -> str:
+        return f"F[{n}]"
+
+    def setf(self, n: int, expr: str) -> None:
+        self.emit(f"F[{n}] = {expr}")
+
+    # -- control ---------------------------------------------------------
+    def trap(self, cause: int, tval: str = "0") -> None:
+        """Raise a synchronous exception at this instruction."""
+        self.emit(f"raise Trap({cause}, {tval}, {self.pc})")
+        self.ended = True
+
+    def illegal(self) -> None:
+        self.trap(ILLEGAL_INSTRUCTION, str(self.raw))
+
+    def jump(self, target: str) -> None:
+        raise NotImplementedError
+
+    def branch(self, cond: str, target: int) -> None:
+        raise NotImplementedError
+
+    # -- memory ----------------------------------------------------------
+    def ea(self, rs1: int, imm: int) -> str:
+        """Effective address of an explicit access (pointer masking applied)
+        into a fresh temporary; returns its name."""
+        t = self.tmp()
+        base = self.x(rs1)
+        if imm:
+            self.emit(f"{t} = ({base} + {imm}) & {M64}")
+        else:
+            self.emit(f"{t} = {base}")
+        pmlen = self.ctx.pmlen
+        if pmlen:
+            keep = (1 << (64 - pmlen)) - 1
+            if self.ctx.pm_sign:
+                sb = 1 << (63 - pmlen)
+                self.emit(f"{t} = ((({t} & {keep}) ^ {sb}) - {sb}) & {M64}")
+            else:
+                self.emit(f"{t} &= {keep}")
+        return t
+
+    def load_value(self, addr: str, size: int, signed: bool) -> str:
+        """Load into a fresh temporary (canonical: sign-extended if signed)."""
+        t = self.tmp()
+        fn = "load_s" if signed else "load_u"
+        self.emit(f"{t} = H.{fn}({addr}, {size}, {self.pc})")
+        return t
+
+    def load(self, rd: int, addr: str, size: int, signed: bool) -> None:
+        if rd == 0:
+            self.load_value(addr, size, signed)
+            return
+        t = self.load_value(addr, size, signed)
+        self.setx(rd, t)
+
+    def store(self, addr: str, value: str, size: int) -> None:
+        self.emit(f"H.store({addr}, {size}, {value}, {self.pc})")
+
+    # -- floating point --------------------------------------------------
+    def fp_on(self) -> bool:
+        """True if FP instructions may execute here; otherwise emits the
+        illegal-instruction trap (mstatus.FS == Off) and returns False."""
+        if self.ctx.fs_on:
+            return True
+        self.illegal()
+        return False
+
+
+class ListEmitter(Emitter):
+    """Registers in ``X`` (the hart's list); every access through the hart."""
+
+    def x(self, n: int) -> str:
+        return f"X[{n}]" if n else "0"
+
+    def setx(self, n: int, expr: str) -> None:
+        if n:
+            self.emit(f"X[{n}] = {expr}")
+        else:
+            self.emit(f"_ = {expr}")
+
+    def jump(self, target: str) -> None:
+        self.emit(f"H.pc = {target}")
+        self.ended = True
+
+    def branch(self, cond: str, target: int) -> None:
+        self.emit(f"H.pc = {target} if {cond} else {self.npc}")
+        self.ended = True
+
+
+def compile_function(name: str, params: str, body: List[str], glb: Dict[str, object],
+                     filename: str) -> object:
+    """Compile ``def name(params): body`` and return the function object."""
+    src = f"def {name}({params}):\n" + "\n".join("    " + line for line in body) + "\n"
+    code = compile(src, filename, "exec")
+    ns: Dict[str, object] = {}
+    exec(code, glb, ns)  # noqa: S102 - source built from instruction-bit integers only
+    return ns[name]
+

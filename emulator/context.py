@@ -1,0 +1,42 @@
+"""Translation context: everything besides the pc that changes what code
+is generated for an instruction, or how its data accesses translate.
+
+Contexts are interned, so identity comparison works and each one owns its
+block cache and its software TLBs; switching privilege or paging mode just
+switches to another context's dictionaries.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Tuple
+
+CtxKey = Tuple[int, int, bool, int, bool, int, bool, bool]
+
+
+class Ctx:
+    __slots__ = ("key", "priv", "data_priv", "fs_on", "pmlen", "pm_sign", "satp",
+                 "sum", "mxr", "blocks", "insns", "rt", "wt", "xt")
+
+    def __init__(self, key: CtxKey) -> None:
+        self.key = key
+        (self.priv, self.data_priv, self.fs_on, self.pmlen, self.pm_sign,
+         self.satp, self.sum, self.mxr) = key
+        self.blocks: Dict[int, Any] = {}  # pc -> translated block
+        self.insns: Dict[int, Any] = {}  # pc -> interpreter entry
+        # Software TLBs. Keys are virtual page bases with the low bits that a
+        # misaligned access of the size would set left in: see translator.
+        self.rt: Dict[int, Tuple[Any, int]] = {}
+        self.wt: Dict[int, Tuple[Any, int]] = {}
+        self.xt: Dict[int, Tuple[Any, int, int]] = {}
+
+    def flush_tlb(self) -> None:
+        self.rt.clear()
+        self.wt.clear()
+        self.xt.clear()
+
+    def flush_code(self) -> None:
+        self.blocks.clear()
+        self.insns.clear()
+
+    def __repr__(self) -> str:
+        return f"<Ctx priv={self.priv} data_priv={self.data_priv} fs={self.fs_on} pmlen={self.pmlen}>"

@@ -1,0 +1,174 @@
+"""RV64I base integer instructions (unprivileged spec, chapters 2 and 4)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, List
+
+from ..bits import M64
+from . import BRANCH, JUMP, Decoded, Gen, Insn
+from .enc import enc
+
+if TYPE_CHECKING:
+    from ..codegen import Emitter
+
+S64 = 1 << 63
+S32 = 1 << 31
+M32 = 0xFFFFFFFF
+
+
+def w32(expr: str) -> str:
+    """Sign-extend the low 32 bits of ``expr`` to canonical 64-bit (no branches)."""
+    return f"(((({expr}) & {M32}) ^ {S32}) - {S32}) & {M64}"
+
+
+def lui(e: Emitter, d: Decoded) -> None:
+    e.setx(d.rd, str(d.imm & M64))
+
+
+def auipc(e: Emitter, d: Decoded) -> None:
+    e.setx(d.rd, str((d.pc + d.imm) & M64))
+
+
+def jal(e: Emitter, d: Decoded) -> None:
+    e.setx(d.rd, str(d.next_pc))
+    e.jump(str((d.pc + d.imm) & M64))
+
+
+def jalr(e: Emitter, d: Decoded) -> None:
+    t = e.tmp()
+    e.emit(f"{t} = ({e.x(d.rs1)} + {d.imm}) & {M64 - 1}")
+    e.setx(d.rd, str(d.next_pc))
+    e.jump(t)
+
+
+def _branch(cond: str, signed: bool) -> Gen:
+    def gen(e: Emitter, d: Decoded) -> None:
+        a, b = e.x(d.rs1), e.x(d.rs2)
+        if signed:
+            a, b = f"({a} ^ {S64})", f"({b} ^ {S64})"
+        e.branch(f"{a} {cond} {b}", (d.pc + d.imm) & M64)
+    return gen
+
+
+def _load(size: int, signed: bool) -> Gen:
+    def gen(e: Emitter, d: Decoded) -> None:
+        e.load(d.rd, e.ea(d.rs1, d.imm), size, signed)
+    return gen
+
+
+def _store(size: int) -> Gen:
+    mask = (1 << (8 * size)) - 1
+
+    def gen(e: Emitter, d: Decoded) -> None:
+        a = e.ea(d.rs1, d.imm)
+        v = e.x(d.rs2)
+        e.store(a, v if size == 8 or v == "0" else f"{v} & {mask}", size)
+    return gen
+
+
+def _alu_imm(template: str) -> Gen:
+    """``template`` uses {a} (rs1) and {i} (immediate, canonical unsigned)."""
+    def gen(e: Emitter, d: Decoded) -> None:
+        e.setx(d.rd, template.format(a=e.x(d.rs1), i=d.imm & M64, s=d.imm))
+    return gen
+
+
+def _alu(template: str) -> Gen:
+    def gen(e: Emitter, d: Decoded) -> None:
+        e.setx(d.rd, template.format(a=e.x(d.rs1), b=e.x(d.rs2)))
+    return gen
+
+
+def addi(e: Emitter, d: Decoded) -> None:
+    a = e.x(d.rs1)
+    if d.imm == 0:
+        e.setx(d.rd, a)
+    elif a == "0":
+        e.setx(d.rd, str(d.imm & M64))
+    else:
+        e.setx(d.rd, f"({a} + {d.imm}) & {M64}")
+
+
+def _shift_imm(op: str, word: bool) -> Gen:
+    def gen(e: Emitter, d: Decoded) -> None:
+        a = e.x(d.rs1)
+        sh = d.imm
+        if word:
+            if op == "sll":
+                e.setx(d.rd, w32(f"{a} << {sh}"))
+            elif op == "srl":
+                e.setx(d.rd, w32(f"({a} & {M32}) >> {sh}"))
+            else:  # sra
+                e.setx(d.rd, f"((((({a} & {M32}) ^ {S32}) - {S32}) >> {sh})) & {M64}")
+        else:
+            if op == "sll":
+                e.setx(d.rd, f"({a} << {sh}) & {M64}")
+            elif op == "srl":
+                e.setx(d.rd, f"{a} >> {sh}")
+            else:
+                e.setx(d.rd, f"((({a} ^ {S64}) - {S64}) >> {sh}) & {M64}")
+    return gen
+
+
+def fence(e: Emitter, d: Decoded) -> None:
+    # A single hart sees its own accesses in order; harts of one machine run
+    # interleaved in one thread, so FENCE has nothing to wait for.
+    return
+
+
+I, R, S, B, U, J = "I", "R", "S", "B", "U", "J"
+OP_IMM, OP, OP_IMM32, OP32 = 0x13, 0x33, 0x1B, 0x3B
+
+INSNS: List[Insn] = [
+    Insn("lui", *enc(0x37), U, lui),
+    Insn("auipc", *enc(0x17), U, auipc),
+    Insn("jal", *enc(0x6F), J, jal, JUMP),
+    Insn("jalr", *enc(0x67, 0), I, jalr, JUMP),
+    Insn("beq", *enc(0x63, 0), B, _branch("==", False), BRANCH),
+    Insn("bne", *enc(0x63, 1), B, _branch("!=", False), BRANCH),
+    Insn("blt", *enc(0x63, 4), B, _branch("<", True), BRANCH),
+    Insn("bge", *enc(0x63, 5), B, _branch(">=", True), BRANCH),
+    Insn("bltu", *enc(0x63, 6), B, _branch("<", False), BRANCH),
+    Insn("bgeu", *enc(0x63, 7), B, _branch(">=", False), BRANCH),
+    Insn("lb", *enc(0x03, 0), I, _load(1, True)),
+    Insn("lh", *enc(0x03, 1), I, _load(2, True)),
+    Insn("lw", *enc(0x03, 2), I, _load(4, True)),
+    Insn("ld", *enc(0x03, 3), I, _load(8, True)),
+    Insn("lbu", *enc(0x03, 4), I, _load(1, False)),
+    Insn("lhu", *enc(0x03, 5), I, _load(2, False)),
+    Insn("lwu", *enc(0x03, 6), I, _load(4, False)),
+    Insn("sb", *enc(0x23, 0), S, _store(1)),
+    Insn("sh", *enc(0x23, 1), S, _store(2)),
+    Insn("sw", *enc(0x23, 2), S, _store(4)),
+    Insn("sd", *enc(0x23, 3), S, _store(8)),
+    Insn("addi", *enc(OP_IMM, 0), I, addi),
+    Insn("slti", *enc(OP_IMM, 2), I, _alu_imm(f"int(({{a}} ^ {S64}) < ({{i}} ^ {S64}))")),
+    Insn("sltiu", *enc(OP_IMM, 3), I, _alu_imm("int({a} < {i})")),
+    Insn("xori", *enc(OP_IMM, 4), I, _alu_imm("{a} ^ {i}")),
+    Insn("ori", *enc(OP_IMM, 6), I, _alu_imm("{a} | {i}")),
+    Insn("andi", *enc(OP_IMM, 7), I, _alu_imm("{a} & {i}")),
+    Insn("slli", *enc(OP_IMM, 1, funct6=0), "SH6", _shift_imm("sll", False)),
+    Insn("srli", *enc(OP_IMM, 5, funct6=0), "SH6", _shift_imm("srl", False)),
+    Insn("srai", *enc(OP_IMM, 5, funct6=0x10), "SH6", _shift_imm("sra", False)),
+    Insn("add", *enc(OP, 0, 0), R, _alu(f"({{a}} + {{b}}) & {M64}")),
+    Insn("sub", *enc(OP, 0, 0x20), R, _alu(f"({{a}} - {{b}}) & {M64}")),
+    Insn("sll", *enc(OP, 1, 0), R, _alu(f"({{a}} << ({{b}} & 63)) & {M64}")),
+    Insn("slt", *enc(OP, 2, 0), R, _alu(f"int(({{a}} ^ {S64}) < ({{b}} ^ {S64}))")),
+    Insn("sltu", *enc(OP, 3, 0), R, _alu("int({a} < {b})")),
+    Insn("xor", *enc(OP, 4, 0), R, _alu("{a} ^ {b}")),
+    Insn("srl", *enc(OP, 5, 0), R, _alu("{a} >> ({b} & 63)")),
+    Insn("sra", *enc(OP, 5, 0x20), R, _alu(f"((({{a}} ^ {S64}) - {S64}) >> ({{b}} & 63)) & {M64}")),
+    Insn("or", *enc(OP, 6, 0), R, _alu("{a} | {b}")),
+    Insn("and", *enc(OP, 7, 0), R, _alu("{a} & {b}")),
+    Insn("addiw", *enc(OP_IMM32, 0), I, _alu_imm(w32("{a} + {s}"))),
+    Insn("slliw", *enc(OP_IMM32, 1, 0), "SH5", _shift_imm("sll", True)),
+    Insn("srliw", *enc(OP_IMM32, 5, 0), "SH5", _shift_imm("srl", True)),
+    Insn("sraiw", *enc(OP_IMM32, 5, 0x20), "SH5", _shift_imm("sra", True)),
+    Insn("addw", *enc(OP32, 0, 0), R, _alu(w32("{a} + {b}"))),
+    Insn("subw", *enc(OP32, 0, 0x20), R, _alu(w32("{a} - {b}"))),
+    Insn("sllw", *enc(OP32, 1, 0), R, _alu(w32("{a} << ({b} & 31)"))),
+    Insn("srlw", *enc(OP32, 5, 0), R, _alu(w32(f"({{a}} & {M32}) >> ({{b}} & 31)"))),
+    Insn("sraw", *enc(OP32, 5, 0x20), R,
+         _alu(f"(((({{a}} & {M32}) ^ {S32}) - {S32}) >> ({{b}} & 31)) & {M64}")),
+    Insn("fence", *enc(0x0F, 0), I, fence),
+]

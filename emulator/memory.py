@@ -1,0 +1,269 @@
+"""Guest-physical memory: RAM and ROM regions backed by anonymous ``mmap`` and
+MMIO regions whose accesses go to a handler.
+
+Anonymous mappings are committed by the host kernel only when touched, so a
+large idle guest costs little. Aligned accesses from translated code go
+straight to the ``mmap`` through pre-bound ``struct`` functions; everything
+else goes through :meth:`PhysMemory.read` / :meth:`PhysMemory.write`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import mmap
+import struct
+from typing import Callable, List, Optional, Protocol, Set, Tuple
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+PAGE_MASK = PAGE_SIZE - 1
+
+# (size, signed) -> pre-bound unpack_from / pack_into (little-endian)
+_FMT = {1: "B", 2: "H", 4: "I", 8: "Q"}
+UNPACK = {n: struct.Struct("<" + f).unpack_from for n, f in _FMT.items()}
+PACK = {n: struct.Struct("<" + f).pack_into for n, f in _FMT.items()}
+
+
+class BusError(Exception):
+    """No memory (or no writable memory) answers at a physical address."""
+
+    def __init__(self, paddr: int, write: bool) -> None:
+        super().__init__(f"bus error at {paddr:#x} ({'write' if write else 'read'})")
+        self.paddr = paddr
+        self.write = write
+
+
+class MmioHandler(Protocol):
+    def mmio_read(self, offset: int, size: int) -> int: ...
+
+    def mmio_write(self, offset: int, size: int, value: int) -> None: ...
+
+
+class Region:
+    """One contiguous guest-physical range."""
+
+    kind = "?"
+
+    def __init__(self, base: int, size: int, name: str) -> None:
+        if base & PAGE_MASK or size <= 0 or size & PAGE_MASK:
+            raise ValueError("regions must be page aligned and non-empty")
+        self.base = base
+        self.size = size
+        self.end = base + size
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.name} {self.base:#x}-{self.end:#x}>"
+
+
+class RamRegion(Region):
+    """RAM or ROM backed by an anonymous mmap (lazily committed by the host)."""
+
+    kind = "ram"
+
+    def __init__(self, base: int, size: int, name: str, readonly: bool = False,
+                 buf: Optional[mmap.mmap] = None) -> None:
+        super().__init__(base, size, name)
+        self.readonly = readonly
+        self.buf = buf if buf is not None else mmap.mmap(-1, size)
+        # Pages written since the last dirty-log harvest (KVM_MEM_LOG_DIRTY_PAGES).
+        self.dirty_log: Optional[Set[int]] = None
+
+    def close(self) -> None:
+        self.buf.close()
+
+
+class MmioRegion(Region):
+    kind = "mmio"
+
+    def __init__(self, base: int, size: int, name: str, handler: MmioHandler) -> None:
+        super().__init__(base, size, name)
+        self.handler = handler
+
+
+CodeWriteListener = Callable[[int], None]
+
+
+class PhysMemory:
+    """The guest-physical address space of one machine (shared by its harts)."""
+
+    def __init__(self) -> None:
+        self._bases: List[int] = []
+        self._regions: List[Region] = []
+        # Physical page numbers that hold translated code: stores there go
+        # through the slow path and invalidate the blocks built from them.
+        self.code_pages: Set[int] = set()
+        # Bumped whenever a page becomes a code page or the map changes, so
+        # harts drop cached host-page references that may now be stale.
+        self.epoch = 0
+        self._code_listeners: List[CodeWriteListener] = []
+        # Optional fallback for accesses outside every region (the KVM host
+        # turns them into MMIO exits).
+        self.unmapped: Optional[MmioHandler] = None
+        # Watched RAM pages: stores there take the slow path and, once
+        # written, call the watcher (HTIF's tohost lives in such a page).
+        self.watch_pages: Set[int] = set()
+        self.watcher: Optional[Callable[[int, int], None]] = None
+
+    # -- map management -------------------------------------------------
+    def _insert(self, region: Region) -> None:
+        i = bisect.bisect_right(self._bases, region.base)
+        if i > 0 and self._regions[i - 1].end > region.base:
+            raise ValueError(f"{region!r} overlaps {self._regions[i - 1]!r}")
+        if i < len(self._regions) and self._regions[i].base < region.end:
+            raise ValueError(f"{region!r} overlaps {self._regions[i]!r}")
+        self._bases.insert(i, region.base)
+        self._regions.insert(i, region)
+        self.epoch += 1
+
+    def add_ram(self, base: int, size: int, name: str = "ram", readonly: bool = False,
+                buf: Optional[mmap.mmap] = None) -> RamRegion:
+        region = RamRegion(base, size, name, readonly, buf)
+        self._insert(region)
+        return region
+
+    def add_mmio(self, base: int, size: int, handler: MmioHandler, name: str = "mmio") -> MmioRegion:
+        region = MmioRegion(base, size, name, handler)
+        self._insert(region)
+        return region
+
+    def remove(self, region: Region) -> None:
+        i = self._regions.index(region)
+        del self._regions[i]
+        del self._bases[i]
+        self.epoch += 1
+        if isinstance(region, RamRegion):
+            first = region.base >> PAGE_SHIFT
+            for ppn in range(first, region.end >> PAGE_SHIFT):
+                if ppn in self.code_pages:
+                    self._code_written(ppn)
+
+    @property
+    def regions(self) -> Tuple[Region, ...]:
+        return tuple(self._regions)
+
+    def find(self, paddr: int) -> Optional[Region]:
+        i = bisect.bisect_right(self._bases, paddr) - 1
+        if i >= 0:
+            r = self._regions[i]
+            if paddr < r.end:
+                return r
+        return None
+
+    # -- code tracking ----------------------------------------------------
+    def add_code_listener(self, listener: CodeWriteListener) -> None:
+        self._code_listeners.append(listener)
+
+    def remove_code_listener(self, listener: CodeWriteListener) -> None:
+        if listener in self._code_listeners:
+            self._code_listeners.remove(listener)
+
+    def mark_code(self, ppn: int) -> None:
+        if ppn not in self.code_pages:
+            self.code_pages.add(ppn)
+            self.epoch += 1
+
+    def _code_written(self, ppn: int) -> None:
+        self.code_pages.discard(ppn)
+        for listener in list(self._code_listeners):
+            listener(ppn)
+
+    # -- host page references for the TLBs --------------------------------
+    def host_page(self, paddr: int, write: bool) -> Optional[Tuple[mmap.mmap, int]]:
+        """(buffer, offset of the page in it) for direct access, or None if the
+        page needs the slow path (MMIO, ROM write, code page write, dirty log)."""
+        r = self.find(paddr)
+        if not isinstance(r, RamRegion):
+            return None
+        if write:
+            ppn = paddr >> PAGE_SHIFT
+            if r.readonly or ppn in self.code_pages or ppn in self.watch_pages:
+                return None
+            if r.dirty_log is not None:
+                r.dirty_log.add((paddr - r.base) >> PAGE_SHIFT)
+        return r.buf, (paddr & ~PAGE_MASK) - r.base
+
+    # -- slow-path accesses -----------------------------------------------
+    def read(self, paddr: int, size: int) -> int:
+        r = self.find(paddr)
+        if r is None or paddr + size > r.end:
+            if r is None and self.unmapped is not None:
+                return self.unmapped.mmio_read(paddr, size)
+            raise BusError(paddr, False)
+        if isinstance(r, RamRegion):
+            return UNPACK[size](r.buf, paddr - r.base)[0]
+        assert isinstance(r, MmioRegion)
+        return r.handler.mmio_read(paddr - r.base, size)
+
+    def write(self, paddr: int, size: int, value: int) -> None:
+        r = self.find(paddr)
+        if r is None or paddr + size > r.end:
+            if r is None and self.unmapped is not None:
+                self.unmapped.mmio_write(paddr, size, value)
+                return
+            raise BusError(paddr, True)
+        if isinstance(r, RamRegion):
+            if r.readonly:
+                raise BusError(paddr, True)
+            PACK[size](r.buf, paddr - r.base, value & ((1 << (8 * size)) - 1))
+            self._after_write(r, paddr, size)
+            return
+        assert isinstance(r, MmioRegion)
+        r.handler.mmio_write(paddr - r.base, size, value)
+
+    def _after_write(self, r: RamRegion, paddr: int, size: int) -> None:
+        first = paddr >> PAGE_SHIFT
+        last = (paddr + size - 1) >> PAGE_SHIFT
+        for ppn in range(first, last + 1):
+            if r.dirty_log is not None:
+                r.dirty_log.add(ppn - (r.base >> PAGE_SHIFT))
+            if ppn in self.code_pages:
+                self._code_written(ppn)
+            if ppn in self.watch_pages and self.watcher is not None:
+                self.watcher(paddr, size)
+
+    def is_ram(self, paddr: int) -> bool:
+        return isinstance(self.find(paddr), RamRegion)
+
+    # -- bulk access for loaders and the host -----------------------------
+    def _ram_span(self, paddr: int, n: int) -> RamRegion:
+        r = self.find(paddr)
+        if not isinstance(r, RamRegion) or paddr + n > r.end:
+            raise BusError(paddr, False)
+        return r
+
+    def read_bytes(self, paddr: int, n: int) -> bytes:
+        r = self._ram_span(paddr, n)
+        off = paddr - r.base
+        return r.buf[off:off + n]
+
+    def write_bytes(self, paddr: int, data: bytes, force: bool = False) -> None:
+        """Host-side write (loaders, the KVM host); ``force`` writes ROM too."""
+        n = len(data)
+        if n == 0:
+            return
+        r = self._ram_span(paddr, n)
+        if r.readonly and not force:
+            raise BusError(paddr, True)
+        off = paddr - r.base
+        r.buf[off:off + n] = data
+        self._after_write(r, paddr, n)
+
+    def close(self) -> None:
+        for r in self._regions:
+            if isinstance(r, RamRegion):
+                r.close()
+        self._regions.clear()
+        self._bases.clear()
+
+
+def page_offset_delta(buf_page_offset: int, vpage_base: int) -> int:
+    """TLB entries store ``offset_in_buffer - virtual_page_base`` so that the
+    host offset of virtual address ``a`` is simply ``delta + a``."""
+    return buf_page_offset - vpage_base
+
+
+__all__ = [
+    "BusError", "MmioHandler", "MmioRegion", "PhysMemory", "RamRegion", "Region",
+    "PAGE_SHIFT", "PAGE_SIZE", "PAGE_MASK", "UNPACK", "PACK", "page_offset_delta",
+]
