@@ -239,6 +239,7 @@ class Hart:
     def kick(self) -> None:
         """Ask a running :meth:`run` to return at the next block boundary."""
         self._kick = True
+        self.irq_dirty = True
 
     def pending_interrupt(self) -> Optional[int]:
         """The interrupt cause to take now, if any (privileged spec 3.1.9)."""
@@ -332,7 +333,9 @@ class Hart:
     def wfi(self, raw: int, pc: int) -> None:
         if self.priv == PRV_U or (self.priv == PRV_S and self.mstatus & C.MS_TW):
             raise self._illegal(raw, pc)
-        if not self.read_mip() & self.mie:
+        # WFI is a hint: do not stall while any interrupt is pending, even one
+        # disabled in mie (privileged spec 3.3.3; riscv-tests rv64si wfi).
+        if not self.read_mip():
             self.waiting = True
 
     def wrs(self, raw: int, pc: int) -> None:
@@ -861,9 +864,7 @@ class Hart:
         x = self.x
         fr = self.f
         fast = self.engine == "fast"
-        blocks_get: Any = None
         x[0] = 0
-        ctx = None
         self._kick = False
         while True:
             if self.irq_dirty or self.instret >= self._deadline:
@@ -882,21 +883,31 @@ class Hart:
             if remaining <= 0:
                 return Stop("budget")
             lim = min(remaining, self._deadline - self.instret)
-            if ctx is not self.ctx:
-                ctx = self.ctx
-                blocks_get = ctx.blocks.get
-            pc = self.pc
+            stop_at = self.instret + lim
             running: Any = None
             try:
                 if fast:
-                    blk = blocks_get(pc)
-                    if blk is None:
-                        blk = self.translator.translate(pc)
-                    if blk.length <= lim:
+                    # Inner loop: only blocks run here and blocks never change
+                    # the translation context (SYSTEM instructions and traps
+                    # leave it); devices and kick() set irq_dirty to break out.
+                    ctx = self.ctx
+                    blocks_get = ctx.blocks.get
+                    translate = self.translator.translate
+                    while True:
+                        pc = self.pc
+                        blk = blocks_get(pc)
+                        if blk is None:
+                            blk = translate(pc)
+                        left = stop_at - self.instret
+                        if blk.length > left or self.irq_dirty:
+                            break
                         running = blk
-                        self.instret += blk.fn(self, x, fr, lim)
-                        continue
-                self.interp.step()
+                        self.instret += blk.fn(self, x, fr, left)
+                    running = None
+                    if left > 0 and blk.length > left and not self.irq_dirty:
+                        self.interp.step()
+                else:
+                    self.interp.step()
             except Trap as t:
                 self._retire_partial(running, t.pc, False)
                 stop = self.take_trap(t.cause, t.tval, t.pc)

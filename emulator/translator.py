@@ -15,7 +15,7 @@ a branch or jump, at the end of a page, or after MAX_INSNS instructions.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
 from .bits import M64
 from .codegen import Emitter, compile_function
@@ -28,7 +28,9 @@ from .memory import PACK, PAGE_MASK, UNPACK
 if TYPE_CHECKING:
     from .hart import Hart
 
-MAX_INSNS = 64
+MAX_INSNS = 64  # per basic block
+MAX_BLOCKS = 24  # per region
+MAX_REGION_INSNS = 384
 NEVER = 1 << 62  # length of the "no block here" marker: always interpreted
 
 _SIGNED = {n: __import__("struct").Struct("<" + f).unpack_from for n, f in ((1, "b"), (2, "h"), (4, "i"))}
@@ -44,7 +46,7 @@ def _key_mask(size: int) -> int:
 class Block:
     __slots__ = ("fn", "length", "index", "pc", "src")
 
-    def __init__(self, fn: object, length: int, index: Dict[int, Tuple[int, int]], pc: int,
+    def __init__(self, fn: Any, length: int, index: Dict[int, Tuple[int, int]], pc: int,
                  src: str = "") -> None:
         self.fn = fn
         self.length = length
@@ -87,8 +89,8 @@ class BlockEmitter(Emitter):
         self.target = target
         self.ended = True
 
-    def load_value(self, addr: str, size: int, signed: bool) -> str:
-        t, p = self.tmp(), self.tmp()
+    def _load_into(self, dest: str, addr: str, size: int, signed: bool) -> None:
+        p = self.tmp()
         self.emit(f"{p} = RT.get({addr} & {_key_mask(size)})")
         if signed and size < 8:
             fast = f"(S{size}({p}[0], {p}[1] + {addr})[0] & {M64})"
@@ -96,8 +98,20 @@ class BlockEmitter(Emitter):
         else:
             fast = f"{p}[0][{p}[1] + {addr}]" if size == 1 else f"U{size}({p}[0], {p}[1] + {addr})[0]"
             slow = f"H.load_u({addr}, {size}, {self.pc})"
-        self.emit(f"{t} = {fast} if {p} is not None else {slow}")
+        self.emit(f"{dest} = {fast} if {p} is not None else {slow}")
+
+    def load_value(self, addr: str, size: int, signed: bool) -> str:
+        t = self.tmp()
+        self._load_into(t, addr, size, signed)
         return t
+
+    def load(self, rd: int, addr: str, size: int, signed: bool) -> None:
+        if not rd:
+            self.load_value(addr, size, signed)
+            return
+        self.used.add(rd)
+        self.written.add(rd)
+        self._load_into(f"x{rd}", addr, size, signed)
 
     def store(self, addr: str, value: str, size: int) -> None:
         p = self.tmp()
@@ -118,83 +132,121 @@ class Translator:
         self.glb = glb
         self.blocks_built = 0
 
-    def _decode_run(self, pc: int) -> Tuple[List[Decoded], int]:
+    # -- discovery ----------------------------------------------------------
+    def _discover(self, entry: int) -> Tuple[Dict[int, List[Decoded]], int]:
+        """The basic blocks reachable from ``entry`` through direct branches
+        and jumps inside its page: {leader pc: instructions}, and the page's
+        physical page number."""
         h = self.h
         try:
-            buf, delta, ppn = h.fetch_page(pc)
+            buf, delta, ppn = h.fetch_page(entry)
         except Trap as t:
-            t.pc = pc
+            t.pc = entry
             raise
-        page = pc & ~PAGE_MASK
-        out: List[Decoded] = []
-        cur = pc
-        while len(out) < MAX_INSNS:
-            off = cur & PAGE_MASK
-            lo = UNPACK[2](buf, delta + cur)[0]  # type: ignore[arg-type]
-            if lo & 3 == 3:
-                if off > PAGE_MASK - 3:
-                    break  # straddles the page end: the interpreter fetches it
-                raw = UNPACK[4](buf, delta + cur)[0]  # type: ignore[arg-type]
-            else:
-                raw = lo
-            d = decode(raw, cur)
-            if d.insn.kind == SYSTEM:
-                break
-            out.append(d)
-            cur = d.next_pc
-            if d.insn.kind in (BRANCH, JUMP) or cur & ~PAGE_MASK != page:
-                break
-        return out, ppn
+        page = entry & ~PAGE_MASK
+        insn_at: Dict[int, Decoded] = {}
+        leaders = [entry]
+        leader_set = {entry}
+        work = [entry]
+        budget = MAX_REGION_INSNS
+
+        def add_leader(pc: int) -> None:
+            if pc & ~PAGE_MASK == page and pc not in leader_set and len(leader_set) < MAX_BLOCKS:
+                leader_set.add(pc)
+                leaders.append(pc)
+                work.append(pc)
+
+        while work and budget > 0:
+            cur = work.pop()
+            n = 0
+            while budget > 0 and n < MAX_INSNS:
+                if cur in insn_at:
+                    break  # already decoded from another leader
+                if cur & ~PAGE_MASK != page:
+                    break
+                lo = UNPACK[2](buf, delta + cur)[0]
+                if lo & 3 == 3:
+                    if cur & PAGE_MASK > PAGE_MASK - 3:
+                        break  # straddles the page end: the interpreter fetches it
+                    raw = UNPACK[4](buf, delta + cur)[0]
+                else:
+                    raw = lo
+                d = decode(raw, cur)
+                kind = d.insn.kind
+                if kind == SYSTEM:
+                    break
+                insn_at[cur] = d
+                n += 1
+                budget -= 1
+                if kind == BRANCH:
+                    add_leader((d.pc + d.imm) & M64)
+                    add_leader(d.next_pc)
+                    break
+                if kind == JUMP:
+                    if d.insn.name == "jal":
+                        add_leader((d.pc + d.imm) & M64)
+                    break
+                cur = d.next_pc
+                if n == MAX_INSNS:
+                    add_leader(cur)
+        blocks: Dict[int, List[Decoded]] = {}
+        for leader in leaders:
+            run: List[Decoded] = []
+            cur = leader
+            while cur in insn_at and len(run) < MAX_INSNS:
+                d = insn_at[cur]
+                run.append(d)
+                if d.insn.kind in (BRANCH, JUMP):
+                    break
+                cur = d.next_pc
+                if cur in leader_set:
+                    break
+            if run:
+                blocks[leader] = run
+        return blocks, ppn
 
     def translate(self, pc: int) -> Block:
         h = self.h
         ctx = h.ctx
-        insns, ppn = self._decode_run(pc)
-        if not insns:
+        blocks, ppn = self._discover(pc)
+        if pc not in blocks:
             blk = Block(None, NEVER, {}, pc)
         else:
-            blk = self._build(ctx, pc, insns)
+            blk = self._build(ctx, pc, blocks)
         ctx.blocks[pc] = blk
         h.note_code(ctx, pc, ppn)
         self.blocks_built += 1
         return blk
 
-    def _build(self, ctx: Ctx, pc: int, insns: List[Decoded]) -> Block:
-        e = BlockEmitter(ctx)
-        index: Dict[int, Tuple[int, int]] = {}
+    # -- code generation ----------------------------------------------------
+    def _gen_block(self, e: BlockEmitter, insns: List[Decoded],
+                   index: Dict[int, Tuple[int, int]]) -> Tuple[List[str], str]:
+        """Body lines of one basic block and the expression of its successor pc."""
+        e.lines = []
+        e.cond = e.target = e.jump_expr = None
         for i, d in enumerate(insns):
             index[d.pc] = (i, d.next_pc)
             e.begin(d.pc, d.raw, d.length)
             d.insn.gen(e, d)
-        n = len(insns)
-        last = insns[-1]
-        end_pc = last.next_pc
-        loops = (e.cond is not None and e.target == pc) or (e.jump_expr == str(pc))
-        body = e.lines
-        out: List[str] = [f"x{r} = X[{r}]" for r in sorted(e.used)]
-        wb = [f"X[{r}] = x{r}" for r in sorted(e.written)]
-        if loops:
-            out.append("n = 0")
-            out.append(f"lim2 = lim - {n}")
-            out.append("try:")
-            out.append("    while True:")
-            out.extend("        " + line for line in body)
-            out.append(f"        n += {n}")
-            if e.cond is not None:
-                out.append(f"        if not ({e.cond}):")
-                out.append(f"            npc = {end_pc}")
-                out.append("            break")
-            out.append("        if n > lim2:")
-            out.append(f"            npc = {pc}")
-            out.append("            break")
-            out.append("except BaseException:")
-            out.extend("    " + line for line in wb)
-            out.append("    H.exc_done = n")
-            out.append("    raise")
-            out.extend(wb)
-            out.append("H.pc = npc")
-            out.append("return n")
+        end_pc = insns[-1].next_pc
+        if e.cond is not None:
+            nxt = f"{e.target} if {e.cond} else {end_pc}"
+        elif e.jump_expr is not None:
+            nxt = e.jump_expr
         else:
+            nxt = str(end_pc)
+        return e.lines, nxt
+
+    def _build(self, ctx: Ctx, entry: int, blocks: Dict[int, List[Decoded]]) -> Block:
+        e = BlockEmitter(ctx)
+        index: Dict[int, Tuple[int, int]] = {}
+        bodies = {pc: self._gen_block(e, insns, index) for pc, insns in blocks.items()}
+        wb = [f"X[{r}] = x{r}" for r in sorted(e.written)]
+        out: List[str] = [f"x{r} = X[{r}]" for r in sorted(e.used)]
+        body, nxt = bodies[entry]
+        n_entry = len(blocks[entry])
+        if len(blocks) == 1 and str(entry) not in nxt.split():
+            # One straight block that does not come back to itself.
             if body:
                 out.append("try:")
                 out.extend("    " + line for line in body)
@@ -202,16 +254,40 @@ class Translator:
                 out.extend("    " + line for line in wb)
                 out.append("    raise")
             out.extend(wb)
-            if e.cond is not None:
-                out.append(f"H.pc = {e.target} if {e.cond} else {end_pc}")
-            elif e.jump_expr is not None:
-                out.append(f"H.pc = {e.jump_expr}")
-            else:
-                out.append(f"H.pc = {end_pc}")
-            out.append(f"return {n}")
+            out.append(f"H.pc = {nxt}")
+            out.append(f"return {n_entry}")
+            return self._finish(ctx, entry, out, n_entry, index)
+        longest = max(len(insns) for insns in blocks.values())
+        # Region: the blocks in a dispatch loop that runs until control
+        # leaves the region or the next block could overrun the budget.
+        out.append("n = 0")
+        out.append(f"lim2 = lim - {longest}")
+        out.append(f"pc = {entry}")
+        out.append("try:")
+        out.append("    while True:")
+        for k, (pc, (body, nxt)) in enumerate(bodies.items()):
+            out.append(f"        {'if' if k == 0 else 'elif'} pc == {pc}:")
+            out.extend("            " + line for line in body)
+            out.append(f"            n += {len(blocks[pc])}")
+            out.append(f"            pc = {nxt}")
+        out.append("        else:")
+        out.append("            break")
+        out.append("        if n > lim2:")
+        out.append("            break")
+        out.append("except BaseException:")
+        out.extend("    " + line for line in wb)
+        out.append("    H.exc_done = n")
+        out.append("    raise")
+        out.extend(wb)
+        out.append("H.pc = pc")
+        out.append("return n")
+        return self._finish(ctx, entry, out, longest, index)
+
+    def _finish(self, ctx: Ctx, entry: int, lines: List[str], length: int,
+                index: Dict[int, Tuple[int, int]]) -> Block:
         # The context's TLB dictionaries are bound as default arguments
         # (fast locals); they are only ever cleared, never replaced.
-        fn = compile_function("block", "H, X, F, lim, RT=None, WT=None", out, self.glb,
-                              f"<block@{pc:#x}>")
+        fn = compile_function("block", "H, X, F, lim, RT=None, WT=None", lines, self.glb,
+                              f"<block@{entry:#x}>")
         fn.__defaults__ = (ctx.rt, ctx.wt)  # type: ignore[attr-defined]
-        return Block(fn, n, index, pc, "\n".join(out))
+        return Block(fn, length, index, entry, "\n".join(lines))
