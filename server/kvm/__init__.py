@@ -1,0 +1,44 @@
+"""The KVM model of rvkvm: ONE_REG ids, extension tables, ABI/host profiles.
+
+Plain Python objects and errno-style errors (``KvmError``); no gRPC here.
+"""
+
+from .backend import InMemoryVcpuBackend, VcpuRegisterBackend
+from .errors import ENOTSUPP, KvmError
+from .profiles import (
+    DEFAULT_KERNEL,
+    KERNEL_PROFILES,
+    HostProfile,
+    KernelProfile,
+    Platform,
+    VcpuConfig,
+    kernel_profile,
+    platform,
+)
+from .regid import RegId, decode_id, make_id, name_of, parse_name, reg_size, short_name
+from .reglist import OneRegMap, copy_reg_list, reg_list
+
+__all__ = [
+    "DEFAULT_KERNEL",
+    "ENOTSUPP",
+    "KERNEL_PROFILES",
+    "HostProfile",
+    "InMemoryVcpuBackend",
+    "KernelProfile",
+    "KvmError",
+    "OneRegMap",
+    "Platform",
+    "RegId",
+    "VcpuConfig",
+    "VcpuRegisterBackend",
+    "copy_reg_list",
+    "decode_id",
+    "kernel_profile",
+    "make_id",
+    "name_of",
+    "parse_name",
+    "platform",
+    "reg_list",
+    "reg_size",
+    "short_name",
+]

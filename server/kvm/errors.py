@@ -1,0 +1,42 @@
+"""The one error type of the KVM model: an exception that carries a Linux errno."""
+
+from __future__ import annotations
+
+import errno as _errno
+from typing import Optional
+
+# Kernel-internal "not supported" (include/linux/errno.h); it is not in the
+# errno module but leaks to userspace from KVM's FWFT ONE_REG paths.
+ENOTSUPP = 524
+
+_EXTRA_NAMES = {ENOTSUPP: "ENOTSUPP"}
+
+
+def errno_name(code: int) -> str:
+    """Symbolic name of an errno value, e.g. ``ENOENT``."""
+    return _errno.errorcode.get(code) or _EXTRA_NAMES.get(code) or f"E{code}"
+
+
+class KvmError(Exception):
+    """A failed KVM operation, as the ioctl would fail: ``-1`` with ``errno``.
+
+    ``count`` is set where KVM also hands a number back on failure
+    (KVM_GET_REG_LIST's E2BIG writes the needed register count).
+    """
+
+    def __init__(self, errno: int, message: str = "", *, count: Optional[int] = None) -> None:
+        self.errno = errno
+        self.message = message
+        self.count = count
+        super().__init__(errno, message)
+
+    @property
+    def name(self) -> str:
+        return errno_name(self.errno)
+
+    def __str__(self) -> str:
+        text = f"{self.name} ({self.errno})"
+        return f"{text}: {self.message}" if self.message else text
+
+    def __repr__(self) -> str:
+        return f"KvmError({self.name}, {self.message!r})"
