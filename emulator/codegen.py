@@ -55,6 +55,17 @@ class Emitter:
     def setx(self, n: int, expr: str) -> None:
         raise NotImplementedError
 
+    def setx_w(self, n: int, expr: str) -> None:
+        """rd = the low 32 bits of ``expr`` sign-extended (the RV64 "W" rule).
+        A masked value plus a rarely-taken ``if`` is cheaper in CPython
+        than branch-free sign-extension arithmetic."""
+        if not n:
+            self.emit(f"_ = {expr}")
+            return
+        self.setx(n, f"({expr}) & 0xFFFFFFFF")
+        r = self.x(n)
+        self.emit(f"if {r} > 0x7FFFFFFF: {r} |= 0xFFFFFFFF00000000")
+
     def f(self, n: int) -> str:
         return f"F[{n}]"
 

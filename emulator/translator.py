@@ -120,6 +120,13 @@ class BlockEmitter(Emitter):
         self.emit(f"else: P{size}({p}[0], {p}[1] + {addr}, {value})")
 
 
+def _static_targets(d: Decoded) -> Tuple[int, ...]:
+    kind = d.insn.kind
+    if kind == BRANCH or (kind == JUMP and d.insn.name == "jal"):
+        return ((d.pc + d.imm) & M64,)
+    return ()
+
+
 class Translator:
     def __init__(self, hart: Hart) -> None:
         self.h = hart
@@ -220,8 +227,9 @@ class Translator:
 
     # -- code generation ----------------------------------------------------
     def _gen_block(self, e: BlockEmitter, insns: List[Decoded],
-                   index: Dict[int, Tuple[int, int]]) -> Tuple[List[str], str]:
-        """Body lines of one basic block and the expression of its successor pc."""
+                   index: Dict[int, Tuple[int, int]]) -> Tuple[List[str], str, Optional[str]]:
+        """Body lines of one basic block, the expression of its successor pc,
+        and the condition under which it branches back to its own start."""
         e.lines = []
         e.cond = e.target = e.jump_expr = None
         for i, d in enumerate(insns):
@@ -229,13 +237,19 @@ class Translator:
             e.begin(d.pc, d.raw, d.length)
             d.insn.gen(e, d)
         end_pc = insns[-1].next_pc
+        start = insns[0].pc
+        self_cond = None
         if e.cond is not None:
             nxt = f"{e.target} if {e.cond} else {end_pc}"
+            if e.target == start and end_pc != start:
+                self_cond = e.cond
         elif e.jump_expr is not None:
             nxt = e.jump_expr
+            if nxt == str(start):
+                self_cond = "True"
         else:
             nxt = str(end_pc)
-        return e.lines, nxt
+        return e.lines, nxt, self_cond
 
     def _build(self, ctx: Ctx, entry: int, blocks: Dict[int, List[Decoded]]) -> Block:
         e = BlockEmitter(ctx)
@@ -243,9 +257,9 @@ class Translator:
         bodies = {pc: self._gen_block(e, insns, index) for pc, insns in blocks.items()}
         wb = [f"X[{r}] = x{r}" for r in sorted(e.written)]
         out: List[str] = [f"x{r} = X[{r}]" for r in sorted(e.used)]
-        body, nxt = bodies[entry]
+        body, nxt, self_cond = bodies[entry]
         n_entry = len(blocks[entry])
-        if len(blocks) == 1 and str(entry) not in nxt.split():
+        if len(blocks) == 1 and self_cond is None and str(entry) not in nxt.split():
             # One straight block that does not come back to itself.
             if body:
                 out.append("try:")
@@ -258,6 +272,7 @@ class Translator:
             out.append(f"return {n_entry}")
             return self._finish(ctx, entry, out, n_entry, index)
         longest = max(len(insns) for insns in blocks.values())
+        back_targets = {t for pc, insns in blocks.items() for t in _static_targets(insns[-1]) if t <= pc}
         # Region: the blocks in a dispatch loop that runs until control
         # leaves the region or the next block could overrun the budget.
         out.append("n = 0")
@@ -265,11 +280,41 @@ class Translator:
         out.append(f"pc = {entry}")
         out.append("try:")
         out.append("    while True:")
-        for k, (pc, (body, nxt)) in enumerate(bodies.items()):
+        # Loop headers (targets of backward edges) first: the dispatch chain
+        # is a linear series of comparisons.
+        order = sorted(bodies, key=lambda pc: (pc not in back_targets, pc != entry))
+        for k, pc in enumerate(order):
+            body, nxt, self_cond = bodies[pc]
+            length = len(blocks[pc])
             out.append(f"        {'if' if k == 0 else 'elif'} pc == {pc}:")
-            out.extend("            " + line for line in body)
-            out.append(f"            n += {len(blocks[pc])}")
-            out.append(f"            pc = {nxt}")
+            if self_cond is not None:
+                # A block that branches back to itself loops in place.
+                out.append("            while True:")
+                out.extend("                " + line for line in body)
+                out.append(f"                n += {length}")
+                if self_cond == "True":
+                    out.append("                if n <= lim2:")
+                    out.append("                    continue")
+                    out.append(f"                pc = {pc}")
+                else:
+                    out.append(f"                if {self_cond}:")
+                    out.append("                    if n <= lim2:")
+                    out.append("                        continue")
+                    out.append(f"                    pc = {pc}")
+                    out.append("                else:")
+                    out.append(f"                    pc = {blocks[pc][-1].next_pc}")
+                out.append("                break")
+            elif str(pc) in nxt.split():
+                out.append("            while True:")
+                out.extend("                " + line for line in body)
+                out.append(f"                n += {length}")
+                out.append(f"                pc = {nxt}")
+                out.append(f"                if pc != {pc} or n > lim2:")
+                out.append("                    break")
+            else:
+                out.extend("            " + line for line in body)
+                out.append(f"            n += {length}")
+                out.append(f"            pc = {nxt}")
         out.append("        else:")
         out.append("            break")
         out.append("        if n > lim2:")

@@ -79,6 +79,27 @@ def _alu(template: str) -> Gen:
     return gen
 
 
+def _alu_w(template: str) -> Gen:
+    """A "W" operation: ``template`` ({a}, {b}) gives a value whose low 32
+    bits are the result."""
+    def gen(e: Emitter, d: Decoded) -> None:
+        e.setx_w(d.rd, template.format(a=e.x(d.rs1), b=e.x(d.rs2)))
+    return gen
+
+
+def addiw(e: Emitter, d: Decoded) -> None:
+    a = e.x(d.rs1)
+    e.setx_w(d.rd, f"{a} + {d.imm}" if d.imm else a)
+
+
+def add(e: Emitter, d: Decoded) -> None:
+    a, b = e.x(d.rs1), e.x(d.rs2)
+    if a == "0" or b == "0":
+        e.setx(d.rd, b if a == "0" else a)  # mv (c.mv expands to add rd, x0, rs2)
+    else:
+        e.setx(d.rd, f"({a} + {b}) & {M64}")
+
+
 def addi(e: Emitter, d: Decoded) -> None:
     a = e.x(d.rs1)
     if d.imm == 0:
@@ -95,9 +116,11 @@ def _shift_imm(op: str, word: bool) -> Gen:
         sh = d.imm
         if word:
             if op == "sll":
-                e.setx(d.rd, w32(f"{a} << {sh}"))
+                e.setx_w(d.rd, f"{a} << {sh}")
+            elif op == "srl" and sh:
+                e.setx(d.rd, f"({a} & {M32}) >> {sh}")  # bit 31 is clear: no sign to extend
             elif op == "srl":
-                e.setx(d.rd, w32(f"({a} & {M32}) >> {sh}"))
+                e.setx_w(d.rd, a)
             else:  # sra
                 e.setx(d.rd, f"((((({a} & {M32}) ^ {S32}) - {S32}) >> {sh})) & {M64}")
         else:
@@ -150,7 +173,7 @@ INSNS: List[Insn] = [
     Insn("slli", *enc(OP_IMM, 1, funct6=0), "SH6", _shift_imm("sll", False)),
     Insn("srli", *enc(OP_IMM, 5, funct6=0), "SH6", _shift_imm("srl", False)),
     Insn("srai", *enc(OP_IMM, 5, funct6=0x10), "SH6", _shift_imm("sra", False)),
-    Insn("add", *enc(OP, 0, 0), R, _alu(f"({{a}} + {{b}}) & {M64}")),
+    Insn("add", *enc(OP, 0, 0), R, add),
     Insn("sub", *enc(OP, 0, 0x20), R, _alu(f"({{a}} - {{b}}) & {M64}")),
     Insn("sll", *enc(OP, 1, 0), R, _alu(f"({{a}} << ({{b}} & 63)) & {M64}")),
     Insn("slt", *enc(OP, 2, 0), R, _alu(f"int(({{a}} ^ {S64}) < ({{b}} ^ {S64}))")),
@@ -160,14 +183,14 @@ INSNS: List[Insn] = [
     Insn("sra", *enc(OP, 5, 0x20), R, _alu(f"((({{a}} ^ {S64}) - {S64}) >> ({{b}} & 63)) & {M64}")),
     Insn("or", *enc(OP, 6, 0), R, _alu("{a} | {b}")),
     Insn("and", *enc(OP, 7, 0), R, _alu("{a} & {b}")),
-    Insn("addiw", *enc(OP_IMM32, 0), I, _alu_imm(w32("{a} + {s}"))),
+    Insn("addiw", *enc(OP_IMM32, 0), I, addiw),
     Insn("slliw", *enc(OP_IMM32, 1, 0), "SH5", _shift_imm("sll", True)),
     Insn("srliw", *enc(OP_IMM32, 5, 0), "SH5", _shift_imm("srl", True)),
     Insn("sraiw", *enc(OP_IMM32, 5, 0x20), "SH5", _shift_imm("sra", True)),
-    Insn("addw", *enc(OP32, 0, 0), R, _alu(w32("{a} + {b}"))),
-    Insn("subw", *enc(OP32, 0, 0x20), R, _alu(w32("{a} - {b}"))),
-    Insn("sllw", *enc(OP32, 1, 0), R, _alu(w32("{a} << ({b} & 31)"))),
-    Insn("srlw", *enc(OP32, 5, 0), R, _alu(w32(f"({{a}} & {M32}) >> ({{b}} & 31)"))),
+    Insn("addw", *enc(OP32, 0, 0), R, _alu_w("{a} + {b}")),
+    Insn("subw", *enc(OP32, 0, 0x20), R, _alu_w("{a} - {b}")),
+    Insn("sllw", *enc(OP32, 1, 0), R, _alu_w("{a} << ({b} & 31)")),
+    Insn("srlw", *enc(OP32, 5, 0), R, _alu_w(f"({{a}} & {M32}) >> ({{b}} & 31)")),
     Insn("sraw", *enc(OP32, 5, 0x20), R,
          _alu(f"(((({{a}} & {M32}) ^ {S32}) - {S32}) >> ({{b}} & 31)) & {M64}")),
     Insn("fence", *enc(0x0F, 0), I, fence),

@@ -7,7 +7,7 @@ from typing import List
 from ..bits import M64
 from . import Insn
 from .enc import enc
-from .rv64i import _alu, w32
+from .rv64i import _alu, _alu_w
 
 OP, OP32 = 0x33, 0x3B
 
@@ -20,7 +20,7 @@ INSNS: List[Insn] = [
     Insn("divu", *enc(OP, 5, 1), "R", _alu("divu64({a}, {b})")),
     Insn("rem", *enc(OP, 6, 1), "R", _alu("rem64({a}, {b})")),
     Insn("remu", *enc(OP, 7, 1), "R", _alu("remu64({a}, {b})")),
-    Insn("mulw", *enc(OP32, 0, 1), "R", _alu(w32("{a} * {b}"))),
+    Insn("mulw", *enc(OP32, 0, 1), "R", _alu_w("{a} * {b}")),
     Insn("divw", *enc(OP32, 4, 1), "R", _alu("div32({a}, {b})")),
     Insn("divuw", *enc(OP32, 5, 1), "R", _alu("divu32({a}, {b})")),
     Insn("remw", *enc(OP32, 6, 1), "R", _alu("rem32({a}, {b})")),
