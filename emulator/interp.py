@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Tuple
 
 from .bits import M64
 from .codegen import ListEmitter, compile_function
-from .events import CodeModified, Trap
+from .events import CodeModified, GuestExit, Trap
 from .helpers import GLOBALS as HELPERS
 from .isa import GEN_GLOBALS, SYSTEM, Decoded, decode
 
@@ -70,6 +70,9 @@ class Interpreter:
             fn(h, h.x, h.f)
         except CodeModified:
             h.pc = d.next_pc
+        except GuestExit as g:
+            g.pc = d.pc  # resuming re-executes this instruction
+            raise
         h.instret += 1
         if d.insn.kind == SYSTEM:
             h.update_ctx()

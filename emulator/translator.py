@@ -272,7 +272,9 @@ class Translator:
             out.append(f"return {n_entry}")
             return self._finish(ctx, entry, out, n_entry, index)
         longest = max(len(insns) for insns in blocks.values())
-        back_targets = {t for pc, insns in blocks.items() for t in _static_targets(insns[-1]) if t <= pc}
+        back_edges = [(t, insns[-1].pc) for insns in blocks.values()
+                      for t in _static_targets(insns[-1]) if t <= insns[-1].pc]
+        back_targets = {t for t, _ in back_edges}
         # Region: the blocks in a dispatch loop that runs until control
         # leaves the region or the next block could overrun the budget.
         out.append("n = 0")
@@ -280,9 +282,11 @@ class Translator:
         out.append(f"pc = {entry}")
         out.append("try:")
         out.append("    while True:")
-        # Loop headers (targets of backward edges) first: the dispatch chain
-        # is a linear series of comparisons.
-        order = sorted(bodies, key=lambda pc: (pc not in back_targets, pc != entry))
+        # The dispatch chain is a linear series of comparisons: blocks in the
+        # most deeply nested loops (address ranges closed by backward edges)
+        # come first, loop headers before the rest of their loop.
+        depth = {pc: sum(1 for lo, hi in back_edges if lo <= pc <= hi) for pc in bodies}
+        order = sorted(bodies, key=lambda pc: (-depth[pc], pc not in back_targets, pc))
         for k, pc in enumerate(order):
             body, nxt, self_cond = bodies[pc]
             length = len(blocks[pc])
