@@ -33,6 +33,16 @@ class CodeModified(Exception):
         self.pc = pc
 
 
+class StepInstead(Exception):
+    """A translated block reached an access that must run with an exact
+    instruction count (device MMIO): the block stops before the instruction
+    at ``pc`` and the interpreter executes it."""
+
+    def __init__(self, pc: int = 0) -> None:
+        super().__init__(pc)
+        self.pc = pc
+
+
 class Stop:
     """Why :meth:`Hart.run` returned.
 

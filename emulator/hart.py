@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from . import csr as C
 from .bits import M64
 from .context import Ctx
-from .events import CodeModified, GuestExit, Stop, Trap
+from .events import CodeModified, GuestExit, StepInstead, Stop, Trap
 from .memory import PAGE_MASK, PAGE_SHIFT, BusError, PhysMemory
 
 PRV_U, PRV_S, PRV_M = C.PRV_U, C.PRV_S, C.PRV_M
@@ -83,6 +83,8 @@ class Hart:
         self.sbi_timecmp = NO_DEADLINE  # supervisor timer emulated by an SBI host
         self._deadline = 0  # instret at which to re-check the timers
         self.reservation: Optional[Tuple[int, int]] = None
+        self._in_block = False  # translated code is running (see StepInstead)
+        self._step_next = False  # run the next instruction on the interpreter
         # block bookkeeping (filled by the translator)
         self.exc_done = 0
         self._code: Dict[int, List[Tuple[Ctx, int]]] = {}  # ppn -> [(ctx, pc)]
@@ -129,6 +131,7 @@ class Hart:
         self.pmpaddr = [0] * 64
         self.cycle_offset = 0
         self.instret_offset = 0
+        self._frozen = {0: 0, 2: 0}  # counter values held while mcountinhibit stops them
 
     def set_fs_dirty(self) -> None:
         self.mstatus |= C.MS_FS | C.MS_SD
@@ -234,7 +237,14 @@ class Hart:
             self.irq_lines |= 1 << bit
         else:
             self.irq_lines &= ~(1 << bit)
+        self.interrupts_changed()
+
+    def interrupts_changed(self) -> None:
+        """Interrupt state changed (a device, a timer compare): re-check before
+        the next instruction. A store that caused it ends its block, so both
+        engines take the interrupt at the same instruction boundary."""
         self.irq_dirty = True
+        self.code_dirty = True
 
     def kick(self) -> None:
         """Ask a running :meth:`run` to return at the next block boundary."""
@@ -367,6 +377,21 @@ class Hart:
             return False
         return self.priv == PRV_S or bool((self.scounteren >> bit) & 1)
 
+    def _counter(self, bit: int) -> int:
+        """mcycle (bit 0) or minstret (bit 2): one cycle per instruction."""
+        if self.mcountinhibit >> bit & 1:
+            return self._frozen[bit]
+        return (self.instret + (self.cycle_offset if bit == 0 else self.instret_offset)) & M64
+
+    def _set_counter(self, bit: int, value: int, pending: int) -> None:
+        """Make the counter read ``value`` after ``pending`` more instructions retire."""
+        if self.mcountinhibit >> bit & 1:
+            self._frozen[bit] = value & M64
+        elif bit == 0:
+            self.cycle_offset = (value - self.instret - pending) & M64
+        else:
+            self.instret_offset = (value - self.instret - pending) & M64
+
     def _fs_check(self, raw: int, pc: int) -> None:
         if not self.mstatus & C.MS_FS:
             raise self._illegal(raw, pc)
@@ -382,11 +407,11 @@ class Hart:
             if not self._counter_allowed(num - C.CYCLE):
                 raise self._illegal(raw, pc)
             if num == C.CYCLE:
-                return (self.instret + self.cycle_offset) & M64
+                return self._counter(0)
             if num == C.TIME:
                 return self.time() & M64
             if num == C.INSTRET:
-                return (self.instret + self.instret_offset) & M64
+                return self._counter(2)
             return 0
         v = self._csr_get(num)
         if v is None:
@@ -413,9 +438,9 @@ class Hart:
                 return None
             return self.stimecmp
         if num == C.MCYCLE:
-            return (self.instret + self.cycle_offset) & M64
+            return self._counter(0)
         if num == C.MINSTRET:
-            return (self.instret + self.instret_offset) & M64
+            return self._counter(2)
         if C.MHPMCOUNTER3 <= num <= C.MHPMCOUNTER31 or C.MHPMEVENT3 <= num <= C.MHPMEVENT31:
             return 0
         if C.PMPCFG0 <= num <= C.PMPCFG15:
@@ -515,10 +540,22 @@ class Hart:
         elif num == C.STIMECMP:
             self.stimecmp = v
         elif num == C.MCYCLE:
-            self.cycle_offset = (v - self.instret) & M64
+            self._set_counter(0, v, 0)
         elif num == C.MINSTRET:
             # The write happens instead of this instruction's increment.
-            self.instret_offset = (v - self.instret - 1) & M64
+            self._set_counter(2, v, 1)
+        elif num == C.MCOUNTINHIBIT:
+            # CY (bit 0) and IR (bit 2) stop their counters; the others are read-only 0.
+            new = v & 0b101
+            for bit in (0, 2):
+                stopping = new >> bit & 1 and not self.mcountinhibit >> bit & 1
+                starting = self.mcountinhibit >> bit & 1 and not new >> bit & 1
+                if stopping:
+                    self._frozen[bit] = self._counter(bit)
+                elif starting:
+                    self.mcountinhibit &= ~(1 << bit)
+                    self._set_counter(bit, self._frozen[bit], 1)
+            self.mcountinhibit = new
         elif C.PMPCFG0 <= num <= C.PMPCFG15:
             self._write_pmpcfg(num - C.PMPCFG0, v)
         elif C.PMPADDR0 <= num <= C.PMPADDR63:
@@ -689,11 +726,8 @@ class Hart:
     def load_u(self, va: int, size: int, pc: int) -> int:
         try:
             return self._load(va, size)
-        except Trap as t:
+        except (Trap, GuestExit, StepInstead) as t:
             t.pc = pc
-            raise
-        except GuestExit as g:
-            g.pc = pc
             raise
 
     def load_s(self, va: int, size: int, pc: int) -> int:
@@ -709,6 +743,8 @@ class Hart:
                     value |= self._load((va + i) & M64, 1) << (8 * i)
                 return value
         pa = self._phys(va, LOAD)
+        if self._in_block and not self.mem.is_ram(pa):
+            raise StepInstead()
         try:
             value = self.mem.read(pa, size)
         except BusError:
@@ -725,11 +761,8 @@ class Hart:
     def store(self, va: int, size: int, value: int, pc: int) -> None:
         try:
             self._store(va, size, value)
-        except Trap as t:
+        except (Trap, GuestExit, StepInstead) as t:
             t.pc = pc
-            raise
-        except GuestExit as g:
-            g.pc = pc
             raise
         if self.code_dirty:
             self.code_dirty = False
@@ -746,6 +779,8 @@ class Hart:
                     self._write_phys(pa, 1, (value >> (8 * i)) & 0xFF, (va + i) & M64)
                 return
         pa = self._phys(va, STORE)
+        if self._in_block and not self.mem.is_ram(pa):
+            raise StepInstead()
         self._write_phys(pa, size, value, va)
         self._fill(self.ctx.wt, va, pa, True)
 
@@ -886,13 +921,14 @@ class Hart:
             stop_at = self.instret + lim
             running: Any = None
             try:
-                if fast:
+                if fast and not self._step_next:
                     # Inner loop: only blocks run here and blocks never change
                     # the translation context (SYSTEM instructions and traps
                     # leave it); devices and kick() set irq_dirty to break out.
                     ctx = self.ctx
                     blocks_get = ctx.blocks.get
                     translate = self.translator.translate
+                    self._in_block = True
                     while True:
                         pc = self.pc
                         blk = blocks_get(pc)
@@ -903,19 +939,29 @@ class Hart:
                             break
                         running = blk
                         self.instret += blk.fn(self, x, fr, left)
-                    running = None
+                        running = None
+                    self._in_block = False
                     if left > 0 and blk.length > left and not self.irq_dirty:
                         self.interp.step()
                 else:
+                    self._step_next = False
                     self.interp.step()
+            except StepInstead as si:
+                self._in_block = False
+                self._retire_partial(running, si.pc, False)
+                self.pc = si.pc
+                self._step_next = True
             except Trap as t:
+                self._in_block = False
                 self._retire_partial(running, t.pc, False)
                 stop = self.take_trap(t.cause, t.tval, t.pc)
                 if stop is not None:
                     return stop
             except CodeModified as cm:
+                self._in_block = False
                 self._retire_partial(running, cm.pc, True)
             except GuestExit as g:
+                self._in_block = False
                 self._retire_partial(running, g.pc, False)
                 self.pc = g.pc
                 return Stop("exit", event=g)

@@ -56,7 +56,7 @@ class Clint:
             new = (now & ~mask) | ((value << shift) & mask)
             for h in self.harts:
                 h.time_skip += new - now
-                h.irq_dirty = True
+                h.interrupts_changed()
             return
         i, sub = divmod(offset - 0x4000, 8)
         if i < len(self.harts):
@@ -64,7 +64,7 @@ class Clint:
             shift = 8 * sub
             mask = ((1 << (8 * size)) - 1) << shift
             h.mtimecmp = (h.mtimecmp & ~mask & ((1 << 64) - 1)) | ((value << shift) & mask)
-            h.irq_dirty = True
+            h.interrupts_changed()
 
 
 class Htif:
