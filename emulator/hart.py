@@ -35,6 +35,11 @@ PTE_N = 1 << 63
 PTE_PBMT_SHIFT = 61
 PTE_RESERVED = 0x7F << 54
 
+# SPMP entries behind siselect 0x100-0x13F (Sscsrind) and their writable cfg bits:
+# R W X A L U SHARED.
+SPMP_SELECT, SPMP_ENTRIES = 0x100, 64
+SPMPCFG_WMASK = 0x39F
+
 # What each CBO needs enabled in *envcfg (Zicbom/Zicboz).
 CBO_BLOCK = 64
 
@@ -124,6 +129,9 @@ class Hart:
         self.satp = 0
         self.scounteren = 0
         self.senvcfg = 0
+        self.siselect = 0
+        self.spmpaddr = [0] * SPMP_ENTRIES
+        self.spmpcfg = [0] * SPMP_ENTRIES
         self.stimecmp = M64
         self.fflags = 0
         self.frm = 0
@@ -433,6 +441,13 @@ class Hart:
             if self.priv == PRV_S and self.mstatus & C.MS_TVM:
                 return None
             return self.satp
+        if num == C.SISELECT:
+            return self.siselect
+        if num in (C.SIREG, C.SIREG2):
+            i = self._spmp_index()
+            if i is None:
+                return None
+            return self.spmpaddr[i] if num == C.SIREG else self.spmpcfg[i]
         if num == C.STIMECMP:
             if self.priv < PRV_M and not (self.mcounteren & 2 and self.menvcfg & C.ENV_STCE):
                 return None
@@ -454,6 +469,11 @@ class Hart:
         if isinstance(attr, int):
             return attr if attr >= 0 else self.hartid
         return int(getattr(self, str(attr)))
+
+    def _spmp_index(self) -> Optional[int]:
+        # Other siselect values select nothing: access is illegal (Sscsrind 2.2).
+        i = self.siselect - SPMP_SELECT
+        return i if 0 <= i < SPMP_ENTRIES else None
 
     def _mstatus_read(self) -> int:
         ms = self.mstatus & ~C.MS_SD
@@ -539,6 +559,16 @@ class Hart:
                 self.satp = v & ((0xF << 60) | (0xFFFF << 44) | ((1 << 44) - 1))
         elif num == C.STIMECMP:
             self.stimecmp = v
+        elif num == C.SISELECT:
+            self.siselect = v & 0xFFF
+        elif num in (C.SIREG, C.SIREG2):
+            # SPMP registers are kept (riscv-tests rv64si spmp*) but do not
+            # restrict accesses: no SPMP checking is implemented.
+            i = self._spmp_index()
+            if i is not None and num == C.SIREG:
+                self.spmpaddr[i] = v & ((1 << 54) - 1)
+            elif i is not None:
+                self.spmpcfg[i] = v & SPMPCFG_WMASK
         elif num == C.MCYCLE:
             self._set_counter(0, v, 0)
         elif num == C.MINSTRET:
@@ -627,7 +657,7 @@ class Hart:
         while True:
             pte_addr = a + ((va >> (PAGE_SHIFT + 9 * level)) & 511) * 8
             try:
-                pte = mem.read(pte_addr, 8)
+                pte = mem.read_ram(pte_addr, 8)
             except BusError:
                 raise Trap(_ACCESS_FAULT[access], va) from None
             if not pte & PTE_V or (pte & (PTE_R | PTE_W)) == PTE_W or pte & PTE_RESERVED:
@@ -671,7 +701,7 @@ class Hart:
             # Svadu: update A/D atomically (single-threaded here); the PTE
             # is re-read so a concurrent change is not lost.
             try:
-                cur = mem.read(pte_addr, 8)
+                cur = mem.read_ram(pte_addr, 8)
                 if cur != pte:
                     return self.translate(va, access, priv)
                 mem.write(pte_addr, 8, pte | need)
@@ -900,7 +930,6 @@ class Hart:
         fr = self.f
         fast = self.engine == "fast"
         x[0] = 0
-        self._kick = False
         while True:
             if self.irq_dirty or self.instret >= self._deadline:
                 stop = self._check_interrupts()
@@ -954,6 +983,7 @@ class Hart:
             except Trap as t:
                 self._in_block = False
                 self._retire_partial(running, t.pc, False)
+                target -= 1  # a trap entry uses budget too: trap loops cannot hang run()
                 stop = self.take_trap(t.cause, t.tval, t.pc)
                 if stop is not None:
                     return stop

@@ -195,6 +195,13 @@ class PhysMemory:
         assert isinstance(r, MmioRegion)
         return r.handler.mmio_read(paddr - r.base, size)
 
+    def read_ram(self, paddr: int, size: int) -> int:
+        """A read that only RAM may answer (page-table walks are never MMIO)."""
+        r = self.find(paddr)
+        if not isinstance(r, RamRegion) or paddr + size > r.end:
+            raise BusError(paddr, False)
+        return UNPACK[size](r.buf, paddr - r.base)[0]
+
     def write(self, paddr: int, size: int, value: int) -> None:
         r = self.find(paddr)
         if r is None or paddr + size > r.end:

@@ -271,58 +271,85 @@ class Translator:
             out.append(f"H.pc = {nxt}")
             out.append(f"return {n_entry}")
             return self._finish(ctx, entry, out, n_entry, index)
-        longest = max(len(insns) for insns in blocks.values())
+        total = sum(len(insns) for insns in blocks.values())
         back_edges = [(t, insns[-1].pc) for insns in blocks.values()
                       for t in _static_targets(insns[-1]) if t <= insns[-1].pc]
         back_targets = {t for t, _ in back_edges}
         # Region: the blocks in a dispatch loop that runs until control
-        # leaves the region or the next block could overrun the budget.
+        # leaves the region or the budget could be overrun. Along forward
+        # edges each block runs at most once, so the budget is checked only
+        # after backward or computed transfers, with ``total`` instructions
+        # of slack.
         out.append("n = 0")
-        out.append(f"lim2 = lim - {longest}")
+        out.append(f"lim2 = lim - {total}")
         out.append(f"pc = {entry}")
         out.append("try:")
         out.append("    while True:")
-        # The dispatch chain is a linear series of comparisons: blocks in the
-        # most deeply nested loops (address ranges closed by backward edges)
-        # come first, loop headers before the rest of their loop.
+        # Dispatch: blocks of the innermost loops first in a linear chain,
+        # then a binary search over the remaining block addresses.
         depth = {pc: sum(1 for lo, hi in back_edges if lo <= pc <= hi) for pc in bodies}
-        order = sorted(bodies, key=lambda pc: (-depth[pc], pc not in back_targets, pc))
-        for k, pc in enumerate(order):
+        deepest = max(depth.values())
+        hot = sorted((pc for pc in bodies if deepest and depth[pc] == deepest),
+                     key=lambda pc: (pc not in back_targets, pc))[:4]
+        rest = sorted(pc for pc in bodies if pc not in hot)
+
+        def arm(pc: int, ind: str) -> None:
             body, nxt, self_cond = bodies[pc]
             length = len(blocks[pc])
-            out.append(f"        {'if' if k == 0 else 'elif'} pc == {pc}:")
             if self_cond is not None:
                 # A block that branches back to itself loops in place.
-                out.append("            while True:")
-                out.extend("                " + line for line in body)
-                out.append(f"                n += {length}")
+                out.append(ind + "while True:")
+                out.extend(ind + "    " + line for line in body)
+                out.append(ind + f"    n += {length}")
                 if self_cond == "True":
-                    out.append("                if n <= lim2:")
-                    out.append("                    continue")
-                    out.append(f"                pc = {pc}")
+                    out.append(ind + "    if n <= lim2:")
+                    out.append(ind + "        continue")
+                    out.append(ind + f"    pc = {pc}")
                 else:
-                    out.append(f"                if {self_cond}:")
-                    out.append("                    if n <= lim2:")
-                    out.append("                        continue")
-                    out.append(f"                    pc = {pc}")
-                    out.append("                else:")
-                    out.append(f"                    pc = {blocks[pc][-1].next_pc}")
-                out.append("                break")
-            elif str(pc) in nxt.split():
-                out.append("            while True:")
-                out.extend("                " + line for line in body)
-                out.append(f"                n += {length}")
-                out.append(f"                pc = {nxt}")
-                out.append(f"                if pc != {pc} or n > lim2:")
-                out.append("                    break")
-            else:
-                out.extend("            " + line for line in body)
-                out.append(f"            n += {length}")
-                out.append(f"            pc = {nxt}")
-        out.append("        else:")
-        out.append("            break")
-        out.append("        if n > lim2:")
-        out.append("            break")
+                    out.append(ind + f"    if {self_cond}:")
+                    out.append(ind + "        if n <= lim2:")
+                    out.append(ind + "            continue")
+                    out.append(ind + f"        pc = {pc}")
+                    out.append(ind + "    else:")
+                    out.append(ind + f"        pc = {blocks[pc][-1].next_pc}")
+                out.append(ind + "    break")
+                out.append(ind + "if n > lim2:")
+                out.append(ind + "    break")
+                return
+            out.extend(ind + line for line in body)
+            out.append(ind + f"n += {length}")
+            out.append(ind + f"pc = {nxt}")
+            targets = _static_targets(blocks[pc][-1])
+            computed = blocks[pc][-1].insn.kind == JUMP and not targets
+            if computed or any(t <= pc for t in targets):
+                out.append(ind + "if n > lim2:")
+                out.append(ind + "    break")
+
+        def tree(pcs: List[int], ind: str) -> None:
+            if len(pcs) <= 3:
+                for k, pc in enumerate(pcs):
+                    out.append(ind + f"{'if' if k == 0 else 'elif'} pc == {pc}:")
+                    arm(pc, ind + "    ")
+                out.append(ind + "else:")
+                out.append(ind + "    break")
+                return
+            mid = pcs[len(pcs) // 2]
+            out.append(ind + f"if pc < {mid}:")
+            tree(pcs[:len(pcs) // 2], ind + "    ")
+            out.append(ind + "else:")
+            tree(pcs[len(pcs) // 2:], ind + "    ")
+
+        ind = "        "
+        for k, pc in enumerate(hot):
+            out.append(ind + f"{'if' if k == 0 else 'elif'} pc == {pc}:")
+            arm(pc, ind + "    ")
+        if hot:
+            out.append(ind + "else:")
+            ind += "    "
+        if rest:
+            tree(rest, ind)
+        else:
+            out.append(ind + "break")
         out.append("except BaseException:")
         out.extend("    " + line for line in wb)
         out.append("    H.exc_done = n")
@@ -330,7 +357,7 @@ class Translator:
         out.extend(wb)
         out.append("H.pc = pc")
         out.append("return n")
-        return self._finish(ctx, entry, out, longest, index)
+        return self._finish(ctx, entry, out, total, index)
 
     def _finish(self, ctx: Ctx, entry: int, lines: List[str], length: int,
                 index: Dict[int, Tuple[int, int]]) -> Block:

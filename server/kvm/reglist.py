@@ -657,13 +657,10 @@ class OneRegMap:
             return 1 if state.enabled else 0
         if field == 1:
             return state.flags
-        bits = self.backend.get_hyp(feature.word) & feature.mask
-        for enc in feature.encodings:
-            if enc.bits == bits:
-                return enc.value
-        if feature.decode_other is None:
+        value = feature.decode(self.backend.get_hyp(feature.word) & feature.mask)
+        if value is None:
             raise KvmError(sbi_error_to_errno(SBI_ERR_FAILURE), f"{feature.name} field unreadable")
-        return feature.decode_other
+        return value
 
     def _set_sbi_state(self, rid: RegId, data: bytes) -> None:
         value = _to_int(data)

@@ -167,6 +167,13 @@ class FwftFeature:
     decode_other: Optional[int] = None
     reset_value: int = 0
 
+    def decode(self, bits: int) -> Optional[int]:
+        """SBI value of the field ``bits`` (already masked); None: SBI FAILURE."""
+        for enc in self.encodings:
+            if enc.bits == bits:
+                return enc.value
+        return self.decode_other
+
     def first_reg(self) -> int:
         if self.slot is None:
             raise ValueError(f"{self.name} has no ONE_REG registers")

@@ -1,0 +1,41 @@
+"""The system object: what ``/dev/kvm`` answers before any VM exists.
+
+``KvmSystem`` has one method per system ioctl (``get_api_version``,
+``check_extension`` (see ``caps``), ``get_vcpu_mmap_size``, ``create_vm``).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .caps import check_extension
+from .profiles import DEFAULT_KERNEL, HostProfile, kernel_profile, platform
+from .vm import Vm
+
+KVM_API_VERSION = 12
+PAGE_SIZE = 4096
+# kvm_run page + coalesced-MMIO page
+KVM_VCPU_MMAP_SIZE = 2 * PAGE_SIZE
+
+class KvmSystem:
+    """``/dev/kvm`` of the emulated host."""
+
+    def __init__(self, host: Optional[HostProfile] = None, engine: str = "fast") -> None:
+        self.host = host or HostProfile.default()
+        self.engine = engine
+
+    def get_api_version(self) -> int:
+        return KVM_API_VERSION
+
+    def check_extension(self, cap: int) -> int:
+        return check_extension(cap, self.host)
+
+    def get_vcpu_mmap_size(self) -> int:
+        return KVM_VCPU_MMAP_SIZE
+
+    def create_vm(self, machine_type: int = 0, profile: str = DEFAULT_KERNEL,
+                  host: Optional[HostProfile] = None) -> Vm:
+        """KVM_CREATE_VM; RISC-V ignores the machine type. ``profile`` names
+        the kernel ABI (``kernel_profile``), ``host`` overrides the host."""
+        kernel_profile(profile)  # unknown names raise ValueError early
+        return Vm(platform(profile, host or self.host), engine=self.engine)

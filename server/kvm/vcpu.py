@@ -1,0 +1,623 @@
+"""A KVM vCPU: an emulator hart in S-mode, the Python host as its M/HS mode.
+
+``Vcpu`` has one method per vCPU ioctl (``run``, ``get_one_reg``,
+``set_one_reg``, ``get_reg_list``, ``interrupt``, ``get_mp_state``,
+``set_mp_state``, ``set_guest_debug``) plus ``kick`` (immediate_exit and a
+signal in one). The hart runs with ``intercept_mtraps``: traps KVM delegates
+(``medeleg``/``mideleg`` = hedeleg/hideleg) go straight to the guest's
+stvec; every other trap stops ``Hart.run`` and is handled here as KVM's
+``kvm_riscv_vcpu_exit`` does (kvm-riscv-uapi.md section 11).
+
+Threads: ``run`` and the register ioctls hold the vCPU mutex, as KVM does;
+``interrupt``, ``kick`` and the requests other vCPUs make (IPI, HSM start,
+remote fences, power off) are asynchronous: they queue a request, wake the
+vCPU and kick its hart, and the vCPU applies them in its own thread.
+
+Idle: a vCPU in WFI with nothing pending and no timer armed, or a powered
+off vCPU, sleeps in ``run`` until something wakes it (interrupt, IPI, HSM
+start, kick) or ``idle_timeout`` seconds pass, then returns an ``IntrExit``
+(``why="idle"``). With an armed timer there is no sleep: guest time is
+deterministic (it advances with retired instructions) and WFI skips ahead to
+the deadline.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from typing import TYPE_CHECKING, Callable, List, Optional, Set, Tuple
+
+from emulator import csr as C
+from emulator.events import GuestExit, Stop, Trap
+from emulator.hart import FETCH, LOAD, NO_DEADLINE, PRV_S, STORE, Hart
+
+from . import exits as X
+from .backend import HEDELEG_DEFAULT
+from .errors import KvmError
+from .fwft import fwft_reset
+from .hart_backend import SEIP_BIT, HartBackend
+from .insn import decode_mem_insn, sign_extend
+from .profiles import ISA_BY_NAME_ID
+from .reglist import OneRegMap
+from .sbi import REQ_FENCE_I, REQ_IPI, REQ_SFENCE_VMA, handle_ecall
+from .sbi_ext import FWFT_FEATURES
+
+if TYPE_CHECKING:
+    from .vm import Vm
+
+U64_MASK = (1 << 64) - 1
+
+# KVM_MP_STATE_* (RISC-V uses RUNNABLE and STOPPED; INIT_RECEIVED resets).
+KVM_MP_STATE_RUNNABLE = 0
+KVM_MP_STATE_INIT_RECEIVED = 2
+KVM_MP_STATE_STOPPED = 5
+
+# KVM_INTERRUPT arguments (struct kvm_interrupt.irq).
+KVM_INTERRUPT_SET = 0xFFFF_FFFF
+KVM_INTERRUPT_UNSET = 0xFFFF_FFFE
+
+KVM_GUESTDBG_ENABLE = 1
+HEDELEG_BREAKPOINT = 1 << C.CAUSE_BREAKPOINT
+# hideleg = VSSIP | VSTIP | VSEIP; on a hart without H the S bits stand for them.
+HIDELEG_DEFAULT = C.SSIP | C.STIP | C.SEIP
+# The guest reads time, cycle and instret directly (hcounteren).
+GUEST_COUNTERS = 0x7
+
+DEFAULT_BUDGET = 500_000  # instructions per run() call
+DEFAULT_IDLE_TIMEOUT = 0.1  # seconds a run() call sleeps while idle
+SLICE = 1 << 20
+
+_ACCESS_FAULT = {FETCH: C.CAUSE_FETCH_ACCESS, LOAD: C.CAUSE_LOAD_ACCESS,
+                 STORE: C.CAUSE_STORE_ACCESS}
+
+# Traps KVM redirects into the guest when they reach it undelegated.
+_REDIRECTED = frozenset({
+    C.CAUSE_MISALIGNED_FETCH, C.CAUSE_FETCH_ACCESS, C.CAUSE_ILLEGAL,
+    C.CAUSE_MISALIGNED_LOAD, C.CAUSE_LOAD_ACCESS, C.CAUSE_MISALIGNED_STORE,
+    C.CAUSE_STORE_ACCESS,
+})
+
+_PMLEN = next(f for f in FWFT_FEATURES if f.name == "POINTER_MASKING_PMLEN")
+
+_FIRST_RUN_ENVCFG: Tuple[Tuple[str, int], ...] = (
+    ("SVPBMT", C.ENV_PBMTE),
+    ("SSTC", C.ENV_STCE),
+    ("ZICBOM", C.ENV_CBIE | C.ENV_CBCFE),
+    ("ZICBOZ", C.ENV_CBZE),
+)
+
+
+class MmioAccess(GuestExit):
+    """A guest load/store outside every memory slot (raised by the VM's
+    ``PhysMemory.unmapped`` handler; the hart stops before the instruction)."""
+
+    def __init__(self, phys_addr: int, size: int, is_write: bool, value: int = 0) -> None:
+        super().__init__(phys_addr, size, is_write)
+        self.phys_addr = phys_addr
+        self.size = size
+        self.is_write = is_write
+        self.value = value
+
+
+class CsrAccess(GuestExit):
+    """A CSR access KVM hands to userspace (raised by a hart CSR hook)."""
+
+    def __init__(self, csr_num: int, new_value: int, write_mask: int) -> None:
+        super().__init__(csr_num)
+        self.csr_num = csr_num
+        self.new_value = new_value
+        self.write_mask = write_mask
+
+
+def _has(isa: Set[int], name: str) -> bool:
+    return ISA_BY_NAME_ID[name] in isa
+
+
+class Vcpu:
+    """One vCPU of a ``Vm`` (created by ``Vm.create_vcpu``)."""
+
+    def __init__(self, vm: Vm, vcpu_id: int, runnable: bool) -> None:
+        self.vm = vm
+        self.id = vcpu_id
+        plat = vm.platform
+        self.hart = Hart(vm.memory, hartid=vcpu_id, engine=vm.engine, misaligned="trap",
+                         pmlens=vm.host_pmlens)
+        self.hart.intercept_mtraps = True
+        self.config = plat.new_vcpu_config()
+        self.backend = HartBackend(self)
+        self.onereg = OneRegMap(plat, self.config, self.backend)
+        self.mp_state = KVM_MP_STATE_RUNNABLE if runnable else KVM_MP_STATE_STOPPED
+        self.guest_debug = False
+        self.idle = False  # sleeping in run() (HSM reports SUSPENDED)
+        self._mutex = threading.Lock()  # the vCPU ioctl lock
+        self._lock = threading.Lock()  # guards the request fields below
+        self._wake = threading.Event()
+        self._kick = False
+        self._requests = 0
+        self._seip: Optional[bool] = None
+        self._start: Optional[Tuple[int, int]] = None  # SBI reset: (pc, a1)
+        self._completion: Optional[Callable[[], None]] = None
+        self._last_exit: Optional[X.Exit] = None
+        self._configured = False
+        self._envcfg = 0  # henvcfg bits computed at the first run
+        self._traps = 0
+        self._trap_limit = SLICE
+        self._closed = False
+        self._take_trap = self.hart.take_trap
+        # Workaround: Hart.run counts only retired instructions against its
+        # budget, so a guest stuck in a delegated trap loop (stvec faulting)
+        # would never return; count trap entries too.
+        self.hart.take_trap = self._counted_take_trap  # type: ignore[method-assign]
+        self.reset()
+
+    # ------------------------------------------------------------------
+    # ioctls
+
+    def get_one_reg(self, reg_id: int) -> bytes:
+        with self._mutex:
+            self._check_alive()
+            self._apply_requests(start=False)  # KVM flushes pending irqs into sip first
+            return self.onereg.get_one_reg(reg_id)
+
+    def set_one_reg(self, reg_id: int, data: bytes) -> None:
+        with self._mutex:
+            self._check_alive()
+            self._apply_requests(start=False)
+            try:
+                self.onereg.set_one_reg(reg_id, data)
+            finally:
+                self.hart.update_ctx()
+                self.hart.irq_dirty = True
+
+    def get_reg_list(self) -> List[int]:
+        with self._mutex:
+            self._check_alive()
+            return self.onereg.get_reg_list()
+
+    def get_value(self, reg_id: int) -> int:
+        """``get_one_reg`` as an unsigned integer."""
+        return int.from_bytes(self.get_one_reg(reg_id), "little")
+
+    def set_value(self, reg_id: int, value: int) -> None:
+        """``set_one_reg`` from an unsigned integer of the id's size."""
+        size = 1 << ((reg_id >> 52) & 0xF)
+        self.set_one_reg(reg_id, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+
+    def interrupt(self, irq: int) -> None:
+        """KVM_INTERRUPT: SET (0xFFFFFFFF) raises the supervisor external
+        interrupt line, any other value lowers it. Asynchronous."""
+        self._check_alive()
+        with self._lock:
+            self._seip = (irq & 0xFFFF_FFFF) == KVM_INTERRUPT_SET
+        self._wake_up()
+
+    def kick(self) -> None:
+        """Make the current or next ``run()`` return ``IntrExit("kick")``
+        (a signal / immediate_exit). Asynchronous."""
+        with self._lock:
+            self._kick = True
+        self._wake_up()
+
+    def get_mp_state(self) -> int:
+        return self.mp_state
+
+    def set_mp_state(self, state: int) -> None:
+        with self._mutex:
+            self._check_alive()
+            if state == KVM_MP_STATE_RUNNABLE:
+                self.power_on()
+            elif state == KVM_MP_STATE_STOPPED:
+                self.power_off()
+            elif state == KVM_MP_STATE_INIT_RECEIVED and self.vm.mp_state_reset:
+                self.reset()
+            else:
+                raise KvmError(errno.EINVAL, f"unsupported MP state {state}")
+
+    def set_guest_debug(self, control: int) -> None:
+        """KVM_SET_GUEST_DEBUG: with ENABLE, ``ebreak`` is not delegated and
+        exits with KVM_EXIT_DEBUG; SINGLESTEP has no effect on RISC-V."""
+        with self._mutex:
+            self._check_alive()
+            self.guest_debug = bool(control & KVM_GUESTDBG_ENABLE)
+            self._apply_debug()
+
+    @property
+    def pending_exit(self) -> Optional[X.Exit]:
+        """The exit whose completion the next ``run()`` applies (for adapters
+        that carry the answer separately)."""
+        return self._last_exit
+
+    def run(self, budget: int = DEFAULT_BUDGET,
+            idle_timeout: Optional[float] = DEFAULT_IDLE_TIMEOUT) -> X.Exit:
+        """KVM_RUN: run the guest until an exit, at most ``budget`` instructions
+        (then ``IntrExit("budget")``).
+
+        ``idle_timeout``: seconds to sleep while idle before returning
+        ``IntrExit("idle")``; None sleeps until woken, as KVM does. Bad host
+        use raises ``KvmError`` with KVM's errno (also where Linux fails
+        KVM_RUN because of the guest: EOPNOTSUPP, EIO, EFAULT); nothing else
+        escapes: an emulator failure becomes ``InternalErrorExit``.
+        """
+        with self._mutex:
+            self._check_alive()
+            self.config.mark_ran()
+            self._complete()
+            with self._lock:
+                kicked, self._kick = self._kick, False
+            if kicked:
+                return X.IntrExit(X.INTR_KICK)
+            if not self._configured:
+                self._first_run_setup()
+            try:
+                result = self._run(budget, idle_timeout)
+            except KvmError:
+                raise
+            except Exception as exc:  # an emulator failure must not kill the server
+                result = X.InternalErrorExit(X.KVM_INTERNAL_ERROR_EMULATION,
+                                             [self.hart.pc], f"{type(exc).__name__}: {exc}")
+            self._last_exit = result
+            return result
+
+    # ------------------------------------------------------------------
+    # lifecycle
+
+    def reset(self) -> None:
+        """KVM's vCPU reset (creation, HSM start, MP_STATE INIT_RECEIVED)."""
+        hart = self.hart
+        hart.x[:] = [0] * 32
+        hart.f[:] = [0] * 32
+        hart.reset_csrs()
+        hart.pc = 0
+        hart.priv = PRV_S
+        hart.mstatus |= C.MS_SPP | C.MS_SPIE
+        hart.medeleg = HEDELEG_DEFAULT
+        hart.mideleg = HIDELEG_DEFAULT
+        hart.mcounteren = GUEST_COUNTERS
+        hart.menvcfg = self._envcfg
+        hart.irq_lines = 0
+        hart.waiting = False
+        hart.reservation = None
+        hart.mtimecmp = NO_DEADLINE
+        self.backend.reset()
+        self._apply_debug()
+        has_fp = _has(self.config.isa, "F") or _has(self.config.isa, "D")
+        self.backend.fp_reset(has_fp)
+        fwft_reset(self)
+        self._completion = None
+        self._last_exit = None
+        hart.update_ctx()
+        hart.irq_dirty = True
+
+    def close(self) -> None:
+        self._closed = True
+        self.kick()
+        self.hart.close()
+
+    def _check_alive(self) -> None:
+        if self._closed:
+            raise KvmError(errno.EBADF, "vCPU destroyed")
+
+    def _first_run_setup(self) -> None:
+        """kvm_riscv_vcpu_setup_config: henvcfg from the final vCPU ISA."""
+        isa = self.config.isa
+        envcfg = 0
+        for name, bits in _FIRST_RUN_ENVCFG:
+            if _has(isa, name):
+                envcfg |= bits
+        if _has(isa, "SVADU") and not _has(isa, "SVADE"):
+            envcfg |= C.ENV_ADUE
+        self._envcfg = envcfg
+        hart = self.hart
+        keep = hart.menvcfg
+        state = self.config.fwft.get(_PMLEN.feature_id)
+        if state is None or not self.vm.platform.fwft_supported(self.config, _PMLEN):
+            # no guest Smnpm: S-mode pointer masking stays off
+            keep &= ~C.ENV_PMM
+        hart.menvcfg = keep | envcfg
+        if _has(isa, "ZKR"):
+            hart.csr_hooks[C.SEED] = self._seed_access
+        self._configured = True
+        hart.update_ctx()
+
+    def _apply_debug(self) -> None:
+        if self.guest_debug:
+            self.hart.medeleg &= ~HEDELEG_BREAKPOINT
+        else:
+            self.hart.medeleg |= HEDELEG_BREAKPOINT
+
+    # -- power and requests (may be called from other threads) -------------
+
+    @property
+    def stopped(self) -> bool:
+        return self.mp_state == KVM_MP_STATE_STOPPED
+
+    def power_on(self) -> None:
+        self.mp_state = KVM_MP_STATE_RUNNABLE
+        self._wake_up()
+
+    def power_off(self) -> None:
+        self.mp_state = KVM_MP_STATE_STOPPED
+        self._wake_up()
+
+    def request_start(self, pc: int, opaque: int) -> None:
+        """SBI-initiated reset (HSM hart_start, SUSP resume), applied at entry."""
+        with self._lock:
+            self._start = (pc, opaque)
+        self._wake_up()
+
+    def request(self, bits: int) -> None:
+        """Queue REQ_* work (IPI, remote fences) for this vCPU."""
+        with self._lock:
+            self._requests |= bits
+        self._wake_up()
+
+    def _wake_up(self) -> None:
+        self._wake.set()
+        self.hart.kick()
+
+    def _apply_requests(self, start: bool = True) -> None:
+        """Apply queued requests; an SBI reset (``start``) only on entry to
+        the guest, as KVM handles KVM_REQ_VCPU_RESET in KVM_RUN."""
+        with self._lock:
+            requests, self._requests = self._requests, 0
+            seip, self._seip = self._seip, None
+            start_state = self._start if start else None
+            if start:
+                self._start = None
+        hart = self.hart
+        if start_state is not None:
+            self._load_start_state(*start_state)
+        if requests & REQ_IPI:
+            hart.mip |= C.SSIP
+        if requests & REQ_SFENCE_VMA:
+            hart.flush_tlbs()
+            hart.flush_code()
+        elif requests & REQ_FENCE_I:
+            hart.flush_code()
+        if seip is not None:
+            hart.set_irq_line(SEIP_BIT, seip)
+        hart.irq_dirty = True
+
+    def _load_start_state(self, pc: int, opaque: int) -> None:
+        # kvm_riscv_vcpu_sbi_load_reset_state; a full reset first unless the
+        # VMM took over resets (KVM_CAP_RISCV_MP_STATE_RESET).
+        if not self.vm.mp_state_reset:
+            self.reset()
+        hart = self.hart
+        hart.mstatus &= ~C.MS_SIE
+        hart.satp = 0
+        hart.priv = PRV_S
+        hart.pc = pc & U64_MASK
+        hart.x[10] = self.id
+        hart.x[11] = opaque & U64_MASK
+        hart.waiting = False
+        hart.update_ctx()
+
+    # ------------------------------------------------------------------
+    # the run loop
+
+    def _counted_take_trap(self, cause: int, tval: int, pc: int,
+                           interrupt: bool = False) -> Optional[Stop]:
+        self._traps += 1
+        if self._traps >= self._trap_limit:
+            self.hart.kick()
+        return self._take_trap(cause, tval, pc, interrupt)
+
+    def _run(self, budget: int, idle_timeout: Optional[float]) -> X.Exit:
+        hart = self.hart
+        remaining = budget
+        while True:
+            self._apply_requests()
+            with self._lock:
+                kicked, self._kick = self._kick, False
+            if kicked:
+                return X.IntrExit(X.INTR_KICK)
+            if self.stopped:
+                if not self._sleep(idle_timeout):
+                    return X.IntrExit(X.INTR_IDLE)
+                continue
+            if remaining <= 0:
+                return X.IntrExit(X.INTR_BUDGET)
+            self.vm.sync_time(hart)
+            start = hart.instret
+            self._traps = 0
+            self._trap_limit = min(remaining, SLICE)
+            stop = hart.run(self._trap_limit)
+            remaining -= hart.instret - start + self._traps
+            self.vm.note_time(hart)
+            if stop.reason == "wfi":
+                if not self._sleep(idle_timeout):
+                    return X.IntrExit(X.INTR_IDLE)
+                continue
+            if stop.reason == "trap":
+                result = self._handle_trap(stop)
+            elif stop.reason == "exit":
+                result = self._handle_guest_exit(stop.event)
+            else:  # budget, kick (requests or the trap counter), halt
+                result = None
+            if result is not None:
+                return result
+
+    def _sleep(self, timeout: Optional[float]) -> bool:
+        """Block until there is work; False if ``timeout`` passed first."""
+        self._wake.clear()
+        self._apply_requests()
+        if self._has_work():
+            return True
+        self.idle = True
+        try:
+            woke = self._wake.wait(timeout)
+        finally:
+            self.idle = False
+        return woke
+
+    def _has_work(self) -> bool:
+        if self._kick:
+            return True
+        if self.stopped:
+            return False
+        hart = self.hart
+        return not hart.waiting or bool(hart.read_mip() & hart.mie)
+
+    # -- completions of the previous exit -----------------------------------
+
+    def _complete(self) -> None:
+        """Apply what userspace filled into the last exit (at most once)."""
+        completion, self._completion = self._completion, None
+        if completion is not None:
+            completion()
+
+    def _step_over(self, length: int) -> None:
+        self.hart.pc = (self.hart.pc + length) & U64_MASK
+
+    def _set_reg(self, reg: int, value: int) -> None:
+        if reg:
+            self.hart.x[reg] = value & U64_MASK
+
+    def has_completion(self) -> bool:
+        return self._completion is not None
+
+    def sbi_exit(self, exit_: X.SbiExit,
+                 then: Optional[Callable[[], None]] = None) -> X.SbiExit:
+        """Arm the completion of a forwarded SBI call: a0/a1 <- ret, pc += 4
+        (then ``then``, e.g. SUSP's resume reset)."""
+
+        def complete() -> None:
+            self._set_reg(10, exit_.ret[0])
+            self._set_reg(11, exit_.ret[1])
+            self._step_over(4)
+            if then is not None:
+                then()
+
+        self._completion = complete
+        return exit_
+
+    # -- traps that reach the host -------------------------------------------
+
+    def _handle_trap(self, stop: Stop) -> Optional[X.Exit]:
+        cause = stop.cause
+        if stop.interrupt:
+            # every guest interrupt is delegated; nothing else can be pending
+            raise KvmError(errno.EFAULT, f"unexpected interrupt {cause}")
+        if cause == C.CAUSE_ECALL_S:
+            return handle_ecall(self)
+        if cause == C.CAUSE_BREAKPOINT and self.guest_debug:
+            return X.DebugExit()
+        if cause == C.CAUSE_STORE_ACCESS:
+            exit_ = self._readonly_store(stop.tval)
+            if exit_ is not None:
+                return exit_
+        if cause == C.CAUSE_FETCH_ACCESS and not self.vm.memory.is_ram(self._fetch_phys()):
+            raise KvmError(errno.EOPNOTSUPP, f"instruction fetch from non-RAM at {self.hart.pc:#x}")
+        if cause in _REDIRECTED:
+            self.redirect_trap(cause, stop.tval)
+            return None
+        raise KvmError(errno.EFAULT, f"unexpected trap cause {cause}")
+
+    def redirect_trap(self, cause: int, tval: int) -> None:
+        """kvm_riscv_vcpu_trap_redirect: deliver a trap to the guest's stvec."""
+        hart = self.hart
+        ms = hart.mstatus & ~(C.MS_SPP | C.MS_SPIE | C.MS_SIE)
+        if hart.priv == PRV_S:
+            ms |= C.MS_SPP
+        if hart.mstatus & C.MS_SIE:
+            ms |= C.MS_SPIE
+        hart.mstatus = ms
+        hart.scause = cause
+        hart.stval = tval & U64_MASK
+        hart.sepc = hart.pc
+        hart.pc = hart.stvec & ~3
+        hart.priv = PRV_S
+        hart.update_ctx()
+        hart.irq_dirty = True
+
+    def translate(self, va: int, access: int, priv: int) -> int:
+        """Guest-virtual to guest-physical as the hart would; a page-table
+        walk outside RAM is an access fault here (raised as Trap)."""
+        try:
+            return self.hart.translate(va & U64_MASK, access, priv)
+        except GuestExit:
+            raise Trap(_ACCESS_FAULT[access], va) from None
+
+    def _fetch_phys(self) -> int:
+        try:
+            return self.translate(self.hart.pc, FETCH, self.hart.priv)
+        except Trap:
+            return self.hart.pc
+
+    def _insn_at_pc(self) -> int:
+        try:
+            return self.hart.fetch(self.hart.pc)[0]
+        except (Trap, GuestExit):
+            raise KvmError(errno.EFAULT, "cannot read the trapping instruction") from None
+
+    def _mmio_exit(self, phys_addr: int, size: int, is_write: bool, value: int) -> X.MmioExit:
+        """KVM_EXIT_MMIO for the load/store at pc (decoded as KVM does)."""
+        insn = decode_mem_insn(self._insn_at_pc())
+        if insn is None or insn.is_store != is_write:
+            raise KvmError(errno.EOPNOTSUPP, f"MMIO by an instruction KVM cannot emulate "
+                           f"at {self.hart.pc:#x}")
+        if phys_addr & (size - 1):
+            raise KvmError(errno.EIO, f"misaligned MMIO at {phys_addr:#x}")
+        exit_ = X.MmioExit(phys_addr, size, is_write, value)
+
+        def complete() -> None:
+            if not is_write:
+                data = int.from_bytes(bytes(exit_.data[:size]), "little")
+                self._set_reg(insn.reg, sign_extend(data, size) if insn.signed else data)
+            self._step_over(insn.length)
+
+        self._completion = complete
+        return exit_
+
+    def _readonly_store(self, va: int) -> Optional[X.Exit]:
+        """A store to a read-only memslot is an MMIO write (KVM G-stage fault)."""
+        hart = self.hart
+        try:
+            pa = self.translate(va, STORE, hart.ctx.data_priv)
+        except Trap:
+            return None
+        if not self.vm.is_readonly(pa):
+            return None
+        insn = decode_mem_insn(self._insn_at_pc())
+        if insn is None or not insn.is_store:
+            raise KvmError(errno.EOPNOTSUPP, f"read-only memory written by an instruction KVM "
+                           f"cannot emulate at {hart.pc:#x}")
+        return self._mmio_exit(pa, insn.size, True, hart.x[insn.reg])
+
+    def _handle_guest_exit(self, event: Optional[BaseException]) -> Optional[X.Exit]:
+        if isinstance(event, MmioAccess):
+            return self._mmio_exit(event.phys_addr, event.size, event.is_write, event.value)
+        if isinstance(event, CsrAccess):
+            rd = (self._insn_at_pc() >> 7) & 31
+            exit_ = X.CsrExit(event.csr_num, event.new_value, event.write_mask)
+
+            def complete() -> None:
+                self._set_reg(rd, exit_.ret_value)
+                self._step_over(4)
+
+            self._completion = complete
+            return exit_
+        raise KvmError(errno.EFAULT, f"unexpected guest exit {event!r}")
+
+    def _seed_access(self, num: int, op: str, src: int, do_read: bool,
+                     do_write: bool) -> Optional[int]:
+        # Zkr seed goes to userspace (vcpu_insn.c seed_csr_rmw): CSRRW ->
+        # new = src, mask = all ones; CSRRS -> new = all ones, mask = src;
+        # CSRRC -> new = 0, mask = src.
+        if op == "w":
+            raise CsrAccess(num, src & U64_MASK, U64_MASK)
+        if op == "s":
+            raise CsrAccess(num, U64_MASK, src & U64_MASK)
+        raise CsrAccess(num, 0, src & U64_MASK)
+
+    # -- guest memory helpers for the SBI code --------------------------------
+
+    def read_guest_ulong(self, va: int) -> int:
+        """An 8-byte load as the guest would do it (KVM's unprivileged read);
+        raises Trap (to be redirected) if it faults."""
+        pa = self.translate(va, LOAD, PRV_S)
+        if va & 7 or not self.vm.memory.is_ram(pa):
+            raise Trap(C.CAUSE_LOAD_ACCESS, va)
+        return int(self.hart.mem.read(pa, 8))
+

@@ -1,0 +1,342 @@
+"""A KVM VM: memory slots with server-owned backing, vCPUs, the VM clock.
+
+One method per VM ioctl: ``check_extension``, ``enable_cap``,
+``set_user_memory_region``, ``get_dirty_log``, ``create_vcpu``; plus
+``read_memory``/``write_memory`` (what a VMM does through its own mapping of
+guest RAM) and ``destroy`` (closing the VM fd).
+
+Memory slots follow Linux ``__kvm_set_memory_region`` (virt/kvm/kvm_main.c)
+and ``kvm_arch_prepare_memory_region`` (arch/riscv/kvm/mmu.c). Each slot is
+backed by an anonymous ``mmap`` the server owns; ``userspace_addr`` is kept
+only as the identity Linux compares when a slot is modified.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import threading
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from emulator.hart import Hart
+from emulator.memory import PAGE_MASK, PAGE_SHIFT, PhysMemory, RamRegion
+
+from .caps import KVM_MAX_VCPU_IDS, KVM_MAX_VCPUS, KVM_MEM_SLOTS_NUM, check_extension, gpa_bits
+from .errors import KvmError
+from .profiles import Platform
+from .vcpu import MmioAccess, Vcpu
+
+KVM_MEM_LOG_DIRTY_PAGES = 1
+KVM_MEM_READONLY = 2
+KVM_MEM_MAX_NR_PAGES = (1 << 31) - 1
+KVM_ADDRESS_SPACE_NUM = 1  # RISC-V has one address space
+
+KVM_CAP_RISCV_MP_STATE_RESET = 242
+
+
+@dataclass
+class MemSlot:
+    slot: int
+    flags: int
+    guest_phys_addr: int
+    memory_size: int
+    userspace_addr: int
+    region: RamRegion
+
+    @property
+    def npages(self) -> int:
+        return self.memory_size >> PAGE_SHIFT
+
+    @property
+    def end(self) -> int:
+        return self.guest_phys_addr + self.memory_size
+
+
+class _UnmappedMmio:
+    """PhysMemory fallback: any access outside every slot is MMIO."""
+
+    def mmio_read(self, offset: int, size: int) -> int:
+        raise MmioAccess(offset, size, False)
+
+    def mmio_write(self, offset: int, size: int, value: int) -> None:
+        raise MmioAccess(offset, size, True, value)
+
+
+def _einval(message: str) -> KvmError:
+    return KvmError(errno.EINVAL, message)
+
+
+class Vm:
+    """A virtual machine (created by ``KvmSystem.create_vm``)."""
+
+    def __init__(self, platform: Platform, engine: str = "fast") -> None:
+        self.platform = platform
+        self.engine = engine
+        host = platform.host
+        # PMLEN values henvcfg/senvcfg accept (host Ssnpm); none without it.
+        self.host_pmlens: Tuple[int, ...] = tuple(
+            n for n in (7, 16) if host.has("ssnpm") and host.has(f"pmlen{n}"))
+        self.memory = PhysMemory()
+        self.memory.unmapped = _UnmappedMmio()
+        self.mp_state_reset = False  # KVM_CAP_RISCV_MP_STATE_RESET enabled
+        self._slots: Dict[int, MemSlot] = {}
+        self._vcpus: Dict[int, Vcpu] = {}  # creation order
+        self._lock = threading.RLock()
+        self._time_floor = 0
+        self._destroyed = False
+
+    # ------------------------------------------------------------------
+    # capabilities
+
+    def check_extension(self, cap: int) -> int:
+        return check_extension(cap, self.platform.host)
+
+    def enable_cap(self, cap: int, flags: int = 0, args: Tuple[int, ...] = ()) -> None:
+        """KVM_ENABLE_CAP on the VM: only KVM_CAP_RISCV_MP_STATE_RESET (6.16+)."""
+        self._check_alive()
+        if flags != 0:
+            raise _einval("KVM_ENABLE_CAP flags must be 0")
+        if cap != KVM_CAP_RISCV_MP_STATE_RESET:
+            raise _einval(f"capability {cap} cannot be enabled")
+        self.mp_state_reset = True
+
+    # ------------------------------------------------------------------
+    # memory slots
+
+    def set_user_memory_region(self, slot: int, flags: int, guest_phys_addr: int,
+                               memory_size: int, userspace_addr: int = 0) -> None:
+        """KVM_SET_USER_MEMORY_REGION; ``memory_size`` 0 deletes the slot."""
+        self._check_alive()
+        if flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY):
+            raise _einval(f"invalid memory region flags {flags:#x}")
+        if memory_size & PAGE_MASK or not 0 <= memory_size < 1 << 64:
+            raise _einval("memory_size must be page aligned")
+        if guest_phys_addr & PAGE_MASK or not 0 <= guest_phys_addr < 1 << 64:
+            raise _einval("guest_phys_addr must be page aligned")
+        if userspace_addr & PAGE_MASK or not 0 <= userspace_addr < 1 << 64:
+            raise _einval("userspace_addr must be page aligned")
+        as_id, sid = slot >> 16, slot & 0xFFFF
+        if as_id >= KVM_ADDRESS_SPACE_NUM or sid >= KVM_MEM_SLOTS_NUM:
+            raise _einval(f"invalid slot {slot:#x}")
+        if guest_phys_addr + memory_size >= 1 << 64:
+            raise _einval("region wraps around")
+        npages = memory_size >> PAGE_SHIFT
+        if npages > KVM_MEM_MAX_NR_PAGES:
+            raise _einval("region too large")
+        with self._lock:
+            old = self._slots.get(sid)
+            if memory_size == 0:
+                if old is None:
+                    raise _einval(f"slot {sid} does not exist")
+                self._delete_slot(old)
+                return
+            if old is not None:
+                if (userspace_addr != old.userspace_addr or npages != old.npages
+                        or (flags ^ old.flags) & KVM_MEM_READONLY):
+                    raise _einval("only the address or the dirty-log flag of a slot may change")
+                if guest_phys_addr == old.guest_phys_addr and flags == old.flags:
+                    return
+            moving = old is None or guest_phys_addr != old.guest_phys_addr
+            if moving and self._overlaps(sid, guest_phys_addr, guest_phys_addr + memory_size):
+                raise KvmError(errno.EEXIST, "region overlaps another slot")
+            if (guest_phys_addr + memory_size) >> PAGE_SHIFT >= self.gpa_size >> PAGE_SHIFT:
+                raise KvmError(errno.EFAULT, "region beyond the guest-physical address space")
+            if old is None:
+                self._create_slot(sid, flags, guest_phys_addr, memory_size, userspace_addr)
+            else:
+                self._modify_slot(old, flags, guest_phys_addr)
+
+    @property
+    def gpa_size(self) -> int:
+        return 1 << gpa_bits(self.platform.host.satp_mode)
+
+    def _overlaps(self, sid: int, start: int, end: int) -> bool:
+        return any(s.slot != sid and s.guest_phys_addr < end and start < s.end
+                   for s in self._slots.values())
+
+    def _create_slot(self, sid: int, flags: int, gpa: int, size: int, uaddr: int) -> None:
+        try:
+            buf = mmap.mmap(-1, size)
+        except (OSError, OverflowError, ValueError) as exc:
+            raise KvmError(errno.ENOMEM, f"cannot back {size} bytes: {exc}") from None
+        region = self.memory.add_ram(gpa, size, f"slot{sid}",
+                                     readonly=bool(flags & KVM_MEM_READONLY), buf=buf)
+        self._slots[sid] = MemSlot(sid, flags, gpa, size, uaddr, region)
+        self._set_dirty_logging(self._slots[sid])
+        self._memory_changed()
+
+    def _modify_slot(self, slot: MemSlot, flags: int, gpa: int) -> None:
+        if gpa != slot.guest_phys_addr:  # KVM_MR_MOVE: the contents move along
+            old = slot.region
+            self.memory.remove(old)
+            slot.region = self.memory.add_ram(gpa, slot.memory_size, old.name,
+                                              readonly=old.readonly, buf=old.buf)
+            slot.guest_phys_addr = gpa
+        slot.flags = flags
+        self._set_dirty_logging(slot)
+        self._memory_changed()
+
+    def _delete_slot(self, slot: MemSlot) -> None:
+        # The mmap is not closed here: a vCPU thread may still hold a
+        # reference for the block it is finishing; it goes with the last one.
+        self.memory.remove(slot.region)
+        del self._slots[slot.slot]
+        self._memory_changed()
+
+    @staticmethod
+    def _set_dirty_logging(slot: MemSlot) -> None:
+        if not slot.flags & KVM_MEM_LOG_DIRTY_PAGES:
+            slot.region.dirty_log = None
+        elif slot.region.dirty_log is None:
+            slot.region.dirty_log = set()
+
+    def _memory_changed(self) -> None:
+        """Drop every hart's cached translations (KVM: remote TLB flush)."""
+        for vcpu in list(self._vcpus.values()):
+            vcpu.hart.flush_tlbs()
+            vcpu.hart.flush_code()
+            vcpu.hart.kick()
+
+    def get_dirty_log(self, slot: int) -> bytes:
+        """KVM_GET_DIRTY_LOG: one bit per page (bitmap padded to 64-bit
+        words, little-endian); harvesting clears the log."""
+        self._check_alive()
+        as_id, sid = slot >> 16, slot & 0xFFFF
+        if as_id >= KVM_ADDRESS_SPACE_NUM or sid >= KVM_MEM_SLOTS_NUM:
+            raise _einval(f"invalid slot {slot:#x}")
+        with self._lock:
+            mem_slot = self._slots.get(sid)
+            if mem_slot is None or mem_slot.region.dirty_log is None:
+                raise KvmError(errno.ENOENT, f"slot {sid} has no dirty log")
+            pages, mem_slot.region.dirty_log = mem_slot.region.dirty_log, set()
+            # Writes through cached translations must be logged again.
+            for vcpu in list(self._vcpus.values()):
+                vcpu.hart.flush_tlbs()
+        bitmap = 0
+        for page in pages:
+            bitmap |= 1 << page
+        nbytes = (mem_slot.npages + 63) // 64 * 8
+        return bitmap.to_bytes(nbytes, "little")
+
+    def slots(self) -> List[MemSlot]:
+        with self._lock:
+            return sorted(self._slots.values(), key=lambda s: s.slot)
+
+    def _slot_at(self, gpa: int) -> Optional[MemSlot]:
+        # a snapshot: vCPU threads ask while the VMM may change the slots
+        for slot in tuple(self._slots.values()):
+            if slot.guest_phys_addr <= gpa < slot.end:
+                return slot
+        return None
+
+    def is_readonly(self, gpa: int) -> bool:
+        slot = self._slot_at(gpa)
+        return slot is not None and bool(slot.flags & KVM_MEM_READONLY)
+
+    def is_writable_ram(self, gpa: int, size: int) -> bool:
+        slot = self._slot_at(gpa)
+        return (slot is not None and not slot.flags & KVM_MEM_READONLY
+                and gpa + size <= slot.end)
+
+    def _spans(self, gpa: int, size: int) -> Iterator[Tuple[int, int]]:
+        """(gpa, length) pieces of [gpa, gpa+size), each inside one slot; EFAULT on a hole."""
+        end = gpa + size
+        while gpa < end:
+            slot = self._slot_at(gpa)
+            if slot is None:
+                raise KvmError(errno.EFAULT, f"no memory slot at {gpa:#x}")
+            n = min(end, slot.end) - gpa
+            yield gpa, n
+            gpa += n
+
+    def read_memory(self, gpa: int, size: int) -> bytes:
+        """Guest memory as the VMM sees it through its mapping of the slots."""
+        self._check_alive()
+        with self._lock:
+            return b"".join(self.memory.read_bytes(a, n) for a, n in self._spans(gpa, size))
+
+    def write_memory(self, gpa: int, data: bytes) -> None:
+        """Write guest memory as the VMM does (read-only slots included)."""
+        self._check_alive()
+        view = memoryview(bytes(data))
+        with self._lock:
+            pos = 0
+            for a, n in list(self._spans(gpa, len(view))):
+                self.memory.write_bytes(a, bytes(view[pos:pos + n]), force=True)
+                pos += n
+
+    # ------------------------------------------------------------------
+    # vCPUs
+
+    def create_vcpu(self, vcpu_id: int) -> Vcpu:
+        """KVM_CREATE_VCPU: the first vCPU starts RUNNABLE, later ones STOPPED."""
+        self._check_alive()
+        if not 0 <= vcpu_id < KVM_MAX_VCPU_IDS:
+            raise _einval(f"vCPU id {vcpu_id} out of range")
+        with self._lock:
+            if len(self._vcpus) >= KVM_MAX_VCPUS:
+                raise _einval("too many vCPUs")
+            if vcpu_id in self._vcpus:
+                raise KvmError(errno.EEXIST, f"vCPU {vcpu_id} exists")
+            vcpu = Vcpu(self, vcpu_id, runnable=not self._vcpus)
+            self._vcpus[vcpu_id] = vcpu
+            return vcpu
+
+    @property
+    def vcpus(self) -> List[Vcpu]:
+        return list(self._vcpus.values())
+
+    def find_vcpu(self, vcpu_id: int) -> Optional[Vcpu]:
+        return self._vcpus.get(vcpu_id)
+
+    # ------------------------------------------------------------------
+    # the VM clock (KVM's per-VM htimedelta)
+    #
+    # Each hart keeps deterministic time (retired instructions plus time
+    # skipped in WFI). The VM keeps a floor that only rises: a hart entering
+    # run() is brought up to it, so vCPUs stay within one slice of each other
+    # and a vCPU started late does not see time from the past.
+
+    def set_time(self, value: int) -> None:
+        with self._lock:
+            self._time_floor = value
+            for vcpu in self._vcpus.values():
+                self._set_hart_time(vcpu.hart, value)
+
+    @staticmethod
+    def _set_hart_time(hart: Hart, value: int) -> None:
+        hart.time_skip += value - hart.time()
+        hart.irq_dirty = True
+
+    def sync_time(self, hart: Hart) -> None:
+        if hart.time() < self._time_floor:
+            self._set_hart_time(hart, self._time_floor)
+
+    def note_time(self, hart: Hart) -> None:
+        now = hart.time()
+        if now > self._time_floor:
+            self._time_floor = now
+
+    # ------------------------------------------------------------------
+
+    def destroy(self) -> None:
+        """Close the VM: vCPUs and memory go; further use gives EBADF."""
+        with self._lock:
+            if self._destroyed:
+                return
+            self._destroyed = True
+            for vcpu in self._vcpus.values():
+                vcpu.close()
+            self._vcpus.clear()
+            for slot in list(self._slots.values()):
+                self.memory.remove(slot.region)
+            self._slots.clear()
+
+    @property
+    def destroyed(self) -> bool:
+        return self._destroyed
+
+    def _check_alive(self) -> None:
+        if self._destroyed:
+            raise KvmError(errno.EBADF, "VM destroyed")

@@ -1,0 +1,246 @@
+"""In-kernel SBI and forwarded SBI calls on a running vCPU (kvm-riscv-sbi.md)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from server.kvm import parse_name
+from server.kvm.exits import (
+    KVM_SYSTEM_EVENT_RESET,
+    KVM_SYSTEM_EVENT_SHUTDOWN,
+    DebugExit,
+    IntrExit,
+    SbiExit,
+    SystemEventExit,
+)
+from server.kvm.vcpu import KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_STOPPED
+from tests.emulator import rvasm as A
+from tests.server.kvm_runtime_guest import (
+    A0,
+    A1,
+    DATA,
+    EBREAK,
+    RAM_BASE,
+    REG_A0,
+    REG_A1,
+    REG_A2,
+    REG_A3,
+    WFI,
+    li,
+    load,
+    new_vm,
+    run_to_end,
+    sbi_call,
+    sd,
+)
+
+U64 = (1 << 64) - 1
+DBCN, SRST, HSM, BASE, IPI, TIME = 0x4442434E, 0x53525354, 0x48534D, 0x10, 0x735049, 0x54494D45
+NOT_SUPPORTED = (-2) & U64
+
+
+def test_dbcn_is_off_by_default_and_answered_in_kernel():
+    vm, (vcpu,) = new_vm()
+    load(vm, vcpu, sbi_call(DBCN, 0, 5, DATA, 0) + [EBREAK])
+    run_to_end(vcpu)
+    assert vcpu.get_value(A0) == NOT_SUPPORTED
+    assert vcpu.get_value(A1) == 0
+
+
+def test_dbcn_write_is_forwarded_and_completed():
+    vm, (vcpu,) = new_vm()
+    vcpu.set_value(parse_name("sbi_ext DBCN"), 1)
+    vm.write_memory(DATA, b"hello")
+    load(vm, vcpu, sbi_call(DBCN, 0, 5, DATA, 0) + [A.addi(REG_A2, REG_A0, 100), EBREAK])
+    exit_ = vcpu.run()
+    assert isinstance(exit_, SbiExit)
+    assert (exit_.extension_id, exit_.function_id) == (DBCN, 0)
+    assert exit_.args[:3] == [5, DATA, 0]
+    assert exit_.ret == [NOT_SUPPORTED, 0]
+    num, base = exit_.args[0], exit_.args[1]
+    assert vm.read_memory(base, num) == b"hello"
+    exit_.ret[:] = [0, num]  # the VMM wrote every byte
+    run_to_end(vcpu)
+    assert vcpu.get_value(A0) == 0
+    assert vcpu.get_value(A1) == 5
+    assert vcpu.get_value(parse_name("core a2")) == 100  # resumed after the ecall
+
+
+def test_legacy_console_putchar_is_forwarded():
+    vm, (vcpu,) = new_vm()
+    load(vm, vcpu, sbi_call(0x01, 0, ord("x")) + [EBREAK])
+    exit_ = vcpu.run()
+    assert isinstance(exit_, SbiExit) and exit_.extension_id == 1 and exit_.args[0] == ord("x")
+    exit_.ret[0] = 0
+    run_to_end(vcpu)
+    assert vcpu.get_value(A0) == 0
+
+
+def test_base_extension_identity_and_probe():
+    vm, (vcpu,) = new_vm()
+    program = []
+    for fid, arg in ((0, 0), (1, 0), (3, 0x46574654), (3, DBCN), (3, 0x12345)):
+        program += sbi_call(BASE, fid, arg) + [sd(REG_A1, 8, 0), A.addi(8, 8, 8)]
+    load(vm, vcpu, li(8, DATA) + program + [EBREAK])
+    run_to_end(vcpu)
+    words = [int.from_bytes(vm.read_memory(DATA + 8 * i, 8), "little") for i in range(5)]
+    assert words == [0x0300_0000, 3, 1, 0, 0]
+
+
+def test_srst_shutdown_and_reboot_are_system_events():
+    for reset_type, event in ((0, KVM_SYSTEM_EVENT_SHUTDOWN), (1, KVM_SYSTEM_EVENT_RESET)):
+        vm, vcpus = new_vm(vcpus=2)
+        vcpu = vcpus[0]
+        load(vm, vcpu, sbi_call(SRST, 0, reset_type, 7) + [EBREAK])
+        exit_ = vcpu.run()
+        assert isinstance(exit_, SystemEventExit)
+        assert (exit_.type, exit_.ndata, exit_.data) == (event, 1, [7])
+        assert all(v.get_mp_state() == KVM_MP_STATE_STOPPED for v in vcpus)
+        # a stopped vCPU sleeps in run(); it does not execute the guest
+        assert isinstance(vcpu.run(idle_timeout=0.0), IntrExit)
+
+
+def test_hsm_start_second_vcpu():
+    vm, (boot, second) = new_vm(vcpus=2)
+    assert second.get_mp_state() == KVM_MP_STATE_STOPPED
+    entry = RAM_BASE + 0x1000
+    load(vm, boot, sbi_call(HSM, 2, 1) + [A.addi(REG_A3, REG_A1, 0)]  # status -> a3
+         + sbi_call(HSM, 0, 1, entry, 0x1234)
+         + sbi_call(HSM, 0, 1, entry, 0) + [A.addi(REG_A2, REG_A0, 0)]  # again: a2
+         + sbi_call(HSM, 2, 1) + [EBREAK])
+    run_to_end(boot)
+    assert boot.get_value(parse_name("core a3")) == 1  # STOPPED before the start
+    assert boot.get_value(parse_name("core a2")) == (-6) & U64  # ALREADY_AVAILABLE
+    assert boot.get_value(A1) == 0  # STARTED
+    assert second.get_mp_state() == KVM_MP_STATE_RUNNABLE
+    vm.write_memory(entry, A.words([A.addi(REG_A2, REG_A0, 0), EBREAK]))
+    second.set_guest_debug(1)
+    run_to_end(second)
+    assert second.get_value(parse_name("core pc")) == entry + 4
+    assert second.get_value(parse_name("core a2")) == 1  # a0 = hart id
+    assert second.get_value(A1) == 0x1234  # a1 = opaque
+
+
+def test_hsm_stop_powers_the_caller_off():
+    vm, (vcpu,) = new_vm()
+    load(vm, vcpu, sbi_call(HSM, 1) + [EBREAK])
+    exit_ = vcpu.run(idle_timeout=0.0)
+    assert isinstance(exit_, IntrExit) and exit_.why == "idle"
+    assert vcpu.get_mp_state() == KVM_MP_STATE_STOPPED
+
+
+def test_ipi_sets_the_target_software_interrupt():
+    vm, (boot, second) = new_vm(vcpus=2)
+    load(vm, boot, sbi_call(IPI, 0, 0b10, 0) + [A.addi(REG_A2, REG_A0, 0)]
+         + sbi_call(IPI, 0, 0b100, 0) + [EBREAK])
+    run_to_end(boot)
+    assert boot.get_value(parse_name("core a2")) == 0
+    assert boot.get_value(A0) == (-3) & U64  # vCPU 2 does not exist
+    assert second.get_value(parse_name("csr sip")) & 0x2
+
+
+def test_sbi_timer_wakes_a_waiting_guest():
+    vm, (vcpu,) = new_vm()
+    handler = RAM_BASE + 0x800
+    vm.write_memory(handler, A.words([EBREAK]))
+    program = (li(5, handler) + [A.csrrw(0, 0x105, 5)]  # stvec
+               + li(5, 1 << 5) + [A.csrrs(0, 0x104, 5)]  # sie.STIE
+               + li(6, 2) + [A.csrrs(0, 0x100, 6)]  # sstatus.SIE
+               + [A.csrrs(REG_A3, 0xC01, 0)]  # time now
+               + [A.addi(REG_A0, REG_A3, 1000)]
+               + li(17, TIME) + li(16, 0) + [A.ECALL, WFI, A.j(0, 0)])
+    load(vm, vcpu, program)
+    run_to_end(vcpu)
+    assert vcpu.get_value(parse_name("csr scause")) == (1 << 63) | 5  # timer interrupt
+    assert vcpu.get_value(parse_name("timer time")) >= vcpu.get_value(parse_name("core a0"))
+
+
+SUSP, STA = 0x53555350, 0x535441
+
+
+def test_system_suspend_is_checked_then_forwarded_and_resumes():
+    vm, (vcpu, other) = new_vm(vcpus=2)
+    vcpu.set_value(parse_name("sbi_ext SUSP"), 1)
+    resume = RAM_BASE + 0x1000
+    vm.write_memory(resume, A.words([EBREAK]))
+    s1, s2 = 9, 18
+    load(vm, vcpu, sbi_call(SUSP, 0, 1, resume, 0) + [A.addi(s1, REG_A0, 0)]  # bad type
+         + sbi_call(SUSP, 0, 0, 0x10, 0) + [A.addi(s2, REG_A0, 0)]  # not RAM
+         + sbi_call(SUSP, 0, 0, resume, 0) + [EBREAK])  # another vCPU runs
+    other.set_mp_state(KVM_MP_STATE_RUNNABLE)
+    run_to_end(vcpu)
+    assert vcpu.get_value(parse_name("core s1")) == (-3) & U64
+    assert vcpu.get_value(parse_name("core s2")) == (-5) & U64
+    assert vcpu.get_value(A0) == (-4) & U64  # DENIED
+    other.set_mp_state(KVM_MP_STATE_STOPPED)
+    load(vm, vcpu, sbi_call(SUSP, 0, 0, resume, 0x55) + [EBREAK], at=RAM_BASE + 0x2000)
+    exit_ = vcpu.run()
+    assert isinstance(exit_, SbiExit) and exit_.extension_id == SUSP
+    exit_.ret[0] = 0  # the VMM suspended and woke the system
+    run_to_end(vcpu)
+    assert vcpu.get_value(parse_name("core pc")) == resume
+    assert (vcpu.get_value(A0), vcpu.get_value(A1)) == (0, 0x55)
+
+
+def test_steal_time_shared_memory():
+    vm, (vcpu,) = new_vm()
+    vm.write_memory(DATA, b"\xff" * 64)
+    load(vm, vcpu, sbi_call(STA, 0, DATA + 8, 0, 0) + [A.addi(9, REG_A0, 0)]
+         + sbi_call(STA, 0, DATA, 0, 0) + [EBREAK])
+    run_to_end(vcpu)
+    assert vcpu.get_value(parse_name("core s1")) == (-3) & U64  # not 64-byte aligned
+    assert vcpu.get_value(A0) == 0
+    assert vm.read_memory(DATA, 64) == bytes(64)
+    assert vcpu.get_value(parse_name("sta shmem_lo")) == DATA
+
+
+def test_unknown_extension_and_disabled_extension_are_not_supported():
+    vm, (vcpu,) = new_vm()
+    vcpu.set_value(parse_name("sbi_ext HSM"), 0)
+    load(vm, vcpu, sbi_call(0x0A00_0000, 0) + [A.addi(REG_A2, REG_A0, 0)]
+         + sbi_call(HSM, 2, 0) + [EBREAK])
+    run_to_end(vcpu)
+    assert vcpu.get_value(parse_name("core a2")) == NOT_SUPPORTED
+    assert vcpu.get_value(A0) == NOT_SUPPORTED
+
+
+def test_experimental_range_and_its_probe_are_forwarded():
+    vm, (vcpu,) = new_vm()
+    load(vm, vcpu, sbi_call(BASE, 3, 0x0800_0001) + sbi_call(0x0800_0001, 4, 9) + [EBREAK])
+    exit_ = vcpu.run()
+    assert isinstance(exit_, SbiExit) and (exit_.extension_id, exit_.function_id) == (BASE, 3)
+    exit_.ret[:] = [0, 1]
+    exit_ = vcpu.run()
+    assert isinstance(exit_, SbiExit) and exit_.extension_id == 0x0800_0001
+    assert exit_.args[0] == 9
+    run_to_end(vcpu)
+    assert vcpu.get_value(A0) == NOT_SUPPORTED  # preset answer of an ignored exit
+
+
+def test_hsm_start_wakes_a_vcpu_sleeping_in_another_thread():
+    vm, (boot, second) = new_vm(vcpus=2)
+    entry = RAM_BASE + 0x1000
+    vm.write_memory(entry, A.words([EBREAK]))
+    second.set_guest_debug(1)
+    results = []
+    worker = threading.Thread(target=lambda: results.append(second.run(idle_timeout=5.0)))
+    worker.start()
+    time.sleep(0.05)  # the second vCPU is powered off: it sleeps in run()
+    load(vm, boot, sbi_call(HSM, 0, 1, entry, 7) + [EBREAK])
+    run_to_end(boot)
+    worker.join(5)
+    assert results and isinstance(results[0], DebugExit)
+    assert second.get_value(parse_name("core pc")) == entry
+    assert second.get_value(A1) == 7
+
+
+def test_hsm_retentive_suspend_waits_like_wfi():
+    vm, (vcpu,) = new_vm()
+    load(vm, vcpu, li(5, 1 << 9) + [A.csrrs(0, 0x104, 5)]  # sie.SEIE, sstatus.SIE off
+         + sbi_call(HSM, 3, 0, 0, 0) + [EBREAK])
+    exit_ = vcpu.run(idle_timeout=0.0)
+    assert isinstance(exit_, IntrExit) and exit_.why == "idle"
+    vcpu.interrupt(0xFFFF_FFFF)
+    run_to_end(vcpu)
+    assert vcpu.get_value(A0) == 0
