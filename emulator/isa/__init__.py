@@ -13,7 +13,7 @@ ever reach generated source.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
 
 from ..bits import M64, sext
 
@@ -86,12 +86,12 @@ class Decoded:
 
     __slots__ = ("insn", "raw", "pc", "length", "rd", "rs1", "rs2", "rs3", "imm", "rm", "csr")
 
-    def __init__(self, insn: Insn, raw: int, pc: int, length: int) -> None:
+    def __init__(self, insn: Insn, raw: int, pc: int, length: int, word: int) -> None:
         self.insn = insn
         self.raw = raw  # the instruction bits as fetched (16 bits for RVC)
         self.pc = pc
         self.length = length
-        w = raw if length == 4 else expand_compressed(raw) or 0
+        w = word  # the 32-bit form (RVC expanded)
         self.rd = (w >> 7) & 31
         self.rs1 = (w >> 15) & 31
         self.rs2 = (w >> 20) & 31
@@ -150,16 +150,15 @@ def decode_word(w: int) -> Insn:
 def decode(raw: int, pc: int) -> Decoded:
     """Decode an instruction (32-bit word, or a 16-bit parcel if raw & 3 != 3)."""
     if raw & 3 == 3:
-        return Decoded(decode_word(raw), raw, pc, 4)
+        return Decoded(decode_word(raw), raw, pc, 4, raw)
     raw &= 0xFFFF
-    w = expand_compressed(raw)
-    return Decoded(ILLEGAL if w is None else decode_word(w), raw, pc, 2)
+    w = expand(raw)
+    if w is None:
+        return Decoded(ILLEGAL, raw, pc, 2, 0)
+    return Decoded(decode_word(w), raw, pc, 2, w)
 
 
-def expand_compressed(h: int) -> Optional[int]:
-    from .rvc import expand
-
-    return expand(h)
+from .rvc import expand  # noqa: E402  (rvc imports nothing from this package)
 
 
 def _build() -> None:
