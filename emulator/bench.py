@@ -72,6 +72,17 @@ def print_table(rows: List[Dict[str, object]], title: str) -> None:
     sys.stdout.flush()
 
 
+def pypy_site() -> Optional[str]:
+    """A directory with a pyelftools that PyPy's Python 3.9 can import
+    (releases from 0.32 on use 3.10 syntax), installed on first use."""
+    site = os.path.join(os.path.expanduser("~"), ".cache", "rvkvm", "pypy-site")
+    if os.path.isdir(os.path.join(site, "elftools")):
+        return site
+    rc = subprocess.call([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                          "--no-deps", "--target", site, "pyelftools>=0.29,<0.32"])
+    return site if rc == 0 else None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m emulator.bench")
     ap.add_argument("--programs", default=",".join(PROGRAMS))
@@ -92,8 +103,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             env = dict(os.environ)
             root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-            paths = [root] + [p for p in sys.path if p.endswith("site-packages")]
-            env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")])
+            site = pypy_site()
+            env["PYTHONPATH"] = os.pathsep.join([root] + ([site] if site else []))
             cmd = [pypy, "-m", "emulator.bench", "--no-pypy", "--programs", args.programs,
                    "--ref-insns", str(args.ref_insns * 10), "--repeat", str(max(args.repeat, 2))]
             rc = subprocess.call(cmd, env=env)

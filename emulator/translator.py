@@ -15,6 +15,7 @@ a branch or jump, at the end of a page, or after MAX_INSNS instructions.
 
 from __future__ import annotations
 
+import platform
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
 from .bits import M64
@@ -27,6 +28,9 @@ from .memory import PACK, PAGE_MASK, UNPACK
 
 if TYPE_CHECKING:
     from .hart import Hart
+
+ON_PYPY = platform.python_implementation() == "PyPy"
+_MASK_SUFFIX = f") & {M64}"
 
 MAX_INSNS = 64  # per basic block
 MAX_BLOCKS = 24  # per region
@@ -55,6 +59,22 @@ class Block:
         self.src = src
 
 
+def _unmasked(expr: str) -> Optional[str]:
+    """``E`` if ``expr`` is exactly ``(E) & M64``, else None."""
+    if not (expr.startswith("(") and expr.endswith(_MASK_SUFFIX)):
+        return None
+    depth = 0
+    close = len(expr) - len(_MASK_SUFFIX)
+    for i, ch in enumerate(expr):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return expr[1:i] if i == close else None
+    return None
+
+
 class BlockEmitter(Emitter):
     """Registers in locals ``x1``..``x31``; inline TLB fast paths."""
 
@@ -78,6 +98,13 @@ class BlockEmitter(Emitter):
             return
         self.used.add(n)
         self.written.add(n)
+        inner = _unmasked(expr) if ON_PYPY else None
+        if inner is not None:
+            # PyPy keeps ints below 2**63 unboxed but makes ``v & M64`` a
+            # big integer: wrap only when the value left the 64-bit range.
+            self.emit(f"x{n} = {inner}")
+            self.emit(f"if x{n} < 0 or x{n} > {M64}: x{n} &= {M64}")
+            return
         self.emit(f"x{n} = {expr}")
 
     def jump(self, target: str) -> None:
