@@ -15,7 +15,7 @@ from . import csr as C
 from .bits import M64
 from .context import Ctx
 from .events import CodeModified, GuestExit, StepInstead, Stop, Trap
-from .memory import PAGE_MASK, PAGE_SHIFT, BusError, PhysMemory
+from .memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, BusError, PhysMemory
 
 PRV_U, PRV_S, PRV_M = C.PRV_U, C.PRV_S, C.PRV_M
 NO_DEADLINE = 1 << 64
@@ -747,9 +747,6 @@ class Hart:
         return lo | (UNPACK[2](buf2, delta2 + hi_pc)[0] << 16), ppn
 
     # -- data access slow paths -----------------------------------------
-    def _data_priv(self) -> int:
-        return self.ctx.data_priv
-
     def _phys(self, va: int, access: int) -> int:
         return self.translate(va, access, self.ctx.data_priv)
 
@@ -767,7 +764,7 @@ class Hart:
         if va & (size - 1):
             if self.misaligned == "trap":
                 raise Trap(C.CAUSE_MISALIGNED_LOAD, va)
-            if (va & PAGE_MASK) + size > PAGE_SIZE_:
+            if (va & PAGE_MASK) + size > PAGE_SIZE:
                 value = 0
                 for i in range(size):
                     value |= self._load((va + i) & M64, 1) << (8 * i)
@@ -802,7 +799,7 @@ class Hart:
         if va & (size - 1):
             if self.misaligned == "trap":
                 raise Trap(C.CAUSE_MISALIGNED_STORE, va)
-            if (va & PAGE_MASK) + size > PAGE_SIZE_:
+            if (va & PAGE_MASK) + size > PAGE_SIZE:
                 # Translate every byte first so a fault leaves memory untouched.
                 pas = [self._phys((va + i) & M64, STORE) for i in range(size)]
                 for i, pa in enumerate(pas):
@@ -1090,7 +1087,6 @@ class Hart:
         self.irq_dirty = True
 
 
-PAGE_SIZE_ = PAGE_MASK + 1
 
 # CSRs that map straight onto an attribute (or a constant; -1 = hartid).
 _CSR_ATTR: Dict[int, object] = {

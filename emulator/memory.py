@@ -264,13 +264,7 @@ class PhysMemory:
         self._bases.clear()
 
 
-def page_offset_delta(buf_page_offset: int, vpage_base: int) -> int:
-    """TLB entries store ``offset_in_buffer - virtual_page_base`` so that the
-    host offset of virtual address ``a`` is simply ``delta + a``."""
-    return buf_page_offset - vpage_base
-
-
 __all__ = [
     "BusError", "MmioHandler", "MmioRegion", "PhysMemory", "RamRegion", "Region",
-    "PAGE_SHIFT", "PAGE_SIZE", "PAGE_MASK", "UNPACK", "PACK", "page_offset_delta",
+    "PAGE_SHIFT", "PAGE_SIZE", "PAGE_MASK", "UNPACK", "PACK",
 ]
