@@ -1,0 +1,175 @@
+"""The ``rvkvm`` command: run a guest, show the host, list registers.
+
+    rvkvm run GUEST.elf [--server ADDR] [--ram 256M] [--abi PROFILE]
+    rvkvm info [--server ADDR]
+    rvkvm regs [--server ADDR] [--abi PROFILE]
+
+Without ``--server`` an embedded server (``python -m server``) is started on
+a free loopback port for the duration of the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import subprocess
+import sys
+from typing import Iterator, List, Optional
+
+import grpc
+
+from . import exits as X
+from .errors import KvmError
+from .kvm import Kvm
+from .vmm import Vmm
+
+HELLO_GUEST = os.path.join(os.path.dirname(__file__), "guests", "hello_sbi.elf")
+_LISTENING = re.compile(r"listening on (\S+)")
+_SIZE = re.compile(r"^(\d+)([KMG]?)i?B?$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 256M)")
+    shift = {"": 0, "K": 10, "M": 20, "G": 30}[match.group(2).upper()]
+    return int(match.group(1)) << shift
+
+
+@contextlib.contextmanager
+def embedded_server() -> Iterator[str]:
+    """Start ``python -m server`` on a free loopback port; yields its address."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "--listen", "127.0.0.1:0", "--log-level", "warning"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = _LISTENING.search(line)
+        if not match:
+            raise RuntimeError(f"embedded server did not start: {line!r}")
+        yield match.group(1)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextlib.contextmanager
+def connect(address: Optional[str]) -> Iterator[Kvm]:
+    with contextlib.ExitStack() as stack:
+        if address is None:
+            address = stack.enter_context(embedded_server())
+        channel = stack.enter_context(grpc.insecure_channel(address))
+        grpc.channel_ready_future(channel).result(timeout=30)
+        yield Kvm(channel)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    with connect(args.server) as kvm:
+        vmm = Vmm(kvm, ram_size=args.ram, abi_profile=args.abi)
+        try:
+            entry = vmm.load_elf(args.guest)
+            vmm.boot(entry, vmm.place_dtb(vmm.device_tree()))
+            result = vmm.run(timeout=args.timeout)
+        finally:
+            vmm.close()
+    if result.clean_shutdown:
+        return 0
+    exit_ = result.exit
+    if isinstance(exit_, X.SystemEventExit):
+        what = {X.KVM_SYSTEM_EVENT_SHUTDOWN: "shutdown", X.KVM_SYSTEM_EVENT_RESET: "reset"}
+        print(f"rvkvm: guest {what.get(exit_.type, exit_.type)} with reason "
+              f"{(exit_.data or [0])[0]}", file=sys.stderr)
+    else:
+        print(f"rvkvm: VM stopped: {exit_!r}", file=sys.stderr)
+    return 1
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with connect(args.server) as kvm:
+        info = kvm.get_host_info()
+    print(f"KVM API version  {info.api_version}")
+    print(f"host ISA         {info.isa}")
+    print(f"capabilities     {' '.join(info.capabilities)}")
+    print(f"timebase         {info.timebase_frequency} Hz, satp mode {info.satp_mode}")
+    on_host = [e.name for e in info.isa_exts if e.on_host]
+    print(f"ONE_REG isa_ext  {' '.join(on_host)}")
+    print("SBI extensions   " + " ".join(
+        e.name + ("" if e.default_enabled else "(off)") for e in info.sbi_exts))
+    print("FWFT features    " + " ".join(
+        f"{f.feature_id}:{f.name}" + (f"[{f.onereg}]" if f.onereg else "")
+        for f in info.fwft_features))
+    for p in info.abi_profiles:
+        mark = " (default)" if p.name == info.default_abi_profile else ""
+        print(f"ABI profile      {p.name}{mark}: Linux {p.linux_version}, SBI "
+              f"{p.sbi_spec_version}, {' '.join(p.flags) or '-'}")
+    lim = info.limits
+    print(f"limits           {lim.max_vcpus} vCPUs, {lim.mem_slots} memslots, "
+          f"{lim.gpa_bits}-bit GPA, {lim.max_transfer} B per transfer")
+    return 0
+
+
+def cmd_regs(args: argparse.Namespace) -> int:
+    with connect(args.server) as kvm:
+        vm = kvm.create_vm(args.abi)
+        try:
+            vm.create_vcpu(0)
+            named = vm.vcpu(0).get_reg_names()
+            values = vm.batch_one_reg([(0, reg, None) for reg, _ in named])
+        finally:
+            vm.destroy()
+    for (reg, name), value in zip(named, values):
+        text = value.name if isinstance(value, KvmError) else "0x" + value[::-1].hex()
+        print(f"0x{reg:016x}  {name:36} {text}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rvkvm", description="rvkvm client")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--server", metavar="ADDR",
+                       help="host:port of an rvkvm server (default: start one on loopback)")
+
+    run = sub.add_parser("run", help="boot an S-mode guest ELF and print its console")
+    run.add_argument("guest", nargs="?", default=HELLO_GUEST,
+                     help="guest ELF (default: the bundled hello_sbi.elf)")
+    common(run)
+    run.add_argument("--ram", type=parse_size, default=256 << 20, help="RAM size (256M)")
+    run.add_argument("--abi", default="", help="kernel ABI profile (default: the server's)")
+    run.add_argument("--timeout", type=float, default=None, help="seconds before giving up")
+    run.set_defaults(func=cmd_run)
+
+    info = sub.add_parser("info", help="show the emulated host")
+    common(info)
+    info.set_defaults(func=cmd_info)
+
+    regs = sub.add_parser("regs", help="ONE_REG registers of a fresh vCPU with their values")
+    common(regs)
+    regs.add_argument("--abi", default="", help="kernel ABI profile")
+    regs.set_defaults(func=cmd_regs)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KvmError as err:
+        print(f"rvkvm: {err}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as err:
+        print(f"rvkvm: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""A small VMM on top of the client library: guest RAM, an ELF loader, a
+device tree, and a run loop that serves SBI calls (the DBCN console) and
+MMIO devices from tables.
+
+    vmm = Vmm(Kvm(channel), ram_size=256 << 20)
+    entry = vmm.load_elf("guest.elf")
+    vmm.boot(entry, vmm.place_dtb(vmm.device_tree()))
+    result = vmm.run()          # until a system event or a failure
+"""
+
+from __future__ import annotations
+
+import bisect
+import sys
+import time
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Dict, List, Optional, Protocol, Tuple
+
+from elftools.elf.elffile import ELFFile
+
+from . import exits as X
+from .errors import KvmError
+from .fdt import Node, to_dtb
+from .kvm import Kvm
+
+RAM_BASE = 0x8000_0000
+PAGE = 4096
+DTB_ALIGN = 0x1000
+DTB_ROOM = 0x10000  # the device tree goes into the last 64 KiB of RAM
+
+SBI_SUCCESS = 0
+SBI_ERR_INVALID_PARAM = -3
+SBI_EXT_0_1_CONSOLE_PUTCHAR = 0x01
+SBI_EXT_DBCN = 0x4442434E
+DBCN_CONSOLE_WRITE, DBCN_CONSOLE_READ, DBCN_CONSOLE_WRITE_BYTE = 0, 1, 2
+SRST_REASON_NONE = 0
+TIMEOUT_CHECK_BUDGET = 2_000_000  # instructions between deadline checks
+
+
+class MmioDevice(Protocol):
+    """An MMIO device: accesses with offsets relative to its base."""
+
+    def read(self, offset: int, size: int) -> int: ...
+
+    def write(self, offset: int, size: int, value: int) -> None: ...
+
+
+@dataclass
+class RunResult:
+    """Why the VM stopped: the last exit, and whether that is a clean
+    shutdown (SRST shutdown with reason "none")."""
+
+    exit: X.Exit
+
+    @property
+    def clean_shutdown(self) -> bool:
+        e = self.exit
+        return (isinstance(e, X.SystemEventExit) and e.type == X.KVM_SYSTEM_EVENT_SHUTDOWN
+                and (e.data or [0])[0] == SRST_REASON_NONE)
+
+
+SbiHandler = Callable[["Vmm", X.SbiExit], None]
+
+
+class Vmm:
+    def __init__(self, kvm: Kvm, ram_size: int = 256 << 20, ram_base: int = RAM_BASE,
+                 abi_profile: str = "", console: Optional[BinaryIO] = None) -> None:
+        self.kvm = kvm
+        self.ram_base = ram_base
+        self.ram_size = ram_size
+        self.console = console if console is not None else sys.stdout.buffer
+        self.vm = kvm.create_vm(abi_profile)
+        self.vm.set_user_memory_region(0, ram_base, ram_size)
+        self.vcpu = self.vm.create_vcpu(0)
+        self.vcpu.set_reg("sbi_ext DBCN", 1)  # KVM leaves DBCN to the VMM, off by default
+        self._mmio_starts: List[int] = []
+        self._mmio: List[Tuple[int, int, MmioDevice]] = []
+        self.sbi_handlers: Dict[int, SbiHandler] = {
+            SBI_EXT_DBCN: Vmm._sbi_dbcn,
+            SBI_EXT_0_1_CONSOLE_PUTCHAR: Vmm._sbi_legacy_putchar,
+        }
+
+    # -- setup -----------------------------------------------------------
+
+    def add_mmio(self, base: int, size: int, device: MmioDevice) -> None:
+        """Serve guest accesses to [base, base + size) with ``device``."""
+        i = bisect.bisect(self._mmio_starts, base)
+        if (i and self._mmio[i - 1][1] > base) or (i < len(self._mmio) and
+                                                   self._mmio[i][0] < base + size):
+            raise ValueError(f"MMIO range at {base:#x} overlaps another device")
+        self._mmio_starts.insert(i, base)
+        self._mmio.insert(i, (base, base + size, device))
+
+    def load_elf(self, path: str) -> int:
+        """Copy the PT_LOAD segments to guest RAM (at their physical
+        addresses); returns the entry point."""
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            if elf.get_machine_arch() != "RISC-V" or elf.elfclass != 64:
+                raise ValueError(f"{path}: not a 64-bit RISC-V ELF")
+            for seg in elf.iter_segments():
+                if seg["p_type"] != "PT_LOAD" or seg["p_memsz"] == 0:
+                    continue
+                data = seg.data()
+                addr = seg["p_paddr"]
+                if not (self.ram_base <= addr and
+                        addr + seg["p_memsz"] <= self.ram_base + self.ram_size):
+                    raise ValueError(f"{path}: segment at {addr:#x} is outside RAM")
+                self.vm.write_memory(addr, data)
+                bss = seg["p_memsz"] - len(data)
+                if bss:
+                    self.vm.write_memory(addr + len(data), bytes(bss))
+            return int(elf.header["e_entry"])
+
+    def device_tree(self, bootargs: str = "") -> Node:
+        """A minimal device tree: one cpu, the RAM, /chosen."""
+        info = self.kvm.get_host_info()
+        mmu = {8: "riscv,sv39", 9: "riscv,sv48", 10: "riscv,sv57"}.get(info.satp_mode,
+                                                                      "riscv,sv39")
+        root = Node("", {"#address-cells": 2, "#size-cells": 2, "compatible": "rvkvm,virt",
+                         "model": "rvkvm virtual machine"})
+        root.add(Node("chosen", {"bootargs": bootargs}))
+        cpus = root.add(Node("cpus", {"#address-cells": 1, "#size-cells": 0,
+                                      "timebase-frequency": info.timebase_frequency}))
+        cpu = cpus.add(Node("cpu@0", {"device_type": "cpu", "reg": 0, "status": "okay",
+                                      "compatible": "riscv", "riscv,isa": info.isa,
+                                      "mmu-type": mmu}))
+        cpu.add(Node("interrupt-controller", {"#address-cells": 0, "#interrupt-cells": 1,
+                                              "interrupt-controller": True,
+                                              "compatible": "riscv,cpu-intc"}))
+        base, size = self.ram_base, self.ram_size
+        root.add(Node(f"memory@{base:x}", {
+            "device_type": "memory",
+            "reg": [base >> 32, base & 0xFFFF_FFFF, size >> 32, size & 0xFFFF_FFFF]}))
+        return root
+
+    def place_dtb(self, tree: Node) -> int:
+        """Write the DTB into the end of RAM; returns its address."""
+        blob = to_dtb(tree)
+        if len(blob) > DTB_ROOM:
+            raise ValueError("device tree too large")
+        addr = self.ram_base + self.ram_size - DTB_ROOM
+        self.vm.write_memory(addr, blob)
+        return addr
+
+    def boot(self, entry: int, dtb_addr: int, hart_id: int = 0) -> None:
+        """Linux boot protocol: S-mode at ``entry``, a0 = hart id, a1 = DTB."""
+        self.vcpu.set_reg("core pc", entry)
+        self.vcpu.set_reg("core a0", hart_id)
+        self.vcpu.set_reg("core a1", dtb_addr)
+
+    # -- running ---------------------------------------------------------
+
+    def run(self, timeout: Optional[float] = None) -> RunResult:
+        """Run vCPU 0 until a system event or an exit the VMM cannot serve;
+        ``timeout``: seconds (then an INTR exit ends the run)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # with a deadline, each Run is bounded (busy: a budget; idle: a timeout)
+        budget = 0 if deadline is None else TIMEOUT_CHECK_BUDGET
+        with self.vcpu.run_stream() as stream:
+            while True:
+                idle = 0.0 if deadline is None else max(0.01, deadline - time.monotonic())
+                exit_ = stream.run(budget=budget, idle_timeout=idle)
+                if isinstance(exit_, X.SbiExit):
+                    handler = self.sbi_handlers.get(exit_.extension_id)
+                    if handler is not None:
+                        handler(self, exit_)
+                elif isinstance(exit_, X.MmioExit):
+                    self._serve_mmio(exit_)
+                elif isinstance(exit_, X.IntrExit):
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return RunResult(exit_)
+                else:
+                    return RunResult(exit_)
+
+    def _serve_mmio(self, exit_: X.MmioExit) -> None:
+        i = bisect.bisect(self._mmio_starts, exit_.phys_addr) - 1
+        if i < 0 or exit_.phys_addr >= self._mmio[i][1]:
+            return  # no device: reads return 0, writes are dropped
+        base, _, device = self._mmio[i]
+        offset = exit_.phys_addr - base
+        if exit_.is_write:
+            device.write(offset, exit_.len, exit_.value)
+        else:
+            exit_.value = device.read(offset, exit_.len)
+
+    def _write_console(self, data: bytes) -> None:
+        self.console.write(data)
+        self.console.flush()
+
+    def _sbi_dbcn(self, exit_: X.SbiExit) -> None:
+        fid, args = exit_.function_id, exit_.args
+        if fid == DBCN_CONSOLE_WRITE:
+            num_bytes, base = args[0], args[1] | (args[2] << 64)
+            try:
+                self._write_console(self.vm.read_memory(base, num_bytes))
+            except KvmError:
+                exit_.ret = [SBI_ERR_INVALID_PARAM, 0]
+                return
+            exit_.ret = [SBI_SUCCESS, num_bytes]
+        elif fid == DBCN_CONSOLE_READ:
+            exit_.ret = [SBI_SUCCESS, 0]  # no console input
+        elif fid == DBCN_CONSOLE_WRITE_BYTE:
+            self._write_console(bytes([args[0] & 0xFF]))
+            exit_.ret = [SBI_SUCCESS, 0]
+
+    def _sbi_legacy_putchar(self, exit_: X.SbiExit) -> None:
+        self._write_console(bytes([exit_.args[0] & 0xFF]))
+        exit_.ret = [SBI_SUCCESS, 0]
+
+    def close(self) -> None:
+        self.vm.destroy()

@@ -1,0 +1,32 @@
+"""Server settings (``create_server``'s ``config``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from server.kvm import HostProfile
+
+
+@dataclass
+class ServerConfig:
+    # The emulated host; None: HostProfile.default().
+    host: Optional[HostProfile] = None
+    # Emulator engine of every hart: "fast" (block translator) or "interp".
+    engine: str = "fast"
+    # Instructions a vCPU runs per slice before its Run loop looks for
+    # cancellation (and other RPCs on that vCPU get their turn).
+    run_slice: int = 200_000
+    # Seconds a slice sleeps while the vCPU is idle before looking again.
+    idle_slice: float = 0.05
+    # Largest ReadMemory/WriteMemory payload and stream chunk.
+    max_transfer: int = 1 << 20
+    # VMs hosted at once (0: no limit).
+    max_vms: int = 0
+    # Threads running vCPU slices, and threads for the other model calls.
+    run_threads: int = 32
+    ops_threads: int = 8
+    # Register the reflection service (for grpcurl and friends).
+    reflection: bool = True
+    # Extra grpc.aio.server options.
+    grpc_options: list = field(default_factory=list)

@@ -1,0 +1,72 @@
+"""The one place where KVM errors become gRPC statuses.
+
+A ``KvmError`` (an errno) becomes a ``google.rpc.Status`` whose code comes
+from ``ERRNO_TO_CODE`` and whose details carry the errno twice: as a
+``google.rpc.ErrorInfo`` (reason = errno name, metadata errno/name) for
+generic clients and as an ``rvkvm.v1.KvmErrno``. The table is documented in
+``proto/rvkvm/v1/kvm.proto``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Dict
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
+from server.kvm.errors import ENOTSUPP, KvmError, errno_name
+
+ERROR_DOMAIN = "rvkvm.v1"
+
+ERRNO_TO_CODE: Dict[int, grpc.StatusCode] = {
+    errno.ENOENT: grpc.StatusCode.NOT_FOUND,
+    errno.EBADF: grpc.StatusCode.NOT_FOUND,
+    errno.EINVAL: grpc.StatusCode.INVALID_ARGUMENT,
+    errno.EFAULT: grpc.StatusCode.INVALID_ARGUMENT,
+    errno.EEXIST: grpc.StatusCode.ALREADY_EXISTS,
+    errno.EBUSY: grpc.StatusCode.FAILED_PRECONDITION,
+    errno.EIO: grpc.StatusCode.FAILED_PRECONDITION,
+    errno.E2BIG: grpc.StatusCode.OUT_OF_RANGE,
+    errno.EOPNOTSUPP: grpc.StatusCode.UNIMPLEMENTED,
+    ENOTSUPP: grpc.StatusCode.UNIMPLEMENTED,
+    errno.ENOMEM: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errno.ENOSPC: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errno.EPERM: grpc.StatusCode.PERMISSION_DENIED,
+    errno.EACCES: grpc.StatusCode.PERMISSION_DENIED,
+}
+
+
+def status_code(err: KvmError) -> grpc.StatusCode:
+    return ERRNO_TO_CODE.get(err.errno, grpc.StatusCode.UNKNOWN)
+
+
+def kvm_errno(err: KvmError) -> pb.KvmErrno:
+    """The errno of ``err`` as a message (detail and batch item status)."""
+    msg = pb.KvmErrno(errno=err.errno, name=err.name, message=err.message)
+    if err.count is not None:
+        msg.count = err.count
+    return msg
+
+
+OK = pb.KvmErrno(errno=0, name="OK")
+
+
+def _pack(message: object) -> any_pb2.Any:
+    detail = any_pb2.Any()
+    detail.Pack(message)
+    return detail
+
+
+def to_status(err: KvmError) -> grpc.Status:
+    """``grpc.Status`` for ``context.abort_with_status``."""
+    info = error_details_pb2.ErrorInfo(
+        reason=err.name, domain=ERROR_DOMAIN,
+        metadata={"errno": str(err.errno), "name": errno_name(err.errno)})
+    status = status_pb2.Status(
+        code=status_code(err).value[0], message=str(err),
+        details=[_pack(info), _pack(kvm_errno(err))])
+    return rpc_status.to_status(status)

@@ -1,0 +1,274 @@
+"""The ``rvkvm.v1.Kvm`` servicer: message in, call the KVM model, message out.
+
+Model calls that may block (they take the vCPU mutex, which a running vCPU
+holds for one slice) run in a thread pool, so the event loop stays free;
+``Run`` runs its slices in a separate pool. Errors are ``KvmError``s, turned
+into statuses by ``interceptors.KvmErrorInterceptor``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, AsyncIterator, Callable, List, TypeAlias, TypeVar
+
+import grpc
+
+from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
+from rvkvm_proto.rvkvm.v1 import kvm_pb2_grpc as pb_grpc
+from server.kvm import KvmError, copy_reg_list, short_name
+from server.kvm import exits as X
+
+from . import convert
+from .errors import OK, kvm_errno
+from .registry import VcpuSession, VmEntry, VmRegistry
+
+T = TypeVar("T")
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+class KvmServicer(pb_grpc.KvmServicer):
+    def __init__(self, registry: VmRegistry, max_transfer: int, max_vms: int,
+                 ops_pool: ThreadPoolExecutor, run_pool: ThreadPoolExecutor) -> None:
+        self._registry = registry
+        self._system = registry.system
+        self._max_transfer = max_transfer
+        self._max_vms = max_vms
+        self._ops_pool = ops_pool
+        self._run_pool = run_pool
+
+    # -- helpers ---------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._ops_pool, functools.partial(fn, *args))
+
+    def _vm(self, vm_id: str) -> VmEntry:
+        return self._registry.get(vm_id)
+
+    def _session(self, ref: pb.VcpuRef) -> VcpuSession:
+        return self._registry.get(ref.vm_id).session(ref.vcpu_id)
+
+    def _check_transfer(self, size: int) -> None:
+        if size > self._max_transfer:
+            raise KvmError(errno.E2BIG, f"{size} bytes exceed the transfer limit "
+                           f"{self._max_transfer}; use the streaming RPC")
+
+    async def _run(self, session: VcpuSession, request: pb.RunRequest) -> X.Exit:
+        return await session.run(request.completion, request.budget,
+                                 request.idle_timeout_ms / 1000, self._run_pool)
+
+    # -- system ----------------------------------------------------------
+
+    async def GetApiVersion(self, request: pb.GetApiVersionRequest,
+                            context: Context) -> pb.GetApiVersionResponse:
+        return pb.GetApiVersionResponse(version=self._system.get_api_version())
+
+    async def CheckExtension(self, request: pb.CheckExtensionRequest,
+                             context: Context) -> pb.CheckExtensionResponse:
+        target: Any = self._vm(request.vm_id).vm_alive() if request.vm_id else self._system
+        return pb.CheckExtensionResponse(value=target.check_extension(request.cap))
+
+    async def GetHostInfo(self, request: pb.GetHostInfoRequest, context: Context) -> pb.HostInfo:
+        return convert.host_info(self._system.host, self._max_transfer, self._max_vms)
+
+    async def CreateVm(self, request: pb.CreateVmRequest,
+                       context: Context) -> pb.CreateVmResponse:
+        entry = await self._call(self._registry.create, request.machine_type,
+                                 request.abi_profile)
+        return pb.CreateVmResponse(vm_id=entry.vm_id)
+
+    async def DestroyVm(self, request: pb.DestroyVmRequest,
+                        context: Context) -> pb.DestroyVmResponse:
+        await self._call(self._registry.destroy, request.vm_id)
+        return pb.DestroyVmResponse()
+
+    # -- VM --------------------------------------------------------------
+
+    async def EnableCap(self, request: pb.EnableCapRequest,
+                        context: Context) -> pb.EnableCapResponse:
+        vm = self._vm(request.vm_id).vm
+        await self._call(vm.enable_cap, request.cap, request.flags, tuple(request.args))
+        return pb.EnableCapResponse()
+
+    async def SetUserMemoryRegion(self, request: pb.SetUserMemoryRegionRequest,
+                                  context: Context) -> pb.SetUserMemoryRegionResponse:
+        vm = self._vm(request.vm_id).vm
+        await self._call(vm.set_user_memory_region, request.slot, request.flags,
+                         request.guest_phys_addr, request.memory_size, request.userspace_addr)
+        return pb.SetUserMemoryRegionResponse()
+
+    async def GetDirtyLog(self, request: pb.GetDirtyLogRequest,
+                          context: Context) -> pb.GetDirtyLogResponse:
+        vm = self._vm(request.vm_id).vm
+        return pb.GetDirtyLogResponse(bitmap=await self._call(vm.get_dirty_log, request.slot))
+
+    async def ReadMemory(self, request: pb.ReadMemoryRequest,
+                         context: Context) -> pb.ReadMemoryResponse:
+        vm = self._vm(request.vm_id).vm
+        self._check_transfer(request.size)
+        return pb.ReadMemoryResponse(data=await self._call(vm.read_memory, request.gpa,
+                                                           request.size))
+
+    async def WriteMemory(self, request: pb.WriteMemoryRequest,
+                          context: Context) -> pb.WriteMemoryResponse:
+        vm = self._vm(request.vm_id).vm
+        self._check_transfer(len(request.data))
+        await self._call(vm.write_memory, request.gpa, request.data)
+        return pb.WriteMemoryResponse(bytes_written=len(request.data))
+
+    async def ReadMemoryStream(self, request: pb.ReadMemoryRequest,
+                               context: Context) -> AsyncIterator[pb.MemoryChunk]:
+        vm = self._vm(request.vm_id).vm
+        gpa, end = request.gpa, request.gpa + request.size
+        while gpa < end:
+            n = min(self._max_transfer, end - gpa)
+            yield pb.MemoryChunk(gpa=gpa, data=await self._call(vm.read_memory, gpa, n))
+            gpa += n
+
+    async def WriteMemoryStream(self, request_iterator: AsyncIterator[pb.WriteMemoryRequest],
+                                context: Context) -> pb.WriteMemoryResponse:
+        written = 0
+        async for chunk in request_iterator:
+            vm = self._vm(chunk.vm_id).vm
+            self._check_transfer(len(chunk.data))
+            await self._call(vm.write_memory, chunk.gpa, chunk.data)
+            written += len(chunk.data)
+        return pb.WriteMemoryResponse(bytes_written=written)
+
+    async def CreateVcpu(self, request: pb.CreateVcpuRequest,
+                         context: Context) -> pb.CreateVcpuResponse:
+        entry = self._vm(request.vm_id)
+        entry.vm_alive()
+        await self._call(entry.create_vcpu, request.vcpu_id)
+        return pb.CreateVcpuResponse(vcpu=pb.VcpuRef(vm_id=request.vm_id,
+                                                     vcpu_id=request.vcpu_id))
+
+    # -- vCPU ------------------------------------------------------------
+
+    async def GetOneReg(self, request: pb.GetOneRegRequest,
+                        context: Context) -> pb.GetOneRegResponse:
+        vcpu = self._session(request.vcpu).vcpu
+        return pb.GetOneRegResponse(value=await self._call(vcpu.get_one_reg, request.id))
+
+    async def SetOneReg(self, request: pb.SetOneRegRequest,
+                        context: Context) -> pb.SetOneRegResponse:
+        vcpu = self._session(request.vcpu).vcpu
+        await self._call(vcpu.set_one_reg, request.id, request.value)
+        return pb.SetOneRegResponse()
+
+    async def GetRegList(self, request: pb.GetRegListRequest,
+                         context: Context) -> pb.GetRegListResponse:
+        vcpu = self._session(request.vcpu).vcpu
+        ids = await self._call(vcpu.get_reg_list)
+        if request.HasField("n"):
+            ids = copy_reg_list(request.n, ids)
+        return pb.GetRegListResponse(ids=ids, names=[short_name(i) for i in ids])
+
+    async def Run(self, request: pb.RunRequest, context: Context) -> pb.Exit:
+        return convert.exit_to_pb(await self._run(self._session(request.vcpu), request))
+
+    async def RunStream(self, request_iterator: AsyncIterator[pb.RunRequest],
+                        context: Context) -> AsyncIterator[pb.Exit]:
+        async for request in request_iterator:
+            exit_ = await self._run(self._session(request.vcpu), request)
+            yield convert.exit_to_pb(exit_)
+
+    async def Interrupt(self, request: pb.InterruptRequest,
+                        context: Context) -> pb.InterruptResponse:
+        self._session(request.vcpu).vcpu.interrupt(request.irq)
+        return pb.InterruptResponse()
+
+    async def GetMpState(self, request: pb.GetMpStateRequest, context: Context) -> pb.MpState:
+        return pb.MpState(mp_state=self._session(request.vcpu).vcpu.get_mp_state())
+
+    async def SetMpState(self, request: pb.SetMpStateRequest,
+                         context: Context) -> pb.SetMpStateResponse:
+        vcpu = self._session(request.vcpu).vcpu
+        await self._call(vcpu.set_mp_state, request.mp_state)
+        return pb.SetMpStateResponse()
+
+    async def SetGuestDebug(self, request: pb.SetGuestDebugRequest,
+                            context: Context) -> pb.SetGuestDebugResponse:
+        vcpu = self._session(request.vcpu).vcpu
+        await self._call(vcpu.set_guest_debug, request.control)
+        return pb.SetGuestDebugResponse()
+
+    async def Kick(self, request: pb.KickRequest, context: Context) -> pb.KickResponse:
+        self._session(request.vcpu).vcpu.kick()
+        return pb.KickResponse()
+
+    async def GetFwft(self, request: pb.GetFwftRequest, context: Context) -> pb.FwftState:
+        vcpu = self._session(request.vcpu).vcpu
+        return await self._call(_get_fwft, vcpu, request.feature_id)
+
+    async def SetFwft(self, request: pb.SetFwftRequest, context: Context) -> pb.FwftState:
+        vcpu = self._session(request.vcpu).vcpu
+        feature = convert.fwft_feature(request.feature_id)
+        for field, index in (("enable", convert.FWFT_ENABLE), ("value", convert.FWFT_VALUE),
+                             ("flags", convert.FWFT_FLAGS)):
+            if request.HasField(field):
+                value = int(getattr(request, field))
+                await self._call(vcpu.set_value, convert.fwft_reg_id(feature, index), value)
+        return await self._call(_get_fwft, vcpu, request.feature_id)
+
+    # -- batch -----------------------------------------------------------
+
+    async def BatchOneReg(self, request: pb.BatchOneRegRequest,
+                          context: Context) -> pb.BatchOneRegResponse:
+        entry = self._vm(request.vm_id)
+        entry.vm_alive()
+        results = await self._call(_batch_one_reg, entry, list(request.ops),
+                                   request.stop_on_error)
+        return pb.BatchOneRegResponse(results=results)
+
+    async def RunMany(self, request: pb.RunManyRequest,
+                      context: Context) -> pb.RunManyResponse:
+        entry = self._vm(request.vm_id)
+        ids = [run.vcpu.vcpu_id for run in request.runs]
+        if len(set(ids)) != len(ids):
+            raise KvmError(errno.EINVAL, "RunMany names a vCPU more than once")
+        sessions = [entry.session(i) for i in ids]
+        outcomes = await asyncio.gather(
+            *(self._run(s, run) for s, run in zip(sessions, request.runs)),
+            return_exceptions=True)
+        results: List[pb.RunResult] = []
+        for vcpu_id, outcome in zip(ids, outcomes):
+            if isinstance(outcome, KvmError):
+                results.append(pb.RunResult(vcpu_id=vcpu_id, status=kvm_errno(outcome)))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                results.append(pb.RunResult(vcpu_id=vcpu_id, status=OK,
+                                            exit=convert.exit_to_pb(outcome)))
+        return pb.RunManyResponse(results=results)
+
+
+def _get_fwft(vcpu: Any, feature_id: int) -> pb.FwftState:
+    feature = convert.fwft_feature(feature_id)
+    enable, flags, value = (vcpu.get_value(convert.fwft_reg_id(feature, i))
+                            for i in (convert.FWFT_ENABLE, convert.FWFT_FLAGS,
+                                      convert.FWFT_VALUE))
+    return pb.FwftState(feature_id=feature_id, name=feature.name, enable=bool(enable),
+                        flags=flags, value=value)
+
+
+def _batch_one_reg(entry: VmEntry, ops: List[pb.RegOp],
+                   stop_on_error: bool) -> List[pb.RegResult]:
+    results = []
+    for op in ops:
+        try:
+            vcpu = entry.session(op.vcpu_id).vcpu
+            if op.HasField("set_value"):
+                vcpu.set_one_reg(op.id, op.set_value)
+                results.append(pb.RegResult(status=OK))
+            else:
+                results.append(pb.RegResult(status=OK, value=vcpu.get_one_reg(op.id)))
+        except KvmError as err:
+            results.append(pb.RegResult(status=kvm_errno(err)))
+            if stop_on_error:
+                break
+    return results
+

@@ -1,0 +1,117 @@
+"""End to end: the ``rvkvm`` command and the VMM helper on real guests."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+import sys
+
+from client.cli import HELLO_GUEST
+from client.exits import SystemEventExit
+from client.fdt import Node, to_dtb
+from client.vmm import Vmm
+from tests.emulator import rvasm as A
+
+from .guest import MMIO, REG_A0, REG_A1, REG_A2, ld, li, sbi_call, sd
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HELLO_TEXT = "Hello from an S-mode guest on rvkvm (SBI DBCN console)\n"
+SBI_EXT_SRST = 0x53525354
+ENTRY = 0x8020_0000
+
+
+def rvkvm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "client", *args], cwd=ROOT, timeout=timeout,
+                          capture_output=True, text=True)
+
+
+def tiny_elf(code: bytes, entry: int = ENTRY) -> bytes:
+    """An ELF64 RISC-V executable with one PT_LOAD segment holding ``code``."""
+    ehdr = struct.pack("<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01" + bytes(9), 2, 243, 1,
+                       entry, 64, 0, 0, 64, 56, 1, 0, 0, 0)
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0x1000, entry, entry, len(code), len(code), 0x1000)
+    return (ehdr + phdr).ljust(0x1000, b"\0") + code
+
+
+def test_run_hello_with_embedded_server():
+    result = rvkvm("run", HELLO_GUEST)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(HELLO_TEXT)
+    assert "Device tree found at a1" in result.stdout
+
+
+def test_run_hello_on_a_server(server):
+    result = rvkvm("run", HELLO_GUEST, "--server", server.address, "--ram", "64M")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(HELLO_TEXT)
+
+
+def test_run_exit_status_1_on_system_failure(server, tmp_path):
+    elf = tmp_path / "fail.elf"
+    elf.write_bytes(tiny_elf(A.words(sbi_call(SBI_EXT_SRST, 0, 0, 1))))  # reason: failure
+    result = rvkvm("run", str(elf), "--server", server.address)
+    assert result.returncode == 1
+    assert "shutdown with reason 1" in result.stderr
+
+
+def test_info_and_regs(server):
+    info = rvkvm("info", "--server", server.address)
+    assert info.returncode == 0 and "host ISA         rv64imafdc" in info.stdout
+    regs = rvkvm("regs", "--server", server.address)
+    assert regs.returncode == 0
+    lines = regs.stdout.splitlines()
+    assert lines[0].split()[1:3] == ["config", "isa"]
+    assert any(line.split()[1:] == ["sbi_ext", "DBCN", "0x0000000000000000"] for line in lines)
+
+
+class Counter:
+    """An MMIO device: reads count up, writes set the counter."""
+
+    def __init__(self) -> None:
+        self.value = 100
+        self.writes = []
+
+    def read(self, offset: int, size: int) -> int:
+        self.value += 1
+        return self.value + offset
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.writes.append((offset, size, value))
+        self.value = value
+
+
+def test_vmm_serves_mmio_devices_from_a_map(kvm):
+    vmm = Vmm(kvm, ram_size=4 << 20, console=io.BytesIO())
+    device = Counter()
+    vmm.add_mmio(MMIO, 0x100, device)
+    program = (li(REG_A0, MMIO) + [ld(REG_A1, REG_A0, 8)] + li(REG_A2, 7)
+               + [sd(REG_A2, REG_A0, 0), ld(REG_A2, REG_A0, 0)] + sbi_call(SBI_EXT_SRST, 0, 0, 0))
+    vmm.vm.write_memory(ENTRY, A.words(program))
+    vmm.boot(ENTRY, vmm.place_dtb(vmm.device_tree()))
+    result = vmm.run(timeout=60)
+    assert result.clean_shutdown and isinstance(result.exit, SystemEventExit)
+    assert device.writes == [(0, 8, 7)]
+    assert vmm.vcpu.get_reg("core a2") == 8  # 7 written, then one more read
+    vmm.close()
+
+
+def test_fdt_matches_dtc(tmp_path):
+    root = Node("", {"#address-cells": 2, "model": "m"})
+    root.add(Node("cpus", {"flag": True, "cells": [1, 2]}))
+    blob = to_dtb(root)
+    assert blob[:4] == bytes.fromhex("d00dfeed")
+    dtc = "/usr/bin/dtc"
+    if os.path.exists(dtc):
+        (tmp_path / "t.dtb").write_bytes(blob)
+        out = subprocess.run([dtc, "-I", "dtb", "-O", "dts", str(tmp_path / "t.dtb")],
+                             capture_output=True, text=True, check=True).stdout
+        assert 'model = "m";' in out and "cells = <0x01 0x02>;" in out and "flag;" in out
+
+
+def test_run_timeout_ends_a_busy_guest(server, tmp_path):
+    elf = tmp_path / "spin.elf"
+    elf.write_bytes(tiny_elf(A.words([A.j(0, 0)])))
+    result = rvkvm("run", str(elf), "--server", server.address, "--timeout", "0.5")
+    assert result.returncode == 1 and "IntrExit" in result.stderr
