@@ -183,8 +183,12 @@ class Translator:
         leader_set = {entry}
         work = [entry]
         budget = MAX_REGION_INSNS
+        entry_targeted = False  # is the entry also reached by a branch or fall-through?
 
         def add_leader(pc: int) -> None:
+            nonlocal entry_targeted
+            if pc == entry:
+                entry_targeted = True
             if pc & ~PAGE_MASK == page and pc not in leader_set and len(leader_set) < MAX_BLOCKS:
                 leader_set.add(pc)
                 leaders.append(pc)
@@ -223,6 +227,25 @@ class Translator:
                 cur = d.next_pc
                 if n == MAX_INSNS:
                     add_leader(cur)
+        # An entry in the middle of a loop (a run resumed after an exit or
+        # an interrupt) must not split the loop's block in two: unless
+        # something else jumps there, the entry starts a prefix block that
+        # runs once, and the other blocks run straight through it.
+        blocks = self._form_blocks(leaders, leader_set if entry_targeted
+                                   else leader_set - {entry}, insn_at)
+        if not entry_targeted and entry in blocks:
+            last = blocks[entry][-1].pc
+            for leader, run in blocks.items():
+                if leader != entry and any(d.pc == entry for d in run) and run[-1].pc != last:
+                    # The block through the entry stops short of the
+                    # prefix's end (its size cap): split it at the entry.
+                    blocks = self._form_blocks(leaders, leader_set, insn_at)
+                    break
+        return blocks, ppn
+
+    @staticmethod
+    def _form_blocks(leaders: List[int], stops: Set[int],
+                     insn_at: Dict[int, Decoded]) -> Dict[int, List[Decoded]]:
         blocks: Dict[int, List[Decoded]] = {}
         for leader in leaders:
             run: List[Decoded] = []
@@ -233,11 +256,11 @@ class Translator:
                 if d.insn.kind in (BRANCH, JUMP):
                     break
                 cur = d.next_pc
-                if cur in leader_set:
+                if cur in stops:
                     break
             if run:
                 blocks[leader] = run
-        return blocks, ppn
+        return blocks
 
     def translate(self, pc: int) -> Block:
         h = self.h
@@ -299,6 +322,17 @@ class Translator:
             out.append(f"return {n_entry}")
             return self._finish(ctx, entry, out, n_entry, index)
         total = sum(len(insns) for insns in blocks.values())
+        # A prefix entry block (see _discover) repeats the tail of the block
+        # that runs through it, whose positions are in ``index`` (generated
+        # later, they overwrite the prefix's). Counting the prefix from that
+        # block's start (``n`` begins at -skip) keeps trap accounting exact.
+        skip = 0
+        prefix: Optional[int] = None
+        for leader, insns in blocks.items():
+            if leader != entry:
+                for k, d in enumerate(insns):
+                    if d.pc == entry:
+                        skip, prefix = k, entry
         back_edges = [(t, insns[-1].pc) for insns in blocks.values()
                       for t in _static_targets(insns[-1]) if t <= insns[-1].pc]
         back_targets = {t for t, _ in back_edges}
@@ -307,7 +341,7 @@ class Translator:
         # edges each block runs at most once, so the budget is checked only
         # after backward or computed transfers, with ``total`` instructions
         # of slack.
-        out.append("n = 0")
+        out.append(f"n = {-skip}")
         out.append(f"lim2 = lim - {total}")
         out.append(f"pc = {entry}")
         out.append("try:")
@@ -316,7 +350,7 @@ class Translator:
         # then a binary search over the remaining block addresses.
         depth = {pc: sum(1 for lo, hi in back_edges if lo <= pc <= hi) for pc in bodies}
         deepest = max(depth.values())
-        hot = sorted((pc for pc in bodies if deepest and depth[pc] == deepest),
+        hot = sorted((pc for pc in bodies if deepest and depth[pc] == deepest and pc != prefix),
                      key=lambda pc: (pc not in back_targets, pc))[:4]
         rest = sorted(pc for pc in bodies if pc not in hot)
 
@@ -344,7 +378,7 @@ class Translator:
                 out.append(ind + "    break")
                 return
             out.extend(ind + line for line in body)
-            out.append(ind + f"n += {length}")
+            out.append(ind + f"n += {length + skip if pc == prefix else length}")
             out.append(ind + f"pc = {nxt}")
             targets = _static_targets(blocks[pc][-1])
             computed = blocks[pc][-1].insn.kind == JUMP and not targets
