@@ -335,16 +335,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="measuring time of each rate (default 2, quick 0.3)")
     ap.add_argument("--batch", type=int, default=256, help="gets per BatchOneReg call")
     ap.add_argument("--iterations", type=int, default=None,
-                    help="ALU loop iterations (default 2,000,000, quick 100,000)")
+                    help="ALU loop iterations (default 1,000,000, quick 100,000)")
     ap.add_argument("--budget", type=int, default=100_000_000, help="Run budget for the MIPS run")
     ap.add_argument("--repeat", type=int, default=None,
-                    help="bare/server MIPS run pairs (default 5, quick 1)")
+                    help="bare/server MIPS run pairs (default 9, quick 1)")
     ap.add_argument("--vms", type=int, default=None, help="idle VMs (default 1000, quick 50)")
     ap.add_argument("--ram-mib", type=int, default=256, help="RAM of each idle VM")
     args = ap.parse_args(argv)
     seconds = args.seconds if args.seconds is not None else (0.3 if args.quick else 2.0)
-    iterations = args.iterations or (100_000 if args.quick else 2_000_000)
-    repeat = args.repeat or (1 if args.quick else 5)
+    iterations = args.iterations or (100_000 if args.quick else 1_000_000)
+    repeat = args.repeat or (1 if args.quick else 9)
     vms = args.vms if args.vms is not None else (50 if args.quick else 1000)
 
     print(f"rvkvm server benchmark ({platform.python_implementation()} "

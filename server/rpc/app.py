@@ -16,7 +16,7 @@ from server.kvm import KvmSystem
 
 from .config import ServerConfig
 from .interceptors import KvmErrorInterceptor, LoggingInterceptor
-from .registry import VmRegistry
+from .registry import Pacing, VmRegistry
 from .servicer import KvmServicer
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Kvm"].full_name
@@ -56,7 +56,8 @@ async def create_server(address: str,
     port it bound; call ``await server.start()``."""
     config = config or ServerConfig()
     system = KvmSystem(config.host, engine=config.engine)
-    registry = VmRegistry(system, config.max_vms, config.run_slice, config.idle_slice)
+    registry = VmRegistry(system, config.max_vms,
+                          Pacing(config.run_slice, config.idle_slice, config.run_quantum))
     ops_pool = ThreadPoolExecutor(config.ops_threads, thread_name_prefix="rvkvm-ops")
     run_pool = ThreadPoolExecutor(config.run_threads, thread_name_prefix="rvkvm-run")
     server = grpc.aio.server(

@@ -19,6 +19,9 @@ class ServerConfig:
     run_slice: int = 200_000
     # Seconds a slice sleeps while the vCPU is idle before looking again.
     idle_slice: float = 0.05
+    # Seconds of slices a running vCPU keeps its run thread before giving
+    # it back (the event loop is woken once per quantum, not per slice).
+    run_quantum: float = 0.05
     # Largest ReadMemory/WriteMemory payload and stream chunk.
     max_transfer: int = 1 << 20
     # VMs hosted at once (0: no limit).

@@ -1,10 +1,12 @@
 """The VMs a server hosts, by handle, and the per-vCPU run sessions.
 
 A ``VcpuSession`` is the adapter-side state of a vCPU: it runs ``Vcpu.run``
-in bounded slices (so a long Run notices cancellation, the vCPU mutex is
-released between slices and a few threads serve many vCPUs), and it keeps
-an exit that a cancelled Run produced but could not deliver, so the next
-Run returns it instead of losing it.
+in bounded slices (so a long Run notices cancellation and the vCPU mutex is
+released between slices), several slices in a row on a pool thread for at
+most one quantum (so the event loop is not woken per slice, yet a few
+threads serve many vCPUs and an idle vCPU holds none), and it keeps an exit
+that a cancelled Run produced but could not deliver, so the next Run
+returns it instead of losing it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import threading
 import time
 import uuid
 from concurrent.futures import Executor, Future
-from typing import Dict, Optional
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
 
 from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
 from server.kvm import DEFAULT_KERNEL, KvmError, KvmSystem, Vcpu, Vm
@@ -25,11 +28,23 @@ from server.kvm import exits as X
 from .convert import fill_completion
 
 
+@dataclass(frozen=True)
+class Pacing:
+    """How a Run is cut up: ``run_slice`` instructions per ``Vcpu.run``
+    call, slices back to back on one pool thread for up to ``quantum``
+    seconds, and ``idle_slice`` seconds of sleep per slice while idle."""
+
+    run_slice: int = 200_000
+    idle_slice: float = 0.05
+    quantum: float = 0.05
+
+
 class VcpuSession:
-    def __init__(self, vcpu: Vcpu, run_slice: int, idle_slice: float) -> None:
+    def __init__(self, vcpu: Vcpu, pacing: Pacing = Pacing()) -> None:
         self.vcpu = vcpu
-        self._run_slice = run_slice
-        self._idle_slice = idle_slice
+        self._run_slice = pacing.run_slice
+        self._idle_slice = pacing.idle_slice
+        self._quantum = pacing.quantum
         self._lock = asyncio.Lock()  # one Run at a time, as KVM_RUN holds vcpu->mutex
         self._inflight: Optional[Future] = None  # a slice a cancelled Run left running
         self._undelivered: Optional[X.Exit] = None
@@ -53,14 +68,13 @@ class VcpuSession:
             remaining = budget or None
             idle_deadline: Optional[float] = None
             while True:
-                step = self._run_slice if remaining is None else min(self._run_slice, remaining)
-                exit_ = await self._slice(pool, step)
+                exit_, used = await self._slice(pool, remaining)
                 if not isinstance(exit_, X.IntrExit) or exit_.why == X.INTR_KICK:
                     return exit_
                 if exit_.why == X.INTR_BUDGET:
                     idle_deadline = None
                     if remaining is not None:
-                        remaining -= step
+                        remaining -= used
                         if remaining <= 0:
                             return exit_
                 elif idle_timeout:  # INTR_IDLE
@@ -70,8 +84,24 @@ class VcpuSession:
                     if now >= idle_deadline:
                         return exit_
 
-    async def _slice(self, pool: Executor, budget: int) -> X.Exit:
-        future = pool.submit(self.vcpu.run, budget, self._idle_slice)
+    def _run_quantum(self, remaining: Optional[int]) -> Tuple[X.Exit, int]:
+        """On a pool thread: slices until an exit other than a used-up
+        slice budget, until ``remaining`` instructions ran, or until the
+        quantum is over. Returns the last exit and the budget used."""
+        deadline = time.monotonic() + self._quantum
+        used = 0
+        while True:
+            step = self._run_slice if remaining is None else min(self._run_slice,
+                                                                 remaining - used)
+            exit_ = self.vcpu.run(step, self._idle_slice)
+            if not isinstance(exit_, X.IntrExit) or exit_.why != X.INTR_BUDGET:
+                return exit_, used
+            used += step
+            if (remaining is not None and used >= remaining) or time.monotonic() >= deadline:
+                return exit_, used
+
+    async def _slice(self, pool: Executor, remaining: Optional[int]) -> Tuple[X.Exit, int]:
+        future = pool.submit(self._run_quantum, remaining)
         try:
             return await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:
@@ -85,7 +115,7 @@ class VcpuSession:
     def _keep_undelivered(self, future: Future) -> None:
         if future.cancelled() or future.exception() is not None:
             return
-        exit_ = future.result()
+        exit_, _ = future.result()
         if not isinstance(exit_, X.IntrExit):
             self._undelivered = exit_
 
@@ -93,18 +123,16 @@ class VcpuSession:
 class VmEntry:
     """A hosted VM and the sessions of its vCPUs."""
 
-    def __init__(self, vm_id: str, vm: Vm, run_slice: int, idle_slice: float) -> None:
+    def __init__(self, vm_id: str, vm: Vm, pacing: Pacing = Pacing()) -> None:
         self.vm_id = vm_id
         self.vm = vm
-        self._run_slice = run_slice
-        self._idle_slice = idle_slice
+        self._pacing = pacing
         self._sessions: Dict[int, VcpuSession] = {}
         self._lock = threading.Lock()
 
     def create_vcpu(self, vcpu_id: int) -> VcpuSession:
         with self._lock:
-            session = VcpuSession(self.vm.create_vcpu(vcpu_id), self._run_slice,
-                                  self._idle_slice)
+            session = VcpuSession(self.vm.create_vcpu(vcpu_id), self._pacing)
             self._sessions[vcpu_id] = session
             return session
 
@@ -124,12 +152,10 @@ class VmEntry:
 class VmRegistry:
     """VM handles -> VMs of one ``KvmSystem``."""
 
-    def __init__(self, system: KvmSystem, max_vms: int, run_slice: int,
-                 idle_slice: float) -> None:
+    def __init__(self, system: KvmSystem, max_vms: int, pacing: Pacing = Pacing()) -> None:
         self.system = system
         self._max_vms = max_vms
-        self._run_slice = run_slice
-        self._idle_slice = idle_slice
+        self._pacing = pacing
         self._vms: Dict[str, VmEntry] = {}
         self._lock = threading.Lock()
 
@@ -143,7 +169,7 @@ class VmRegistry:
             except ValueError as exc:  # unknown ABI profile
                 raise KvmError(errno.EINVAL, str(exc)) from None
             vm_id = "vm-" + uuid.uuid4().hex
-            entry = VmEntry(vm_id, vm, self._run_slice, self._idle_slice)
+            entry = VmEntry(vm_id, vm, self._pacing)
             self._vms[vm_id] = entry
             return entry
 

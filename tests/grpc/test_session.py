@@ -11,7 +11,7 @@ import pytest
 
 from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
 from server.kvm import exits as X
-from server.rpc.registry import VcpuSession
+from server.rpc.registry import Pacing, VcpuSession
 from tests.server.kvm_runtime_guest import A1, PC, WFI, jump_self, load, new_vm
 
 from .guest import mmio_loads
@@ -28,7 +28,7 @@ def pool():
 def _session(program):
     vm, (vcpu,) = new_vm()
     load(vm, vcpu, program)
-    return VcpuSession(vcpu, run_slice=1000, idle_slice=0.01)
+    return VcpuSession(vcpu, Pacing(run_slice=1000, idle_slice=0.01))
 
 
 def _mmio_data(value):
@@ -84,3 +84,22 @@ async def test_idle_vcpus_do_not_hold_threads(pool):
     assert exit_.why == X.INTR_BUDGET
     for exit_ in await asyncio.gather(*waiting):
         assert exit_.why == X.INTR_IDLE
+
+
+def test_a_quantum_runs_slices_back_to_back_on_its_thread():
+    vm, (vcpu,) = new_vm()
+    load(vm, vcpu, [jump_self()])
+    session = VcpuSession(vcpu, Pacing(run_slice=1000, idle_slice=0.01, quantum=0.2))
+    exit_, used = session._run_quantum(None)
+    # one hand-off to the event loop per quantum, not per slice
+    assert exit_.why == X.INTR_BUDGET and used >= 3000 and used % 1000 == 0
+    exit_, used = session._run_quantum(2500)
+    assert exit_.why == X.INTR_BUDGET and used == 2500  # the last slice is cut to fit
+
+
+def test_a_quantum_ends_at_the_first_real_exit():
+    vm, (vcpu,) = new_vm()
+    load(vm, vcpu, mmio_loads())
+    session = VcpuSession(vcpu, Pacing(run_slice=1000, idle_slice=0.01, quantum=5.0))
+    exit_, used = session._run_quantum(None)
+    assert isinstance(exit_, X.MmioExit) and used == 0
