@@ -1,6 +1,7 @@
 """The ``rvkvm`` command: run a guest, show the host, list registers.
 
     rvkvm run GUEST.elf [--server ADDR] [--ram 256M] [--abi PROFILE]
+              [--disable-isa-ext NAME]... [--disable-sbi-ext NAME]...
     rvkvm info [--server ADDR]
     rvkvm regs [--server ADDR] [--abi PROFILE]
 
@@ -73,6 +74,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     with connect(args.server) as kvm:
         vmm = Vmm(kvm, ram_size=args.ram, abi_profile=args.abi)
         try:
+            for name in args.disable_isa_ext:
+                vmm.vcpu.set_reg(f"isa_ext {name.upper()}", 0)
+            for name in args.disable_sbi_ext:
+                vmm.vcpu.set_reg(f"sbi_ext {name.upper()}", 0)
+            vmm.add_uart()
             entry = vmm.load_elf(args.guest)
             vmm.boot(entry, vmm.place_dtb(vmm.device_tree()))
             result = vmm.run(timeout=args.timeout)
@@ -137,13 +143,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--server", metavar="ADDR",
                        help="host:port of an rvkvm server (default: start one on loopback)")
 
-    run = sub.add_parser("run", help="boot an S-mode guest ELF and print its console")
+    run = sub.add_parser("run", help="boot an S-mode guest ELF and print its console",
+                         description="Boot an S-mode guest ELF as kvmtool and QEMU virt do: "
+                         "RAM at 0x80000000, a0 = hart id, a1 = device tree, SBI DBCN "
+                         "console, an NS16550A UART at 0x10000000.")
     run.add_argument("guest", nargs="?", default=HELLO_GUEST,
                      help="guest ELF (default: the bundled hello_sbi.elf)")
     common(run)
     run.add_argument("--ram", type=parse_size, default=256 << 20, help="RAM size (256M)")
     run.add_argument("--abi", default="", help="kernel ABI profile (default: the server's)")
     run.add_argument("--timeout", type=float, default=None, help="seconds before giving up")
+    run.add_argument("--disable-isa-ext", action="append", default=[], metavar="NAME",
+                     help="turn an ISA extension off before boot (ONE_REG isa_ext NAME = 0), "
+                          "e.g. SMNPM; repeatable")
+    run.add_argument("--disable-sbi-ext", action="append", default=[], metavar="NAME",
+                     help="turn an SBI extension off before boot (ONE_REG sbi_ext NAME = 0), "
+                          "e.g. FWFT; repeatable")
     run.set_defaults(func=cmd_run)
 
     info = sub.add_parser("info", help="show the emulated host")

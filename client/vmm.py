@@ -19,6 +19,7 @@ from typing import BinaryIO, Callable, Dict, List, Optional, Protocol, Tuple
 from elftools.elf.elffile import ELFFile
 
 from . import exits as X
+from .devices import UART_BASE, UART_SIZE, Uart16550
 from .errors import KvmError
 from .fdt import Node, to_dtb
 from .kvm import Kvm
@@ -75,6 +76,8 @@ class Vmm:
         self.vcpu.set_reg("sbi_ext DBCN", 1)  # KVM leaves DBCN to the VMM, off by default
         self._mmio_starts: List[int] = []
         self._mmio: List[Tuple[int, int, MmioDevice]] = []
+        self._dt_devices: List[Node] = []
+        self._stdout_path = ""
         self.sbi_handlers: Dict[int, SbiHandler] = {
             SBI_EXT_DBCN: Vmm._sbi_dbcn,
             SBI_EXT_0_1_CONSOLE_PUTCHAR: Vmm._sbi_legacy_putchar,
@@ -90,6 +93,16 @@ class Vmm:
             raise ValueError(f"MMIO range at {base:#x} overlaps another device")
         self._mmio_starts.insert(i, base)
         self._mmio.insert(i, (base, base + size, device))
+
+    def add_uart(self, base: int = UART_BASE) -> Uart16550:
+        """An NS16550A at ``base`` (QEMU virt's address by default) writing
+        to the console, listed in the device tree as the stdout device."""
+        uart = Uart16550(self._write_console)
+        self.add_mmio(base, UART_SIZE, uart)
+        node = uart.dt_node(base)
+        self._dt_devices.append(node)
+        self._stdout_path = self._stdout_path or "/" + node.name
+        return uart
 
     def load_elf(self, path: str) -> int:
         """Copy the PT_LOAD segments to guest RAM (at their physical
@@ -113,13 +126,16 @@ class Vmm:
             return int(elf.header["e_entry"])
 
     def device_tree(self, bootargs: str = "") -> Node:
-        """A minimal device tree: one cpu, the RAM, /chosen."""
+        """A minimal device tree: one cpu, the RAM, the devices added with
+        ``add_uart``, /chosen."""
         info = self.kvm.get_host_info()
         mmu = {8: "riscv,sv39", 9: "riscv,sv48", 10: "riscv,sv57"}.get(info.satp_mode,
                                                                       "riscv,sv39")
         root = Node("", {"#address-cells": 2, "#size-cells": 2, "compatible": "rvkvm,virt",
                          "model": "rvkvm virtual machine"})
-        root.add(Node("chosen", {"bootargs": bootargs}))
+        chosen = root.add(Node("chosen", {"bootargs": bootargs}))
+        if self._stdout_path:
+            chosen.props["stdout-path"] = self._stdout_path
         cpus = root.add(Node("cpus", {"#address-cells": 1, "#size-cells": 0,
                                       "timebase-frequency": info.timebase_frequency}))
         cpu = cpus.add(Node("cpu@0", {"device_type": "cpu", "reg": 0, "status": "okay",
@@ -132,6 +148,8 @@ class Vmm:
         root.add(Node(f"memory@{base:x}", {
             "device_type": "memory",
             "reg": [base >> 32, base & 0xFFFF_FFFF, size >> 32, size & 0xFFFF_FFFF]}))
+        for node in self._dt_devices:
+            root.add(node)
         return root
 
     def place_dtb(self, tree: Node) -> int:
