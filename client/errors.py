@@ -11,10 +11,12 @@ from grpc_status import rpc_status
 from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
 
 ENOTSUPP = 524  # kernel-internal "not supported"; leaks from KVM's FWFT paths
+# Linux's spelling where Python's table has an alias (95: ENOTSUP there).
+_KERNEL_NAMES = {ENOTSUPP: "ENOTSUPP", _errno.EOPNOTSUPP: "EOPNOTSUPP"}
 
 
 def errno_name(code: int) -> str:
-    return _errno.errorcode.get(code) or {ENOTSUPP: "ENOTSUPP"}.get(code) or f"E{code}"
+    return _KERNEL_NAMES.get(code) or _errno.errorcode.get(code) or f"E{code}"
 
 
 class KvmError(Exception):

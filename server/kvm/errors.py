@@ -9,12 +9,14 @@ from typing import Optional
 # errno module but leaks to userspace from KVM's FWFT ONE_REG paths.
 ENOTSUPP = 524
 
-_EXTRA_NAMES = {ENOTSUPP: "ENOTSUPP"}
+# Names as Linux spells them where Python's table picks an alias
+# (errno 95 is EOPNOTSUPP in the kernel, ENOTSUP in glibc's table).
+_KERNEL_NAMES = {ENOTSUPP: "ENOTSUPP", _errno.EOPNOTSUPP: "EOPNOTSUPP"}
 
 
 def errno_name(code: int) -> str:
     """Symbolic name of an errno value, e.g. ``ENOENT``."""
-    return _errno.errorcode.get(code) or _EXTRA_NAMES.get(code) or f"E{code}"
+    return _KERNEL_NAMES.get(code) or _errno.errorcode.get(code) or f"E{code}"
 
 
 class KvmError(Exception):
