@@ -9,13 +9,14 @@ if TYPE_CHECKING:
     from .hart import Hart
 
 
-def run_harts(work: Sequence[Tuple[Hart, int]]) -> List[Stop]:
+def run_harts(work: Sequence[Tuple[Hart, int]], exact: bool = True) -> List[Stop]:
     """Run each hart for up to its budget, one after the other; return why
     each stopped. Harts sharing memory see each other's stores between
-    their slices (their LR reservations are dropped at each switch)."""
+    their slices (their LR reservations are dropped at each switch).
+    ``exact``: see :meth:`Hart.run`."""
     stops = []
     for hart, budget in work:
-        stops.append(hart.run(budget))
+        stops.append(hart.run(budget, exact))
         hart.reservation = None
     return stops
 

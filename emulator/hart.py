@@ -920,9 +920,15 @@ class Hart:
 
     # ------------------------------------------------------------------
     # running
-    def run(self, max_insns: int) -> Stop:
-        """Run up to ``max_insns`` instructions; return why it stopped."""
-        target = self.instret + max_insns
+    def run(self, max_insns: int, exact: bool = True) -> Stop:
+        """Run up to ``max_insns`` instructions; return why it stopped.
+
+        ``exact`` False: the budget may end a little early (by less than one
+        translated region) rather than single-stepping to the exact count,
+        so the next run enters the same region again (a time slice, not a
+        limit the guest can observe). Timer deadlines stay exact."""
+        start = self.instret
+        target = start + max_insns
         x = self.x
         fr = self.f
         fast = self.engine == "fast"
@@ -968,6 +974,8 @@ class Hart:
                         running = None
                     self._in_block = False
                     if left > 0 and blk.length > left and not self.irq_dirty:
+                        if not exact and stop_at == target and self.instret > start:
+                            return Stop("budget")
                         self.interp.step()
                 else:
                     self._step_next = False

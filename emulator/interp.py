@@ -7,6 +7,7 @@ the hart's slow path), then reused until its code page is written.
 
 from __future__ import annotations
 
+import types
 from typing import TYPE_CHECKING, Callable, Dict, Tuple
 
 from .bits import M64
@@ -22,7 +23,12 @@ Entry = Tuple[Callable[..., None], Decoded]
 
 
 def generated_globals() -> Dict[str, object]:
-    g: Dict[str, object] = {"M64": M64, "Trap": Trap, "__builtins__": __builtins__}
+    """A fresh namespace for generated code: the ``__dict__`` of a module
+    object, not a plain dict, because PyPy's JIT turns global lookups in a
+    module's namespace into constants (in a plain dict each one would be a
+    string-keyed lookup on every use)."""
+    g: Dict[str, object] = types.ModuleType("rvkvm_generated").__dict__
+    g.update({"M64": M64, "Trap": Trap, "__builtins__": __builtins__})
     g.update(HELPERS)
     g.update(GEN_GLOBALS)
     return g

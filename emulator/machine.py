@@ -169,14 +169,21 @@ class Machine:
     def run(self, max_insns: Optional[int] = None, slice_insns: int = 1 << 20) -> str:
         """Run until HTIF exit ('exit'), the budget ('budget') or every hart
         waits with no wake-up source ('wfi')."""
+        # One hart: a slice is only a pause (HTIF and host checks), so it may
+        # end early at a region boundary, and the next slice re-enters the
+        # same translated code. Several harts interleave by exact slices, so
+        # both engines interleave them alike.
+        single = len(self.harts) == 1
         while self.exit_code is None:
             budget = slice_insns
+            exact = not single
             if max_insns is not None:
                 left = max_insns - self.instret
                 if left <= 0:
                     return "budget"
-                budget = min(budget, max(1, left // len(self.harts)))
-            stops: List[Stop] = run_harts([(h, budget) for h in self.harts])
+                if left // len(self.harts) <= budget:
+                    budget, exact = max(1, left // len(self.harts)), True
+            stops: List[Stop] = run_harts([(h, budget) for h in self.harts], exact)
             if self.exit_code is not None:
                 break
             if all(s.reason == "wfi" for s in stops):

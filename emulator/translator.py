@@ -25,12 +25,17 @@ from .events import Trap
 from .interp import generated_globals
 from .isa import BRANCH, JUMP, SYSTEM, Decoded, decode
 from .memory import PACK, PAGE_MASK, UNPACK
+from .signed import SIGNED_GEN, SIGNED_GLOBALS
 
 if TYPE_CHECKING:
     from .hart import Hart
 
 ON_PYPY = platform.python_implementation() == "PyPy"
-_MASK_SUFFIX = f") & {M64}"
+# Register locals in signed form (see emulator.signed): on PyPy, where
+# values of 2**63 and more would be big integers. Read when a Translator is
+# made; tests switch it to run this flavour on CPython.
+SIGNED_LOCALS = ON_PYPY
+MAX_S64 = (1 << 63) - 1
 
 MAX_INSNS = 64  # per basic block
 MAX_BLOCKS = 24  # per region
@@ -43,8 +48,10 @@ _SIGNED = {n: __import__("struct").Struct("<" + f).unpack_from for n, f in ((1, 
 def _key_mask(size: int) -> int:
     """TLB key mask: the page number plus the low bits a misaligned access
     of ``size`` bytes would set, so misaligned accesses miss and take the
-    slow path (which handles page crossing)."""
-    return M64 & ~(PAGE_MASK & ~(size - 1))
+    slow path (which handles page crossing). Negative, so it is a machine
+    word on PyPy; on an address below 2**64 it keeps the same bits as the
+    unsigned mask."""
+    return ~(PAGE_MASK & ~(size - 1))
 
 
 class Block:
@@ -59,38 +66,27 @@ class Block:
         self.src = src
 
 
-def _unmasked(expr: str) -> Optional[str]:
-    """``E`` if ``expr`` is exactly ``(E) & M64``, else None."""
-    if not (expr.startswith("(") and expr.endswith(_MASK_SUFFIX)):
-        return None
-    depth = 0
-    close = len(expr) - len(_MASK_SUFFIX)
-    for i, ch in enumerate(expr):
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return expr[1:i] if i == close else None
-    return None
-
-
 class BlockEmitter(Emitter):
     """Registers in locals ``x1``..``x31``; inline TLB fast paths."""
 
-    def __init__(self, ctx: Ctx) -> None:
+    def __init__(self, ctx: Ctx, signed: bool = False) -> None:
         super().__init__(ctx)
         self.used: Set[int] = set()
         self.written: Set[int] = set()
         self.cond: Optional[str] = None  # condition of a final branch
         self.target: Optional[int] = None  # its target
         self.jump_expr: Optional[str] = None  # target of a final jump
+        # Signed flavour: locals hold signed values; ``compat`` is set while
+        # an instruction with only unsigned semantics is generated (it sees
+        # unsigned views and its results are converted).
+        self.signed = signed
+        self.compat = False
 
     def x(self, n: int) -> str:
         if not n:
             return "0"
         self.used.add(n)
-        return f"x{n}"
+        return f"(x{n} & {M64})" if self.compat else f"x{n}"
 
     def setx(self, n: int, expr: str) -> None:
         if not n:
@@ -98,14 +94,33 @@ class BlockEmitter(Emitter):
             return
         self.used.add(n)
         self.written.add(n)
-        inner = _unmasked(expr) if ON_PYPY else None
-        if inner is not None:
-            # PyPy keeps ints below 2**63 unboxed but makes ``v & M64`` a
-            # big integer: wrap only when the value left the 64-bit range.
-            self.emit(f"x{n} = {inner}")
-            self.emit(f"if x{n} < 0 or x{n} > {M64}: x{n} &= {M64}")
+        self.emit(f"x{n} = SX({expr})" if self.compat else f"x{n} = {expr}")
+
+    def setx_w(self, n: int, expr: str) -> None:
+        if not self.signed or not n:
+            super().setx_w(n, expr)
             return
-        self.emit(f"x{n} = {expr}")
+        self.used.add(n)
+        self.written.add(n)
+        self.emit(f"x{n} = ((({expr}) & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000")
+
+    def ea(self, rs1: int, imm: int) -> str:
+        if not self.signed or self.compat:
+            return super().ea(rs1, imm)
+        # signed base: the address itself is unsigned
+        t = self.tmp()
+        base = self.x(rs1)
+        self.emit(f"{t} = {base} + {imm}" if imm else f"{t} = {base}")
+        self.emit(f"if {t} < 0: {t} += {1 << 64}")
+        pmlen = self.ctx.pmlen
+        if pmlen:
+            keep = (1 << (64 - pmlen)) - 1
+            if self.ctx.pm_sign:
+                sb = 1 << (63 - pmlen)
+                self.emit(f"{t} = ((({t} & {keep}) ^ {sb}) - {sb}) & {M64}")
+            else:
+                self.emit(f"{t} &= {keep}")
+        return t
 
     def jump(self, target: str) -> None:
         self.jump_expr = target
@@ -116,10 +131,23 @@ class BlockEmitter(Emitter):
         self.target = target
         self.ended = True
 
-    def _load_into(self, dest: str, addr: str, size: int, signed: bool) -> None:
+    def _load_into(self, dest: str, addr: str, size: int, signed: bool,
+                   signed_dest: bool = False) -> None:
         p = self.tmp()
         self.emit(f"{p} = RT.get({addr} & {_key_mask(size)})")
-        if signed and size < 8:
+        if signed_dest:
+            # a register local of the signed flavour
+            if signed:
+                fast = f"S{size}({p}[0], {p}[1] + {addr})[0]"
+                slow = f"SX(H.load_s({addr}, {size}, {self.pc}))"
+            else:
+                # struct reads of the mmap compile to one machine load on
+                # PyPy; mmap indexing is a call there
+                fast = f"U{size}({p}[0], {p}[1] + {addr})[0]"
+                slow = f"SX(H.load_u({addr}, {size}, {self.pc}))"
+                if size == 8:
+                    fast = f"SX({fast})"
+        elif signed and size < 8:
             fast = f"(S{size}({p}[0], {p}[1] + {addr})[0] & {M64})"
             slow = f"H.load_s({addr}, {size}, {self.pc})"
         else:
@@ -138,11 +166,16 @@ class BlockEmitter(Emitter):
             return
         self.used.add(rd)
         self.written.add(rd)
-        self._load_into(f"x{rd}", addr, size, signed)
+        self._load_into(f"x{rd}", addr, size, signed, self.signed)
 
-    def store(self, addr: str, value: str, size: int) -> None:
+    def store(self, addr: str, value: str, size: int, signed_value: bool = False) -> None:
+        """``signed_value``: ``value`` is a signed-flavour 64-bit value."""
         p = self.tmp()
         self.emit(f"{p} = WT.get({addr} & {_key_mask(size)})")
+        if signed_value and size == 8:
+            self.emit(f"if {p} is None: H.store({addr}, 8, {value} & {M64}, {self.pc})")
+            self.emit(f"else: P8S({p}[0], {p}[1] + {addr}, {value})")
+            return
         self.emit(f"if {p} is None: H.store({addr}, {size}, {value}, {self.pc})")
         self.emit(f"else: P{size}({p}[0], {p}[1] + {addr}, {value})")
 
@@ -163,7 +196,9 @@ class Translator:
             glb[f"P{n}"] = PACK[n]
         for n, fn in _SIGNED.items():
             glb[f"S{n}"] = fn
+        glb.update(SIGNED_GLOBALS)
         self.glb = glb
+        self.signed = SIGNED_LOCALS
         self.blocks_built = 0
 
     # -- discovery ----------------------------------------------------------
@@ -285,7 +320,16 @@ class Translator:
         for i, d in enumerate(insns):
             index[d.pc] = (i, d.next_pc)
             e.begin(d.pc, d.raw, d.length)
-            d.insn.gen(e, d)
+            if e.signed:
+                gen = SIGNED_GEN.get(d.insn.name)
+                if gen is None:
+                    e.compat = True
+                    d.insn.gen(e, d)
+                    e.compat = False
+                else:
+                    gen(e, d)
+            else:
+                d.insn.gen(e, d)
         end_pc = insns[-1].next_pc
         start = insns[0].pc
         self_cond = None
@@ -302,11 +346,15 @@ class Translator:
         return e.lines, nxt, self_cond
 
     def _build(self, ctx: Ctx, entry: int, blocks: Dict[int, List[Decoded]]) -> Block:
-        e = BlockEmitter(ctx)
+        e = BlockEmitter(ctx, self.signed)
         index: Dict[int, Tuple[int, int]] = {}
         bodies = {pc: self._gen_block(e, insns, index) for pc, insns in blocks.items()}
-        wb = [f"X[{r}] = x{r}" for r in sorted(e.written)]
-        out: List[str] = [f"x{r} = X[{r}]" for r in sorted(e.used)]
+        if self.signed:
+            out: List[str] = [f"x{r} = SX(X[{r}])" for r in sorted(e.used)]
+            wb = [f"X[{r}] = x{r} & {M64}" for r in sorted(e.written)]
+        else:
+            out = [f"x{r} = X[{r}]" for r in sorted(e.used)]
+            wb = [f"X[{r}] = x{r}" for r in sorted(e.written)]
         body, nxt, self_cond = bodies[entry]
         n_entry = len(blocks[entry])
         if len(blocks) == 1 and self_cond is None and str(entry) not in nxt.split():

@@ -128,19 +128,78 @@ def test_engines_agree(prog: list, init: list, budget: int) -> None:
     assert fast == ref
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(prog=program(), init=st.lists(values, min_size=29, max_size=29))
-def test_pypy_codegen_agrees(prog: list, init: list) -> None:
-    """The PyPy flavour of generated code (wrap only out-of-range results)
-    computes the same results; checked here on CPython too."""
+ZB_OPS = [  # (funct3, funct7, opcode): Zba, Zbb, Zbs, Zicond register forms
+    (2, 0x10, 0x33), (4, 0x10, 0x33), (6, 0x10, 0x33), (0, 0x04, 0x3B), (2, 0x10, 0x3B),
+    (4, 0x10, 0x3B), (6, 0x10, 0x3B), (7, 0x20, 0x33), (6, 0x20, 0x33), (4, 0x20, 0x33),
+    (6, 0x05, 0x33), (7, 0x05, 0x33), (4, 0x05, 0x33), (5, 0x05, 0x33), (1, 0x30, 0x33),
+    (5, 0x30, 0x33), (1, 0x30, 0x3B), (5, 0x30, 0x3B), (1, 0x24, 0x33), (5, 0x24, 0x33),
+    (5, 0x07, 0x33), (7, 0x07, 0x33), (1, 0x05, 0x33),
+]
+ZB_UNARY = [  # imm12 values of OP-IMM funct3 1/5 unary forms and zext.h
+    (1, 0x600), (1, 0x601), (1, 0x602), (1, 0x604), (1, 0x605), (5, 0x287), (5, 0x6B8),
+]
+
+
+@st.composite
+def signed_flavour_insn(draw: st.DrawFn) -> list:
+    """Everything the signed flavour has its own semantics for, plus some
+    instructions it runs through its unsigned fallback."""
+    rd, rs1, rs2 = draw(regs), draw(regs), draw(regs)
+    kind = draw(st.integers(0, 4))
+    if kind == 0:
+        f3, f7, op = draw(st.sampled_from(ZB_OPS))
+        return [A.r(op, f3, f7, rd, rs1, rs2)]
+    if kind == 1:
+        f3, imm = draw(st.sampled_from(ZB_UNARY))
+        return [A.i(0x13, f3, rd, rs1, imm)]
+    if kind == 2:  # zext.h, slli.uw
+        if draw(st.booleans()):
+            return [A.r(0x3B, 4, 0x04, rd, rs1, 0)]
+        return [A.i(0x1B, 1, rd, rs1, 0x080 | draw(st.integers(0, 63)))]
+    if kind == 3:  # jal over nothing / jalr to the next instruction via auipc
+        if draw(st.booleans()):
+            return [A.j(rd, 4)]
+        return [A.u(0x17, rs1, 0), A.i(0x67, 0, rd, rs1, 8)]
+    return draw(alu())
+
+
+@st.composite
+def signed_program(draw: st.DrawFn) -> list:
+    out: list = []
+    for _ in range(draw(st.integers(1, 5))):
+        body = [w for _ in range(draw(st.integers(1, 8))) for w in draw(signed_flavour_insn())]
+        if draw(st.booleans()):
+            # a counted loop closed by one of several branch kinds, each
+            # testing LOOP_REG (never written by the body) against x0
+            out.append(A.addi(LOOP_REG, 0, draw(st.integers(1, 30))))
+            back = -4 * (len(body) + 1)
+            branch = draw(st.sampled_from([
+                A.b(1, LOOP_REG, 0, back),  # bne: while LOOP_REG != 0
+                A.b(5, LOOP_REG, 0, back),  # bge: while LOOP_REG >= 0 (signed)
+                A.b(6, 0, LOOP_REG, back),  # bltu: while 0 < LOOP_REG (unsigned)
+                A.b(4, 0, LOOP_REG, back),  # blt: while 0 < LOOP_REG (signed)
+            ]))
+            out += body + [A.addi(LOOP_REG, LOOP_REG, -1), branch]
+        else:
+            out += body
+    return out + [A.EBREAK]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prog=st.one_of(program(), signed_program()),
+       init=st.lists(values, min_size=29, max_size=29),
+       budget=st.sampled_from([10_000, 7, 33]))
+def test_signed_flavour_agrees(prog: list, init: list, budget: int) -> None:
+    """The PyPy flavour of generated code (signed register locals, see
+    emulator.signed) computes the same state; checked here on CPython."""
     import emulator.translator as tr
 
     code = A.words(prog)
-    ref = run("reference", code, init, 10_000)
-    saved = tr.ON_PYPY
-    tr.ON_PYPY = True
+    ref = run("reference", code, init, budget)
+    saved = tr.SIGNED_LOCALS
+    tr.SIGNED_LOCALS = True
     try:
-        fast = run("fast", code, init, 10_000)
+        fast = run("fast", code, init, budget)
     finally:
-        tr.ON_PYPY = saved
+        tr.SIGNED_LOCALS = saved
     assert fast == ref

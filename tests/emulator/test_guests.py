@@ -149,3 +149,21 @@ def test_cli_rejects_segments_outside_ram() -> None:
     r = cli("run", "--ram", "4K", str(HELLO))
     assert r.returncode == 3
     assert "outside guest RAM" in r.stderr
+
+
+@pytest.fixture
+def signed_locals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The translator's PyPy flavour (signed register locals), on CPython."""
+    import emulator.translator as tr
+
+    monkeypatch.setattr(tr, "SIGNED_LOCALS", True)
+
+
+@pytest.mark.parametrize("path", FEATURE_GUESTS + BENCH_GUESTS, ids=lambda p: p.stem)
+def test_signed_flavour_passes_and_retires_the_same(path: Path, signed_locals: None) -> None:
+    outcome, code, text, instret = run_guest(path, "fast")
+    assert (outcome, code) == ("exit", 0), text
+    import emulator.translator as tr
+
+    tr.SIGNED_LOCALS = False
+    assert run_guest(path, "fast")[3] == instret
