@@ -13,7 +13,10 @@ registers, ``M64``, ``Trap`` and the helpers in :mod:`emulator.helpers`.
 
 from __future__ import annotations
 
-from typing import Dict, List
+import threading
+from collections import OrderedDict
+from types import CodeType
+from typing import Dict, List, Tuple
 
 from .bits import M64
 from .context import Ctx
@@ -155,12 +158,30 @@ class ListEmitter(Emitter):
         self.ended = True
 
 
+# Code objects by source: the same guest code (the same region of a kernel
+# in every vCPU, the same program in every VM) is compiled once per process,
+# and on PyPy the JIT's traces of a code object are shared as well. Bounded:
+# least recently used entries go first.
+CODE_CACHE_SIZE = 4096
+_code_cache: OrderedDict[Tuple[str, str], CodeType] = OrderedDict()
+_code_lock = threading.Lock()
+
+
 def compile_function(name: str, params: str, body: List[str], glb: Dict[str, object],
                      filename: str) -> object:
     """Compile ``def name(params): body`` and return the function object."""
     src = f"def {name}({params}):\n" + "\n".join("    " + line for line in body) + "\n"
-    code = compile(src, filename, "exec")
+    key = (src, filename)
+    with _code_lock:
+        code = _code_cache.get(key)
+        if code is not None:
+            _code_cache.move_to_end(key)
+    if code is None:
+        code = compile(src, filename, "exec")
+        with _code_lock:
+            _code_cache[key] = code
+            while len(_code_cache) > CODE_CACHE_SIZE:
+                _code_cache.popitem(last=False)
     ns: Dict[str, object] = {}
     exec(code, glb, ns)  # noqa: S102 - source built from instruction-bit integers only
     return ns[name]
-

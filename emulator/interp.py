@@ -7,14 +7,17 @@ the hart's slow path), then reused until its code page is written.
 
 from __future__ import annotations
 
+import struct
 import types
-from typing import TYPE_CHECKING, Callable, Dict, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
 
 from .bits import M64
 from .codegen import ListEmitter, compile_function
 from .events import CodeModified, GuestExit, Trap
 from .helpers import GLOBALS as HELPERS
 from .isa import GEN_GLOBALS, SYSTEM, Decoded, decode
+from .memory import PACK, UNPACK
+from .signed import SIGNED_GLOBALS
 
 if TYPE_CHECKING:
     from .hart import Hart
@@ -22,16 +25,30 @@ if TYPE_CHECKING:
 Entry = Tuple[Callable[..., None], Decoded]
 
 
+_SHARED: List[Dict[str, object]] = []
+_SIGNED_LOADS = {n: struct.Struct("<" + f).unpack_from for n, f in ((1, "b"), (2, "h"), (4, "i"))}
+
+
 def generated_globals() -> Dict[str, object]:
-    """A fresh namespace for generated code: the ``__dict__`` of a module
-    object, not a plain dict, because PyPy's JIT turns global lookups in a
-    module's namespace into constants (in a plain dict each one would be a
-    string-keyed lookup on every use)."""
-    g: Dict[str, object] = types.ModuleType("rvkvm_generated").__dict__
-    g.update({"M64": M64, "Trap": Trap, "__builtins__": __builtins__})
-    g.update(HELPERS)
-    g.update(GEN_GLOBALS)
-    return g
+    """The namespace of all generated code, one per process: the
+    ``__dict__`` of a module object, not a plain dict, because PyPy's JIT
+    turns global lookups in a module's namespace into constants (in a plain
+    dict each one would be a string-keyed lookup on every use); shared, so
+    code compiled once (see ``compile_function``) is reused by every hart.
+    Everything in it is immutable: integers, classes and pure functions."""
+    if not _SHARED:
+        g: Dict[str, object] = types.ModuleType("rvkvm_generated").__dict__
+        g.update({"M64": M64, "Trap": Trap, "__builtins__": __builtins__})
+        g.update(HELPERS)
+        g.update(GEN_GLOBALS)
+        for n in (1, 2, 4, 8):
+            g[f"U{n}"] = UNPACK[n]
+            g[f"P{n}"] = PACK[n]
+        for n, fn in _SIGNED_LOADS.items():
+            g[f"S{n}"] = fn
+        g.update(SIGNED_GLOBALS)
+        _SHARED.append(g)
+    return _SHARED[0]
 
 
 def compile_insn(d: Decoded, ctx: object, glb: Dict[str, object]) -> Callable[..., None]:

@@ -24,8 +24,8 @@ from .context import Ctx
 from .events import Trap
 from .interp import generated_globals
 from .isa import BRANCH, JUMP, SYSTEM, Decoded, decode
-from .memory import PACK, PAGE_MASK, UNPACK
-from .signed import SIGNED_GEN, SIGNED_GLOBALS
+from .memory import PAGE_MASK, UNPACK
+from .signed import SIGNED_GEN
 
 if TYPE_CHECKING:
     from .hart import Hart
@@ -42,7 +42,6 @@ MAX_BLOCKS = 24  # per region
 MAX_REGION_INSNS = 384
 NEVER = 1 << 62  # length of the "no block here" marker: always interpreted
 
-_SIGNED = {n: __import__("struct").Struct("<" + f).unpack_from for n, f in ((1, "b"), (2, "h"), (4, "i"))}
 
 
 def _key_mask(size: int) -> int:
@@ -190,14 +189,7 @@ def _static_targets(d: Decoded) -> Tuple[int, ...]:
 class Translator:
     def __init__(self, hart: Hart) -> None:
         self.h = hart
-        glb = generated_globals()
-        for n in (1, 2, 4, 8):
-            glb[f"U{n}"] = UNPACK[n]
-            glb[f"P{n}"] = PACK[n]
-        for n, fn in _SIGNED.items():
-            glb[f"S{n}"] = fn
-        glb.update(SIGNED_GLOBALS)
-        self.glb = glb
+        self.glb = generated_globals()
         self.signed = SIGNED_LOCALS
         self.blocks_built = 0
 
