@@ -160,16 +160,20 @@ class ListEmitter(Emitter):
 
 # Code objects by source: the same guest code (the same region of a kernel
 # in every vCPU, the same program in every VM) is compiled once per process,
-# and on PyPy the JIT's traces of a code object are shared as well. Bounded:
-# least recently used entries go first.
-CODE_CACHE_SIZE = 4096
+# and on PyPy the JIT's traces of a code object are shared as well. Bounded
+# by entries and by source size (a code object is about as large as its
+# source): least recently used entries go first.
+CODE_CACHE_ENTRIES = 4096
+CODE_CACHE_BYTES = 32 << 20
 _code_cache: OrderedDict[Tuple[str, str], CodeType] = OrderedDict()
+_code_bytes = 0
 _code_lock = threading.Lock()
 
 
 def compile_function(name: str, params: str, body: List[str], glb: Dict[str, object],
                      filename: str) -> object:
     """Compile ``def name(params): body`` and return the function object."""
+    global _code_bytes
     src = f"def {name}({params}):\n" + "\n".join("    " + line for line in body) + "\n"
     key = (src, filename)
     with _code_lock:
@@ -179,9 +183,18 @@ def compile_function(name: str, params: str, body: List[str], glb: Dict[str, obj
     if code is None:
         code = compile(src, filename, "exec")
         with _code_lock:
-            _code_cache[key] = code
-            while len(_code_cache) > CODE_CACHE_SIZE:
-                _code_cache.popitem(last=False)
+            if key not in _code_cache:
+                _code_cache[key] = code
+                _code_bytes += len(src)
+            while len(_code_cache) > CODE_CACHE_ENTRIES or _code_bytes > CODE_CACHE_BYTES:
+                (old_src, _), _ = _code_cache.popitem(last=False)
+                _code_bytes -= len(old_src)
     ns: Dict[str, object] = {}
     exec(code, glb, ns)  # noqa: S102 - source built from instruction-bit integers only
     return ns[name]
+
+
+def code_cache_stats() -> Tuple[int, int]:
+    """(entries, bytes of source) held by the code cache."""
+    with _code_lock:
+        return len(_code_cache), _code_bytes
