@@ -80,6 +80,7 @@ class BlockEmitter(Emitter):
         # unsigned views and its results are converted).
         self.signed = signed
         self.compat = False
+        self.rel_next = ""  # the last block's successor as an offset in its page
 
     def x(self, n: int) -> str:
         if not n:
@@ -364,17 +365,23 @@ class Translator:
             i += 1
         end_pc = insns[-1].next_pc
         start = insns[0].pc
+        base = start & ~PAGE_MASK
         self_cond = None
         if e.cond is not None:
+            assert e.target is not None
             nxt = f"{e.target} if {e.cond} else {end_pc}"
+            rel = f"{e.target - base} if {e.cond} else {end_pc - base}"
             if e.target == start and end_pc != start:
                 self_cond = e.cond
         elif e.jump_expr is not None:
             nxt = e.jump_expr
+            rel = str(int(nxt) - base) if nxt.isdigit() else f"{nxt} - {base}"
             if nxt == str(start):
                 self_cond = "True"
         else:
             nxt = str(end_pc)
+            rel = str(end_pc - base)
+        e.rel_next = rel
         return e.lines, nxt, self_cond
 
     @staticmethod
@@ -443,7 +450,11 @@ class Translator:
     def _build(self, ctx: Ctx, entry: int, blocks: Dict[int, List[Decoded]]) -> Block:
         e = BlockEmitter(ctx, self.signed)
         index: Dict[int, Tuple[int, int]] = {}
-        bodies = {pc: self._gen_block(e, insns, index) for pc, insns in blocks.items()}
+        bodies = {}
+        rel_next: Dict[int, str] = {}
+        for pc, insns in blocks.items():
+            bodies[pc] = self._gen_block(e, insns, index)
+            rel_next[pc] = e.rel_next
         if self.signed:
             out: List[str] = [f"x{r} = SX(X[{r}])" for r in sorted(e.used)]
             wb = [f"X[{r}] = x{r} & {M64}" for r in sorted(e.written)]
@@ -486,7 +497,9 @@ class Translator:
         # of slack.
         out.append(f"n = {-skip}")
         out.append(f"lim2 = lim - {total}")
-        out.append(f"pc = {entry}")
+        # pc: an offset in the region's page (small integers compare fastest)
+        base = entry & ~PAGE_MASK
+        out.append(f"pc = {entry - base}")
         out.append("try:")
         out.append("    while True:")
         # Dispatch: blocks of the innermost loops first in a linear chain,
@@ -508,21 +521,21 @@ class Translator:
                 if self_cond == "True":
                     out.append(ind + "    if n <= lim2:")
                     out.append(ind + "        continue")
-                    out.append(ind + f"    pc = {pc}")
+                    out.append(ind + f"    pc = {pc - base}")
                 else:
                     out.append(ind + f"    if {self_cond}:")
                     out.append(ind + "        if n <= lim2:")
                     out.append(ind + "            continue")
-                    out.append(ind + f"        pc = {pc}")
+                    out.append(ind + f"        pc = {pc - base}")
                     out.append(ind + "    else:")
-                    out.append(ind + f"        pc = {blocks[pc][-1].next_pc}")
+                    out.append(ind + f"        pc = {blocks[pc][-1].next_pc - base}")
                 out.append(ind + "    break")
                 out.append(ind + "if n > lim2:")
                 out.append(ind + "    break")
                 return
             out.extend(ind + line for line in body)
             out.append(ind + f"n += {length + skip if pc == prefix else length}")
-            out.append(ind + f"pc = {nxt}")
+            out.append(ind + f"pc = {rel_next[pc]}")
             targets = _static_targets(blocks[pc][-1])
             computed = blocks[pc][-1].insn.kind == JUMP and not targets
             if computed or any(t <= pc for t in targets):
@@ -532,20 +545,20 @@ class Translator:
         def tree(pcs: List[int], ind: str) -> None:
             if len(pcs) <= 3:
                 for k, pc in enumerate(pcs):
-                    out.append(ind + f"{'if' if k == 0 else 'elif'} pc == {pc}:")
+                    out.append(ind + f"{'if' if k == 0 else 'elif'} pc == {pc - base}:")
                     arm(pc, ind + "    ")
                 out.append(ind + "else:")
                 out.append(ind + "    break")
                 return
             mid = pcs[len(pcs) // 2]
-            out.append(ind + f"if pc < {mid}:")
+            out.append(ind + f"if pc < {mid - base}:")
             tree(pcs[:len(pcs) // 2], ind + "    ")
             out.append(ind + "else:")
             tree(pcs[len(pcs) // 2:], ind + "    ")
 
         ind = "        "
         for k, pc in enumerate(hot):
-            out.append(ind + f"{'if' if k == 0 else 'elif'} pc == {pc}:")
+            out.append(ind + f"{'if' if k == 0 else 'elif'} pc == {pc - base}:")
             arm(pc, ind + "    ")
         if hot:
             out.append(ind + "else:")
@@ -559,7 +572,7 @@ class Translator:
         out.append("    H.exc_done = n")
         out.append("    raise")
         out.extend(wb)
-        out.append("H.pc = pc")
+        out.append(f"H.pc = pc + {base}")
         out.append("return n")
         return self._finish(ctx, entry, out, total, index)
 
