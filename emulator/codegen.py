@@ -100,6 +100,11 @@ class Emitter:
             self.emit(f"{t} = ({base} + {imm}) & {M64}")
         else:
             self.emit(f"{t} = {base}")
+        self.mask_pointer(t)
+        return t
+
+    def mask_pointer(self, t: str) -> None:
+        """Pointer masking of the unsigned address in temporary ``t``."""
         pmlen = self.ctx.pmlen
         if pmlen:
             keep = (1 << (64 - pmlen)) - 1
@@ -108,7 +113,6 @@ class Emitter:
                 self.emit(f"{t} = ((({t} & {keep}) ^ {sb}) - {sb}) & {M64}")
             else:
                 self.emit(f"{t} &= {keep}")
-        return t
 
     def load_value(self, addr: str, size: int, signed: bool) -> str:
         """Load into a fresh temporary (canonical: sign-extended if signed)."""

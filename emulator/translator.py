@@ -35,7 +35,6 @@ ON_PYPY = platform.python_implementation() == "PyPy"
 # values of 2**63 and more would be big integers. Read when a Translator is
 # made; tests switch it to run this flavour on CPython.
 SIGNED_LOCALS = ON_PYPY
-MAX_S64 = (1 << 63) - 1
 
 MAX_INSNS = 64  # per basic block
 MAX_BLOCKS = 24  # per region
@@ -112,14 +111,7 @@ class BlockEmitter(Emitter):
         base = self.x(rs1)
         self.emit(f"{t} = {base} + {imm}" if imm else f"{t} = {base}")
         self.emit(f"if {t} < 0: {t} += {1 << 64}")
-        pmlen = self.ctx.pmlen
-        if pmlen:
-            keep = (1 << (64 - pmlen)) - 1
-            if self.ctx.pm_sign:
-                sb = 1 << (63 - pmlen)
-                self.emit(f"{t} = ((({t} & {keep}) ^ {sb}) - {sb}) & {M64}")
-            else:
-                self.emit(f"{t} &= {keep}")
+        self.mask_pointer(t)
         return t
 
     def jump(self, target: str) -> None:
@@ -131,28 +123,42 @@ class BlockEmitter(Emitter):
         self.target = target
         self.ended = True
 
+    @staticmethod
+    def fast_load(buf: str, off: str, size: int, signed: bool, signed_dest: bool) -> str:
+        """The value at offset ``off`` of host buffer ``buf``: canonical
+        unsigned, or for ``signed_dest`` a signed-flavour register value."""
+        if signed_dest:
+            if signed:
+                return f"S{size}({buf}, {off})[0]"
+            # struct reads of the mmap compile to one machine load on PyPy;
+            # mmap indexing is a call there
+            value = f"U{size}({buf}, {off})[0]"
+            return f"SX({value})" if size == 8 else value
+        if signed and size < 8:
+            return f"(S{size}({buf}, {off})[0] & {M64})"
+        return f"{buf}[{off}]" if size == 1 else f"U{size}({buf}, {off})[0]"
+
+    def fast_store(self, buf: str, off: str, size: int, value: str,
+                   signed_value: bool = False) -> str:
+        """The statement storing ``value`` (already reduced to ``size``
+        bytes, or a signed-flavour 64-bit value) at ``off`` of ``buf``."""
+        if signed_value and size == 8:
+            return f"P8S({buf}, {off}, {value})"
+        if size == 1 and not self.signed:
+            # CPython: mmap item assignment is about twice as fast as a
+            # struct call (on PyPy it is the other way round)
+            return f"{buf}[{off}] = {value}"
+        return f"P{size}({buf}, {off}, {value})"
+
     def _load_into(self, dest: str, addr: str, size: int, signed: bool,
                    signed_dest: bool = False) -> None:
         p = self.tmp()
         self.emit(f"{p} = RT.get({addr} & {_key_mask(size)})")
+        fast = self.fast_load(f"{p}[0]", f"{p}[1] + {addr}", size, signed, signed_dest)
+        # an 8-byte load needs no sign extension: load_u serves ld as well
+        slow = f"H.load_{'s' if signed and size < 8 else 'u'}({addr}, {size}, {self.pc})"
         if signed_dest:
-            # a register local of the signed flavour
-            if signed:
-                fast = f"S{size}({p}[0], {p}[1] + {addr})[0]"
-                slow = f"SX(H.load_s({addr}, {size}, {self.pc}))"
-            else:
-                # struct reads of the mmap compile to one machine load on
-                # PyPy; mmap indexing is a call there
-                fast = f"U{size}({p}[0], {p}[1] + {addr})[0]"
-                slow = f"SX(H.load_u({addr}, {size}, {self.pc}))"
-                if size == 8:
-                    fast = f"SX({fast})"
-        elif signed and size < 8:
-            fast = f"(S{size}({p}[0], {p}[1] + {addr})[0] & {M64})"
-            slow = f"H.load_s({addr}, {size}, {self.pc})"
-        else:
-            fast = f"{p}[0][{p}[1] + {addr}]" if size == 1 else f"U{size}({p}[0], {p}[1] + {addr})[0]"
-            slow = f"H.load_u({addr}, {size}, {self.pc})"
+            slow = f"SX({slow})"
         self.emit(f"{dest} = {fast} if {p} is not None else {slow}")
 
     def load_value(self, addr: str, size: int, signed: bool) -> str:
@@ -172,17 +178,10 @@ class BlockEmitter(Emitter):
         """``signed_value``: ``value`` is a signed-flavour 64-bit value."""
         p = self.tmp()
         self.emit(f"{p} = WT.get({addr} & {_key_mask(size)})")
-        if signed_value and size == 8:
-            self.emit(f"if {p} is None: H.store({addr}, 8, {value} & {M64}, {self.pc})")
-            self.emit(f"else: P8S({p}[0], {p}[1] + {addr}, {value})")
-            return
-        self.emit(f"if {p} is None: H.store({addr}, {size}, {value}, {self.pc})")
-        if size == 1 and not self.signed:
-            # CPython: mmap item assignment is about twice as fast as a
-            # struct call (on PyPy it is the other way round)
-            self.emit(f"else: {p}[0][{p}[1] + {addr}] = {value}")
-        else:
-            self.emit(f"else: P{size}({p}[0], {p}[1] + {addr}, {value})")
+        slow_value = f"{value} & {M64}" if signed_value and size == 8 else value
+        self.emit(f"if {p} is None: H.store({addr}, {size}, {slow_value}, {self.pc})")
+        self.emit("else: " + self.fast_store(f"{p}[0]", f"{p}[1] + {addr}", size, value,
+                                             signed_value))
 
 
 def _static_targets(d: Decoded) -> Tuple[int, ...]:
@@ -421,25 +420,11 @@ class Translator:
             at = f"{go} + {d.imm}" if d.imm else go
             if store:
                 v = e.x(d.rs2)
-                if size == 8 and e.signed and v != "0":
-                    e.emit(f"P8S({buf}, {at}, {v})")
-                elif size == 1 and not e.signed:
-                    e.emit(f"{buf}[{at}] = {v if v == '0' else v + ' & 255'}")
-                else:
-                    mask = (1 << (8 * size)) - 1
-                    e.emit(f"P{size}({buf}, {at}, {v if size == 8 or v == '0' else f'{v} & {mask}'})")
+                if size < 8 and v != "0":
+                    v = f"{v} & {(1 << (8 * size)) - 1}"
+                e.emit(e.fast_store(buf, at, size, v, e.signed and v != "0"))
             else:
-                if signed and (e.signed or size < 8):
-                    val = f"S{size}({buf}, {at})[0]"
-                    if not e.signed:
-                        val = f"({val} & {M64})"
-                elif size == 1 and not e.signed:
-                    val = f"{buf}[{at}]"
-                else:
-                    val = f"U{size}({buf}, {at})[0]"
-                    if size == 8 and e.signed:
-                        val = f"SX({val})"
-                e.setx(d.rd, val)
+                e.setx(d.rd, e.fast_load(buf, at, size, signed, e.signed))
         e.indent = e.indent[:-4]
         e.emit("else:")
         e.indent += "    "
