@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from types import CodeType
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .bits import M64
 from .context import Ctx
@@ -57,6 +57,16 @@ class Emitter:
 
     def setx(self, n: int, expr: str) -> None:
         raise NotImplementedError
+
+    def known(self, n: int) -> Optional[Tuple[int, int]]:
+        """Bounds ``(lo, hi)`` of register ``n``'s value read as a signed
+        64-bit number, where the emitter has worked them out (the
+        translator does, within a block); None if unknown."""
+        return None
+
+    def setx_range(self, n: int, expr: str, lo: int, hi: int) -> None:
+        """rd = ``expr``, whose value read as signed lies in [lo, hi]."""
+        self.setx(n, expr)
 
     def setx_w(self, n: int, expr: str) -> None:
         """rd = the low 32 bits of ``expr`` sign-extended (the RV64 "W" rule).

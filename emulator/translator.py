@@ -3,11 +3,14 @@ function, compiled once and cached per (translation context, pc).
 
 Inside a block, guest registers live in Python locals (loaded once, stored
 back only if written), loads and stores do the software-TLB hit inline and
-call the hart's slow path on a miss, and a block whose last instruction
-branches back to its own start loops inside the function until its
-instruction budget runs out. Traps are precise: every exception leaving the
-block body first stores the registers back; the hart then works out from
-the faulting pc how many instructions retired.
+call the hart's slow path on a miss. The blocks reachable from an entry
+within its page form one region function: natural loops become Python
+``while`` loops (nested loops nested, branches inside them ``if``/``else``)
+that run until control leaves them or the instruction budget could be
+overrun; everything else goes through a dispatcher on the pc. Traps are
+precise: every exception leaving the function first stores the registers
+back; the hart then works out from the faulting pc how many instructions
+retired.
 
 Blocks end before a SYSTEM instruction (the interpreter runs those), after
 a branch or jump, at the end of a page, or after MAX_INSNS instructions.
@@ -80,6 +83,8 @@ class BlockEmitter(Emitter):
         self.signed = signed
         self.compat = False
         self.rel_next = ""  # the last block's successor as an offset in its page
+        self.exit: Tuple[Any, ...] = ()  # how the last block ends (see _gen_block)
+        self.rng: Dict[int, Tuple[int, int]] = {}  # known bounds (see known())
 
     def x(self, n: int) -> str:
         if not n:
@@ -87,17 +92,32 @@ class BlockEmitter(Emitter):
         self.used.add(n)
         return f"(x{n} & {M64})" if self.compat else f"x{n}"
 
+    def known(self, n: int) -> Optional[Tuple[int, int]]:
+        # Facts hold from a write to the end of its block (blocks are
+        # entered only at their start); used by the unsigned flavour only.
+        if not n:
+            return (0, 0)
+        return None if self.signed else self.rng.get(n)
+
     def setx(self, n: int, expr: str) -> None:
         if not n:
             self.emit(f"_ = {expr}")
             return
         self.used.add(n)
         self.written.add(n)
+        self.rng.pop(n, None)
         self.emit(f"x{n} = SX({expr})" if self.compat else f"x{n} = {expr}")
+
+    def setx_range(self, n: int, expr: str, lo: int, hi: int) -> None:
+        self.setx(n, expr)
+        if n and not self.signed:
+            self.rng[n] = (lo, hi)
 
     def setx_w(self, n: int, expr: str) -> None:
         if not self.signed or not n:
             super().setx_w(n, expr)
+            if n:
+                self.rng[n] = W_RANGE
             return
         self.used.add(n)
         self.written.add(n)
@@ -173,6 +193,9 @@ class BlockEmitter(Emitter):
         self.used.add(rd)
         self.written.add(rd)
         self._load_into(f"x{rd}", addr, size, signed, self.signed)
+        self.rng.pop(rd, None)
+        if size < 8 and not self.signed:
+            self.rng[rd] = load_range(size, signed)
 
     def store(self, addr: str, value: str, size: int, signed_value: bool = False) -> None:
         """``signed_value``: ``value`` is a signed-flavour 64-bit value."""
@@ -182,6 +205,15 @@ class BlockEmitter(Emitter):
         self.emit(f"if {p} is None: H.store({addr}, {size}, {slow_value}, {self.pc})")
         self.emit("else: " + self.fast_store(f"{p}[0]", f"{p}[1] + {addr}", size, value,
                                              signed_value))
+
+
+W_RANGE = (-(1 << 31), (1 << 31) - 1)  # a sign-extended 32-bit value
+
+
+def load_range(size: int, signed: bool) -> Tuple[int, int]:
+    """Bounds of the value a load of ``size`` < 8 bytes gives."""
+    bits = 8 * size
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
 def _static_targets(d: Decoded) -> Tuple[int, ...]:
@@ -226,6 +258,276 @@ def _access_groups(insns: List[Decoded]) -> List[Tuple[int, int]]:
             out.append((i, j))
         i = max(j, i + 1)
     return out
+
+
+class _Unstructured(Exception):
+    """A loop that does not map onto Python control flow (or would grow
+    too large doing so): its blocks keep going through the dispatcher."""
+
+
+_SINK = -1  # the end of every path in a loop body: back edge or exit
+
+
+class _Loop:
+    __slots__ = ("head", "body", "children", "code")
+
+    def __init__(self, head: int, body: Set[int]) -> None:
+        self.head = head
+        self.body = body
+        self.children: List[_Loop] = []
+        self.code: Optional[List[str]] = None
+
+
+def _components(nodes: Set[int], succ: Dict[int, List[int]]) -> List[Set[int]]:
+    """Strongly connected components of the graph ``succ`` restricted to
+    ``nodes`` (Tarjan's algorithm, without recursion)."""
+    index: Dict[int, int] = {}
+    low: Dict[int, int] = {}
+    stack: List[int] = []
+    on_stack: Set[int] = set()
+    out: List[Set[int]] = []
+    for root in sorted(nodes):
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            v, i = work.pop()
+            if i == 0:
+                index[v] = low[v] = len(index)
+                stack.append(v)
+                on_stack.add(v)
+            targets = [t for t in succ[v] if t in nodes]
+            if i < len(targets):
+                work.append((v, i + 1))
+                t = targets[i]
+                if t not in index:
+                    work.append((t, 0))
+                elif t in on_stack:
+                    low[v] = min(low[v], index[t])
+                continue
+            if low[v] == index[v]:
+                comp = set()
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.add(w)
+                    if w == v:
+                        break
+                out.append(comp)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[v])
+    return out
+
+
+class _Structurer:
+    """Loops of a region as Python ``while`` loops.
+
+    A loop is natural (one header, entered only there) and properly nested
+    in the loops around it. Its body, with inner loops taken as single
+    nodes, is acyclic; each two-way branch becomes ``if``/``else`` whose
+    arms meet again at the branch's immediate post-dominator. A back edge
+    is ``continue`` (after the budget check), every other way out sets the
+    region's ``pc`` and breaks; after an inner loop, control goes on only
+    if it left towards the one place its enclosing loop expects, and
+    otherwise breaks outwards to the region's dispatcher, which runs the
+    block ``pc`` names. Block bodies and the instruction count ``n`` are
+    exactly those of the dispatcher's arms, so traps account the same."""
+
+    GROWTH = 3  # at most this many copies of a loop's instructions (tail duplication)
+
+    def __init__(self, blocks: Dict[int, List[Decoded]], bodies: Dict[int, List[str]],
+                 exits: Dict[int, Tuple[Any, ...]], base: int, prefix: Optional[int]) -> None:
+        self.blocks = blocks
+        self.bodies = bodies
+        self.exits = exits
+        self.base = base
+        self.succ: Dict[int, List[int]] = {}
+        preds: Dict[int, Set[int]] = {pc: set() for pc in blocks}
+        for pc, ex in exits.items():
+            targets = [ex[2], ex[3]] if ex[0] == "br" else [ex[1]] if ex[0] == "go" else []
+            self.succ[pc] = targets
+            if pc != prefix:
+                for t in targets:
+                    if t in preds and t != prefix:
+                        preds[t].add(pc)
+        self.preds = preds
+        self.loops: Dict[int, _Loop] = {}
+        nodes = set(blocks) - {prefix} if prefix is not None else set(blocks)
+        self._nest(nodes, None)
+        self._tried: Set[int] = set()
+
+    def _nest(self, nodes: Set[int], parent: Optional[_Loop]) -> None:
+        """Loops among ``nodes``: each strongly connected component entered
+        at one block (its header) is a loop; the loops inside it are those
+        of the component without its header. A component only entered
+        through the region's entry (the code before it is elsewhere) takes
+        as header its lowest block that an edge from a later block (or the
+        block itself) comes back to. Components entered at several blocks
+        are not loops Python can express; their blocks stay plain."""
+        for scc in _components(nodes, self.succ):
+            if len(scc) == 1:
+                (b,) = scc
+                if b not in self.succ[b]:
+                    continue
+            entries = {b for b in scc if self.preds[b] - scc}
+            if len(entries) > 1:
+                continue
+            if entries:
+                head = entries.pop()
+            else:
+                back = [t for b in scc for t in self.succ[b]
+                        if t in scc and t <= self.blocks[b][-1].pc]
+                if not back:
+                    continue
+                head = min(back)
+            lp = _Loop(head, scc)
+            self.loops[head] = lp
+            if parent is not None:
+                parent.children.append(lp)
+            self._nest(scc - {head}, lp)
+
+    def loop_code(self, head: int) -> Optional[List[str]]:
+        """The loop headed at ``head`` as statements that leave ``pc`` set
+        to where control goes next; None if there is no (structured) loop."""
+        lp = self.loops.get(head)
+        if lp is None:
+            return None
+        if head not in self._tried:
+            self._tried.add(head)
+            self._left = self.GROWTH * sum(len(self.blocks[b]) for b in lp.body) + 16
+            out: List[str] = []
+            try:
+                self._loop(lp, "", out)
+            except _Unstructured:
+                return None
+            lp.code = out
+        return lp.code
+
+    # -- one loop -------------------------------------------------------------
+    def _loop(self, lp: _Loop, ind: str, out: List[str]) -> None:
+        node = {}
+        for k in lp.children:
+            for b in k.body:
+                node[b] = k.head
+        kids = {k.head: k for k in lp.children}
+        follower: Dict[int, Optional[int]] = {}
+        for k in lp.children:
+            ways = {t for b in k.body for t in self.succ[b] if t not in k.body}
+            inside = {t for t in ways if t in lp.body}
+            follower[k.head] = inside.pop() if len(inside) == 1 else None
+
+        def dag_succ(v: int) -> List[int]:
+            if v in kids:
+                f = follower[v]
+                return [_SINK] if f is None or f == lp.head else [node.get(f, f)]
+            ex = self.exits[v]
+            targets = [ex[2], ex[3]] if ex[0] == "br" else [ex[1]] if ex[0] == "go" else []
+            out = [_SINK if t == lp.head or t not in lp.body else node.get(t, t) for t in targets]
+            return out or [_SINK]
+
+        pdom: Dict[int, frozenset] = {_SINK: frozenset([_SINK])}
+        visiting: Set[int] = set()
+
+        def post_dominators(v: int) -> frozenset:
+            got = pdom.get(v)
+            if got is not None:
+                return got
+            if v in visiting:
+                raise _Unstructured  # a cycle that is not a (kept) loop
+            visiting.add(v)
+            sets = [post_dominators(s) for s in dag_succ(v)]
+            visiting.discard(v)
+            res = frozenset.intersection(*sets) | {v}
+            pdom[v] = res
+            return res
+
+        def ipdom(v: int) -> int:
+            others = post_dominators(v) - {v}
+            return max(others, key=lambda w: len(pdom[w]))
+
+        base = self.base
+
+        def term(t: int, ind: str) -> None:
+            if t == lp.head:
+                out.append(ind + "if n <= lim2:")
+                out.append(ind + "    continue")
+            out.append(ind + f"pc = {t - base}")
+            out.append(ind + "break")
+
+        def inner(t: int) -> bool:
+            return t != lp.head and t in lp.body
+
+        def run(v: int, stop: int, ind: str) -> None:
+            """Statements from node ``v`` up to (not including) ``stop``."""
+            start = len(out)
+            while v != stop and v != _SINK:
+                if v in kids:
+                    self._loop(kids[v], ind, out)
+                    f = follower[v]
+                    if f is None:
+                        out.append(ind + "break")
+                        break
+                    out.append(ind + f"if pc != {f - base}:")
+                    out.append(ind + "    break")
+                    if f == lp.head:
+                        out.append(ind + "if n <= lim2:")
+                        out.append(ind + "    continue")
+                        out.append(ind + "break")
+                        break
+                    v = node.get(f, f)
+                    continue
+                insns = self.blocks[v]
+                self._left -= len(insns)
+                if self._left < 0:
+                    raise _Unstructured
+                out.extend(ind + line for line in self.bodies[v])
+                out.append(ind + f"n += {len(insns)}")
+                ex = self.exits[v]
+                if ex[0] == "dyn":
+                    out.append(ind + f"pc = {ex[1]}")
+                    out.append(ind + "break")
+                    break
+                if ex[0] == "go":
+                    if not inner(ex[1]):
+                        term(ex[1], ind)
+                        break
+                    v = node.get(ex[1], ex[1])
+                    continue
+                _, cond, taken, fall = ex
+                if inner(taken) and inner(fall):
+                    j = ipdom(v)
+                    t, f = node.get(taken, taken), node.get(fall, fall)
+                    if t == j:
+                        out.append(ind + f"if not ({cond}):")
+                        run(f, j, ind + "    ")
+                    elif f == j:
+                        out.append(ind + f"if {cond}:")
+                        run(t, j, ind + "    ")
+                    else:
+                        out.append(ind + f"if {cond}:")
+                        run(t, j, ind + "    ")
+                        out.append(ind + "else:")
+                        run(f, j, ind + "    ")
+                    v = j
+                elif inner(taken):
+                    out.append(ind + f"if not ({cond}):")
+                    term(fall, ind + "    ")
+                    v = node.get(taken, taken)
+                elif inner(fall):
+                    out.append(ind + f"if {cond}:")
+                    term(taken, ind + "    ")
+                    v = node.get(fall, fall)
+                else:
+                    out.append(ind + f"if {cond}:")
+                    term(taken, ind + "    ")
+                    term(fall, ind)
+                    break
+            if len(out) == start:
+                out.append(ind + "pass")
+
+        out.append(ind + "while True:")
+        run(lp.head, _SINK, ind + "    ")
 
 
 class Translator:
@@ -351,6 +653,7 @@ class Translator:
         and the condition under which it branches back to its own start."""
         e.lines = []
         e.cond = e.target = e.jump_expr = None
+        e.rng = {}
         for i, d in enumerate(insns):
             index[d.pc] = (i, d.next_pc)
         groups = {} if e.ctx.pmlen else {i: j for i, j in _access_groups(insns)}
@@ -381,6 +684,15 @@ class Translator:
             nxt = str(end_pc)
             rel = str(end_pc - base)
         e.rel_next = rel
+        # How the block ends, for structured loops (see _Structurer)
+        if e.cond is not None:
+            e.exit = ("br", e.cond, e.target, end_pc)
+        elif e.jump_expr is None:
+            e.exit = ("go", end_pc)
+        elif e.jump_expr.isdigit():
+            e.exit = ("go", int(e.jump_expr))
+        else:
+            e.exit = ("dyn", rel)
         return e.lines, nxt, self_cond
 
     @staticmethod
@@ -425,6 +737,8 @@ class Translator:
                 e.emit(e.fast_store(buf, at, size, v, e.signed and v != "0"))
             else:
                 e.setx(d.rd, e.fast_load(buf, at, size, signed, e.signed))
+                if size < 8 and d.rd and not e.signed:
+                    e.rng[d.rd] = load_range(size, signed)
         e.indent = e.indent[:-4]
         e.emit("else:")
         e.indent += "    "
@@ -437,9 +751,11 @@ class Translator:
         index: Dict[int, Tuple[int, int]] = {}
         bodies = {}
         rel_next: Dict[int, str] = {}
+        exits: Dict[int, Tuple[Any, ...]] = {}
         for pc, insns in blocks.items():
             bodies[pc] = self._gen_block(e, insns, index)
             rel_next[pc] = e.rel_next
+            exits[pc] = e.exit
         if self.signed:
             out: List[str] = [f"x{r} = SX(X[{r}])" for r in sorted(e.used)]
             wb = [f"X[{r}] = x{r} & {M64}" for r in sorted(e.written)]
@@ -495,29 +811,20 @@ class Translator:
                      key=lambda pc: (pc not in back_targets, pc))[:4]
         rest = sorted(pc for pc in bodies if pc not in hot)
 
+        loops = _Structurer(blocks, {pc: b[0] for pc, b in bodies.items()}, exits, base, prefix)
+
         def arm(pc: int, ind: str) -> None:
             body, nxt, self_cond = bodies[pc]
             length = len(blocks[pc])
-            if self_cond is not None:
-                # A block that branches back to itself loops in place.
-                out.append(ind + "while True:")
-                out.extend(ind + "    " + line for line in body)
-                out.append(ind + f"    n += {length}")
-                if self_cond == "True":
-                    out.append(ind + "    if n <= lim2:")
-                    out.append(ind + "        continue")
-                    out.append(ind + f"    pc = {pc - base}")
-                else:
-                    out.append(ind + f"    if {self_cond}:")
-                    out.append(ind + "        if n <= lim2:")
-                    out.append(ind + "            continue")
-                    out.append(ind + f"        pc = {pc - base}")
-                    out.append(ind + "    else:")
-                    out.append(ind + f"        pc = {blocks[pc][-1].next_pc - base}")
-                out.append(ind + "    break")
-                out.append(ind + "if n > lim2:")
-                out.append(ind + "    break")
-                return
+            if pc != prefix:
+                code = loops.loop_code(pc)
+                if code is not None:
+                    # A loop header: the whole loop, nested loops and
+                    # branches inside it as Python control flow.
+                    out.extend(ind + line for line in code)
+                    out.append(ind + "if n > lim2:")
+                    out.append(ind + "    break")
+                    return
             out.extend(ind + line for line in body)
             out.append(ind + f"n += {length + skip if pc == prefix else length}")
             out.append(ind + f"pc = {rel_next[pc]}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 from ..bits import M64
 from . import BRANCH, JUMP, Decoded, Gen, Insn
@@ -21,12 +21,40 @@ def w32(expr: str) -> str:
     return f"(((({expr}) & {M32}) ^ {S32}) - {S32}) & {M64}"
 
 
+# Known bounds (Emitter.known) let some instructions skip work: a "W"
+# result that cannot overflow 32 bits needs no sign extension, a sum of
+# non-negative values no wrap-around mask, a signed compare of values of one
+# sign no bias. Ranges are of values read as signed 64-bit numbers.
+Range = Optional[Tuple[int, int]]
+
+
+def fits(r: Range, bits: int = 32) -> bool:
+    """Whether the range is known and within signed ``bits``-bit values."""
+    return r is not None and -(1 << (bits - 1)) <= r[0] and r[1] < (1 << (bits - 1))
+
+
+def _span(r: Range, q: Range) -> Range:
+    """Bounds of a bitwise AND/OR/XOR of values in ``r`` and ``q``."""
+    if r is None or q is None:
+        return None
+    if r[0] >= 0 and q[0] >= 0:
+        return (0, (1 << max(r[1].bit_length(), q[1].bit_length())) - 1)
+    m = max(v.bit_length() if v >= 0 else (~v).bit_length() for v in r + q)
+    return (-(1 << m), (1 << m) - 1)
+
+
+def _const(value: int) -> Tuple[int, int]:
+    v = value & M64
+    v = v - (1 << 64) if v >> 63 else v
+    return (v, v)
+
+
 def lui(e: Emitter, d: Decoded) -> None:
-    e.setx(d.rd, str(d.imm & M64))
+    e.setx_range(d.rd, str(d.imm & M64), *_const(d.imm))
 
 
 def auipc(e: Emitter, d: Decoded) -> None:
-    e.setx(d.rd, str((d.pc + d.imm) & M64))
+    e.setx_range(d.rd, str((d.pc + d.imm) & M64), *_const(d.pc + d.imm))
 
 
 def jal(e: Emitter, d: Decoded) -> None:
@@ -44,7 +72,10 @@ def jalr(e: Emitter, d: Decoded) -> None:
 def _branch(cond: str, signed: bool) -> Gen:
     def gen(e: Emitter, d: Decoded) -> None:
         a, b = e.x(d.rs1), e.x(d.rs2)
-        if signed:
+        ra, rb = e.known(d.rs1), e.known(d.rs2)
+        same_sign = (ra is not None and rb is not None
+                     and ((ra[0] >= 0 and rb[0] >= 0) or (ra[1] < 0 and rb[1] < 0)))
+        if signed and not same_sign:
             a, b = f"({a} ^ {S64})", f"({b} ^ {S64})"
         e.branch(f"{a} {cond} {b}", (d.pc + d.imm) & M64)
     return gen
@@ -66,17 +97,40 @@ def _store(size: int) -> Gen:
     return gen
 
 
-def _alu_imm(template: str) -> Gen:
-    """``template`` uses {a} (rs1) and {i} (immediate, canonical unsigned)."""
+RangeFn = Callable[[Range, Range], Range]
+
+
+def _alu_imm(template: str, rng: Optional[RangeFn] = None) -> Gen:
+    """``template`` uses {a} (rs1) and {i} (immediate, canonical unsigned);
+    ``rng`` gives the result's bounds from rs1's and the immediate's."""
     def gen(e: Emitter, d: Decoded) -> None:
-        e.setx(d.rd, template.format(a=e.x(d.rs1), i=d.imm & M64, s=d.imm))
+        expr = template.format(a=e.x(d.rs1), i=d.imm & M64, s=d.imm)
+        r = rng(e.known(d.rs1), (d.imm, d.imm)) if rng else None
+        if r is None:
+            e.setx(d.rd, expr)
+        else:
+            e.setx_range(d.rd, expr, *r)
     return gen
 
 
-def _alu(template: str) -> Gen:
+def _alu(template: str, rng: Optional[RangeFn] = None) -> Gen:
     def gen(e: Emitter, d: Decoded) -> None:
-        e.setx(d.rd, template.format(a=e.x(d.rs1), b=e.x(d.rs2)))
+        expr = template.format(a=e.x(d.rs1), b=e.x(d.rs2))
+        r = rng(e.known(d.rs1), e.known(d.rs2)) if rng else None
+        if r is None:
+            e.setx(d.rd, expr)
+        else:
+            e.setx_range(d.rd, expr, *r)
     return gen
+
+
+def _bool(r: Range, q: Range) -> Range:
+    return (0, 1)
+
+
+def _and(r: Range, q: Range) -> Range:
+    nonneg = [x[1] for x in (r, q) if x is not None and x[0] >= 0]
+    return (0, min(nonneg)) if nonneg else _span(r, q)
 
 
 def _alu_w(template: str) -> Gen:
@@ -87,26 +141,69 @@ def _alu_w(template: str) -> Gen:
     return gen
 
 
+def _sum(e: Emitter, rd: int, a: str, op: str, b: str, r: Range, q: Range, word: bool) -> bool:
+    """rd = a op b (op + or -) without the wrap-around or sign-extension
+    work when the bounds of the operands allow; False if they do not."""
+    if r is None or q is None:
+        return False
+    lo, hi = (r[0] + q[0], r[1] + q[1]) if op == "+" else (r[0] - q[1], r[1] - q[0])
+    if word and not (fits(r) and fits(q) and fits((lo, hi))):
+        return False
+    if not fits((lo, hi), 64):
+        return False
+    if b == "0":
+        expr = a
+    elif r[0] >= 0 and q[0] >= 0 and lo >= 0:
+        expr = f"{a} {op} {b}"  # no wrap-around either way
+    elif a == "0":
+        expr = f"{b} & {M64}" if op == "+" else f"-{b} & {M64}"
+    else:
+        expr = f"({a} {op} {b}) & {M64}"
+    e.setx_range(rd, expr, lo, hi)
+    return True
+
+
+def _alu_w_sum(op: str) -> Gen:
+    """addw / subw."""
+    def gen(e: Emitter, d: Decoded) -> None:
+        a, b = e.x(d.rs1), e.x(d.rs2)
+        if not _sum(e, d.rd, a, op, b, e.known(d.rs1), e.known(d.rs2), True):
+            e.setx_w(d.rd, f"{a} {op} {b}")
+    return gen
+
+
 def addiw(e: Emitter, d: Decoded) -> None:
     a = e.x(d.rs1)
-    e.setx_w(d.rd, f"{a} + {d.imm}" if d.imm else a)
+    if not _sum(e, d.rd, a, "+", str(d.imm) if d.imm else "0", e.known(d.rs1),
+                (d.imm, d.imm), True):
+        e.setx_w(d.rd, f"{a} + {d.imm}" if d.imm else a)
 
 
 def add(e: Emitter, d: Decoded) -> None:
     a, b = e.x(d.rs1), e.x(d.rs2)
     if a == "0" or b == "0":
-        e.setx(d.rd, b if a == "0" else a)  # mv (c.mv expands to add rd, x0, rs2)
-    else:
+        # mv (c.mv expands to add rd, x0, rs2)
+        src = d.rs2 if a == "0" else d.rs1
+        r = e.known(src)
+        if r is None:
+            e.setx(d.rd, b if a == "0" else a)
+        else:
+            e.setx_range(d.rd, b if a == "0" else a, *r)
+    elif not _sum(e, d.rd, a, "+", b, e.known(d.rs1), e.known(d.rs2), False):
         e.setx(d.rd, f"({a} + {b}) & {M64}")
 
 
 def addi(e: Emitter, d: Decoded) -> None:
     a = e.x(d.rs1)
+    r = e.known(d.rs1)
     if d.imm == 0:
-        e.setx(d.rd, a)
+        if r is None:
+            e.setx(d.rd, a)
+        else:
+            e.setx_range(d.rd, a, *r)
     elif a == "0":
-        e.setx(d.rd, str(d.imm & M64))
-    else:
+        e.setx_range(d.rd, str(d.imm & M64), d.imm, d.imm)
+    elif not _sum(e, d.rd, a, "+", str(d.imm), r, (d.imm, d.imm), False):
         e.setx(d.rd, f"({a} + {d.imm}) & {M64}")
 
 
@@ -118,14 +215,18 @@ def _shift_imm(op: str, word: bool) -> Gen:
             if op == "sll":
                 e.setx_w(d.rd, f"{a} << {sh}")
             elif op == "srl" and sh:
-                e.setx(d.rd, f"({a} & {M32}) >> {sh}")  # bit 31 is clear: no sign to extend
+                # bit 31 is clear: no sign to extend
+                e.setx_range(d.rd, f"({a} & {M32}) >> {sh}", 0, (1 << (32 - sh)) - 1)
             elif op == "srl":
                 e.setx_w(d.rd, a)
             else:  # sra
-                e.setx(d.rd, f"((((({a} & {M32}) ^ {S32}) - {S32}) >> {sh})) & {M64}")
+                e.setx_range(d.rd, f"((((({a} & {M32}) ^ {S32}) - {S32}) >> {sh})) & {M64}",
+                             -(1 << (31 - sh)), (1 << (31 - sh)) - 1)
         else:
             if op == "sll":
                 e.setx(d.rd, f"({a} << {sh}) & {M64}")
+            elif op == "srl" and sh:
+                e.setx_range(d.rd, f"{a} >> {sh}", 0, (1 << (64 - sh)) - 1)
             elif op == "srl":
                 e.setx(d.rd, f"{a} >> {sh}")
             else:
@@ -165,30 +266,31 @@ INSNS: List[Insn] = [
     Insn("sw", *enc(0x23, 2), S, _store(4)),
     Insn("sd", *enc(0x23, 3), S, _store(8)),
     Insn("addi", *enc(OP_IMM, 0), I, addi),
-    Insn("slti", *enc(OP_IMM, 2), I, _alu_imm(f"int(({{a}} ^ {S64}) < ({{i}} ^ {S64}))")),
-    Insn("sltiu", *enc(OP_IMM, 3), I, _alu_imm("int({a} < {i})")),
-    Insn("xori", *enc(OP_IMM, 4), I, _alu_imm("{a} ^ {i}")),
-    Insn("ori", *enc(OP_IMM, 6), I, _alu_imm("{a} | {i}")),
-    Insn("andi", *enc(OP_IMM, 7), I, _alu_imm("{a} & {i}")),
+    Insn("slti", *enc(OP_IMM, 2), I,
+         _alu_imm(f"int(({{a}} ^ {S64}) < ({{i}} ^ {S64}))", _bool)),
+    Insn("sltiu", *enc(OP_IMM, 3), I, _alu_imm("int({a} < {i})", _bool)),
+    Insn("xori", *enc(OP_IMM, 4), I, _alu_imm("{a} ^ {i}", _span)),
+    Insn("ori", *enc(OP_IMM, 6), I, _alu_imm("{a} | {i}", _span)),
+    Insn("andi", *enc(OP_IMM, 7), I, _alu_imm("{a} & {i}", _and)),
     Insn("slli", *enc(OP_IMM, 1, funct6=0), "SH6", _shift_imm("sll", False)),
     Insn("srli", *enc(OP_IMM, 5, funct6=0), "SH6", _shift_imm("srl", False)),
     Insn("srai", *enc(OP_IMM, 5, funct6=0x10), "SH6", _shift_imm("sra", False)),
     Insn("add", *enc(OP, 0, 0), R, add),
     Insn("sub", *enc(OP, 0, 0x20), R, _alu(f"({{a}} - {{b}}) & {M64}")),
     Insn("sll", *enc(OP, 1, 0), R, _alu(f"({{a}} << ({{b}} & 63)) & {M64}")),
-    Insn("slt", *enc(OP, 2, 0), R, _alu(f"int(({{a}} ^ {S64}) < ({{b}} ^ {S64}))")),
-    Insn("sltu", *enc(OP, 3, 0), R, _alu("int({a} < {b})")),
-    Insn("xor", *enc(OP, 4, 0), R, _alu("{a} ^ {b}")),
+    Insn("slt", *enc(OP, 2, 0), R, _alu(f"int(({{a}} ^ {S64}) < ({{b}} ^ {S64}))", _bool)),
+    Insn("sltu", *enc(OP, 3, 0), R, _alu("int({a} < {b})", _bool)),
+    Insn("xor", *enc(OP, 4, 0), R, _alu("{a} ^ {b}", _span)),
     Insn("srl", *enc(OP, 5, 0), R, _alu("{a} >> ({b} & 63)")),
     Insn("sra", *enc(OP, 5, 0x20), R, _alu(f"((({{a}} ^ {S64}) - {S64}) >> ({{b}} & 63)) & {M64}")),
-    Insn("or", *enc(OP, 6, 0), R, _alu("{a} | {b}")),
-    Insn("and", *enc(OP, 7, 0), R, _alu("{a} & {b}")),
+    Insn("or", *enc(OP, 6, 0), R, _alu("{a} | {b}", _span)),
+    Insn("and", *enc(OP, 7, 0), R, _alu("{a} & {b}", _and)),
     Insn("addiw", *enc(OP_IMM32, 0), I, addiw),
     Insn("slliw", *enc(OP_IMM32, 1, 0), "SH5", _shift_imm("sll", True)),
     Insn("srliw", *enc(OP_IMM32, 5, 0), "SH5", _shift_imm("srl", True)),
     Insn("sraiw", *enc(OP_IMM32, 5, 0x20), "SH5", _shift_imm("sra", True)),
-    Insn("addw", *enc(OP32, 0, 0), R, _alu_w("{a} + {b}")),
-    Insn("subw", *enc(OP32, 0, 0x20), R, _alu_w("{a} - {b}")),
+    Insn("addw", *enc(OP32, 0, 0), R, _alu_w_sum("+")),
+    Insn("subw", *enc(OP32, 0, 0x20), R, _alu_w_sum("-")),
     Insn("sllw", *enc(OP32, 1, 0), R, _alu_w("{a} << ({b} & 31)")),
     Insn("srlw", *enc(OP32, 5, 0), R, _alu_w(f"({{a}} & {M32}) >> ({{b}} & 31)")),
     Insn("sraw", *enc(OP32, 5, 0x20), R,
