@@ -19,7 +19,8 @@ a branch or jump, at the end of a page, or after MAX_INSNS instructions.
 from __future__ import annotations
 
 import platform
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
+import re
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 from .bits import M64
 from .codegen import Emitter, compile_function
@@ -27,6 +28,7 @@ from .context import Ctx
 from .events import Trap
 from .interp import generated_globals
 from .isa import BRANCH, JUMP, SYSTEM, Decoded, decode
+from .isa.rv64i import fits
 from .memory import PAGE_MASK, UNPACK
 from .signed import SIGNED_GEN
 
@@ -85,11 +87,15 @@ class BlockEmitter(Emitter):
         self.rel_next = ""  # the last block's successor as an offset in its page
         self.exit: Tuple[Any, ...] = ()  # how the last block ends (see _gen_block)
         self.rng: Dict[int, Tuple[int, int]] = {}  # known bounds (see known())
+        self.blk_read: Set[int] = set()  # registers the block reads before writing them
+        self.blk_written: Set[int] = set()
 
     def x(self, n: int) -> str:
         if not n:
             return "0"
         self.used.add(n)
+        if n not in self.blk_written:
+            self.blk_read.add(n)
         return f"(x{n} & {M64})" if self.compat else f"x{n}"
 
     def known(self, n: int) -> Optional[Tuple[int, int]]:
@@ -105,6 +111,7 @@ class BlockEmitter(Emitter):
             return
         self.used.add(n)
         self.written.add(n)
+        self.blk_written.add(n)
         self.rng.pop(n, None)
         self.emit(f"x{n} = SX({expr})" if self.compat else f"x{n} = {expr}")
 
@@ -121,6 +128,7 @@ class BlockEmitter(Emitter):
             return
         self.used.add(n)
         self.written.add(n)
+        self.blk_written.add(n)
         self.emit(f"x{n} = ((({expr}) & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000")
 
     def ea(self, rs1: int, imm: int) -> str:
@@ -192,6 +200,7 @@ class BlockEmitter(Emitter):
             return
         self.used.add(rd)
         self.written.add(rd)
+        self.blk_written.add(rd)
         self._load_into(f"x{rd}", addr, size, signed, self.signed)
         self.rng.pop(rd, None)
         if size < 8 and not self.signed:
@@ -266,6 +275,9 @@ class _Unstructured(Exception):
 
 
 _SINK = -1  # the end of every path in a loop body: back edge or exit
+UNROLL = 4  # copies of a one-block loop's block per lap (CPython)
+UNROLL_INSNS = 32  # ... as long as they come to at most this many instructions
+_CALL = re.compile(r"[\w\]]\(")  # a call in a generated line
 
 
 class _Loop:
@@ -337,11 +349,17 @@ class _Structurer:
     GROWTH = 3  # at most this many copies of a loop's instructions (tail duplication)
 
     def __init__(self, blocks: Dict[int, List[Decoded]], bodies: Dict[int, List[str]],
-                 exits: Dict[int, Tuple[Any, ...]], base: int, prefix: Optional[int]) -> None:
+                 exits: Dict[int, Tuple[Any, ...]], base: int, prefix: Optional[int],
+                 specialise: Optional[Callable[..., Any]] = None, unroll: int = 1) -> None:
         self.blocks = blocks
         self.bodies = bodies
         self.exits = exits
         self.base = base
+        self.specialise = specialise
+        self.unroll = unroll
+        # instructions a lap of an unrolled loop runs beyond its block's
+        # length, between two budget checks: the region's budget slack
+        self.extra = 0
         self.succ: Dict[int, List[int]] = {}
         preds: Dict[int, Set[int]] = {pc: set() for pc in blocks}
         for pc, ex in exits.items():
@@ -404,8 +422,158 @@ class _Structurer:
             lp.code = out
         return lp.code
 
+    # -- loop facts ------------------------------------------------------------
+    def _loop_facts(self, lp: _Loop) -> Optional[Tuple[Dict[int, Tuple[int, int]], List[str],
+                                                       Tuple[Any, ...]]]:
+        """For a one-block loop: bounds of the registers it reads that hold
+        on every lap if they hold on entry, with the block generated
+        knowing them; None if there are none worth a guard.
+
+        The guess: a register the loop writes is a positive 32-bit counter,
+        one it only reads a sign-extended 32-bit value; laps through the
+        block then widen to the sign-extended 32-bit range, or drop, what
+        its back edge does not keep within the guess, and facts that do not
+        change the code are left out of the guard (a pointer the loop reads
+        would make the guard fail every time)."""
+        if self.specialise is None or len(lp.body) != 1:
+            return None
+        head = lp.head
+        ex = self.exits[head]
+        if ex[0] != "br" or ex[2] != head or ex[3] == head:
+            return None  # only loops closed by a conditional branch back to their start
+        plain, _, _, read, written = self.specialise(head, {})
+        guess: Dict[int, Tuple[int, int]] = {}
+        for r in read:
+            # a counter? the laps below settle it
+            guess[r] = (1, W_RANGE[1]) if r in written else W_RANGE
+        settled = self._settle(head, guess)
+        if settled is None:
+            return None
+        guess, lines, exit_ = settled
+        # keep only the facts that change the code (each is a test on entry)
+        for r in sorted(guess):
+            fewer = {k: v for k, v in guess.items() if k != r}
+            again = self._settle(head, fewer, 1) if fewer else None
+            if again is not None and again[1] == lines and again[2] == exit_:
+                guess = again[0]
+        if lines == plain:
+            return None
+        return guess, lines, exit_
+
+    def _settle(self, head: int, guess: Dict[int, Tuple[int, int]], laps: int = 4) -> Optional[
+            Tuple[Dict[int, Tuple[int, int]], List[str], Tuple[Any, ...]]]:
+        """Laps of the one-block loop at ``head`` from the facts ``guess``
+        until they hold again on its back edge: those facts, the block
+        generated knowing them and its exit; None if nothing is left."""
+        assert self.specialise is not None
+        last = self.blocks[head][-1]
+        for _ in range(laps):
+            if not guess:
+                return None
+            lines, exit_, end, _, written = self.specialise(head, guess)
+            # the back edge is the branch taken: after a bne against x0 the
+            # register is not zero there
+            back = dict(end)
+            zero_tested = last.rs1 if last.rs2 == 0 else last.rs2 if last.rs1 == 0 else 0
+            if last.insn.name == "bne" and zero_tested in back:
+                lo, hi = back[zero_tested]
+                back[zero_tested] = (1 if lo == 0 else lo, -1 if hi == 0 else hi)
+            keep = {}
+            for r, (lo, hi) in guess.items():
+                got = back.get(r) if r in written else (lo, hi)
+                if got is not None and lo <= got[0] and got[1] <= hi:
+                    keep[r] = (lo, hi)
+                elif got is not None and fits(got) and (lo, hi) != W_RANGE:
+                    keep[r] = W_RANGE  # widen once
+            if keep == guess:
+                return guess, lines, exit_
+            guess = keep
+        return None
+
+    @staticmethod
+    def _guard(facts: Dict[int, Tuple[int, int]]) -> str:
+        """A test that the register locals are within ``facts``."""
+        tests = []
+        for r, (lo, hi) in sorted(facts.items()):
+            if lo >= 0:
+                tests.append(f"{lo} <= x{r} <= {hi}")
+            else:
+                tests.append(f"(x{r} + {-lo}) & {M64} <= {hi - lo}")
+        return " and ".join(tests)
+
     # -- one loop -------------------------------------------------------------
     def _loop(self, lp: _Loop, ind: str, out: List[str]) -> None:
+        special = self._loop_facts(lp)
+        if special is not None:
+            # the loop twice: with the block generated knowing the facts
+            # when they hold on entry, and as it is otherwise
+            facts, lines, exit_ = special
+            out.append(ind + f"if {self._guard(facts)}:")
+            saved = self.bodies[lp.head], self.exits[lp.head]
+            self.bodies[lp.head], self.exits[lp.head] = lines, exit_
+            try:
+                self._loop_once(lp, ind + "    ", out)
+            finally:
+                self.bodies[lp.head], self.exits[lp.head] = saved
+            out.append(ind + "else:")
+            self._loop_once(lp, ind + "    ", out)
+            return
+        self._loop_once(lp, ind, out)
+
+    def _self_loop(self, lp: _Loop, ind: str, out: List[str]) -> bool:
+        """A one-block loop closed by a conditional branch to its start, with
+        its block ``UNROLL`` times per lap of the Python loop (one budget
+        check per lap; when the block cannot raise, one count update per
+        lap too). False if the loop is not of that shape."""
+        head = lp.head
+        ex = self.exits[head]
+        if (self.unroll < 2 or lp.children or ex[0] != "br" or ex[2] != head
+                or ex[3] == head):
+            return False
+        _, cond, _, fall = ex
+        length = len(self.blocks[head])
+        copies = max(1, min(self.unroll, UNROLL_INSNS // length))
+        if copies < 2:
+            return False
+        self._left -= length  # the copies are bounded by UNROLL_INSNS instead
+        if self._left < 0:
+            raise _Unstructured
+        body = self.bodies[head]
+        # The count must be exact wherever an exception can leave the
+        # block: calls (memory slow paths, helpers) and raise.
+        quiet = not any(_CALL.search(line.replace("int(", "")) or "raise" in line
+                        for line in body)
+        base = self.base
+        pending = 0
+        inner = ind + "    "
+        out.append(ind + "while True:")
+        for k in range(copies):
+            out.extend(inner + line for line in body)
+            if quiet:
+                pending += length
+            else:
+                out.append(inner + f"n += {length}")
+            if k < copies - 1:
+                out.append(inner + f"if not ({cond}):")
+                if pending:
+                    out.append(inner + f"    n += {pending}")
+                out.append(inner + f"    pc = {fall - base}")
+                out.append(inner + "    break")
+        if pending:
+            out.append(inner + f"n += {pending}")
+        out.append(inner + f"if {cond}:")
+        out.append(inner + "    if n <= lim2:")
+        out.append(inner + "        continue")
+        out.append(inner + f"    pc = {head - base}")
+        out.append(inner + "    break")
+        out.append(inner + f"pc = {fall - base}")
+        out.append(inner + "break")
+        self.extra = max(self.extra, (copies - 1) * length)
+        return True
+
+    def _loop_once(self, lp: _Loop, ind: str, out: List[str]) -> None:
+        if self._self_loop(lp, ind, out):
+            return
         node = {}
         for k in lp.children:
             for b in k.body:
@@ -648,12 +816,17 @@ class Translator:
 
     # -- code generation ----------------------------------------------------
     def _gen_block(self, e: BlockEmitter, insns: List[Decoded],
-                   index: Dict[int, Tuple[int, int]]) -> Tuple[List[str], str, Optional[str]]:
+                   index: Dict[int, Tuple[int, int]],
+                   facts: Optional[Dict[int, Tuple[int, int]]] = None,
+                   ) -> Tuple[List[str], str, Optional[str]]:
         """Body lines of one basic block, the expression of its successor pc,
-        and the condition under which it branches back to its own start."""
+        and the condition under which it branches back to its own start.
+        ``facts``: bounds of register values known on entry."""
         e.lines = []
         e.cond = e.target = e.jump_expr = None
-        e.rng = {}
+        e.rng = dict(facts) if facts else {}
+        e.blk_read = set()
+        e.blk_written = set()
         for i, d in enumerate(insns):
             index[d.pc] = (i, d.next_pc)
         groups = {} if e.ctx.pmlen else {i: j for i, j in _access_groups(insns)}
@@ -797,6 +970,7 @@ class Translator:
         # after backward or computed transfers, with ``total`` instructions
         # of slack.
         out.append(f"n = {-skip}")
+        lim_at = len(out)
         out.append(f"lim2 = lim - {total}")
         # pc: an offset in the region's page (small integers compare fastest)
         base = entry & ~PAGE_MASK
@@ -811,7 +985,16 @@ class Translator:
                      key=lambda pc: (pc not in back_targets, pc))[:4]
         rest = sorted(pc for pc in bodies if pc not in hot)
 
-        loops = _Structurer(blocks, {pc: b[0] for pc, b in bodies.items()}, exits, base, prefix)
+        def specialise(pc: int, facts: Dict[int, Tuple[int, int]]) -> Tuple[
+                List[str], Tuple[Any, ...], Dict[int, Tuple[int, int]], Set[int], Set[int]]:
+            """The block at ``pc`` generated with ``facts`` known on entry:
+            lines, exit, facts at its end, registers read first, written."""
+            lines = self._gen_block(e, blocks[pc], index, facts)[0]
+            return lines, e.exit, dict(e.rng), set(e.blk_read), set(e.blk_written)
+
+        loops = _Structurer(blocks, {pc: b[0] for pc, b in bodies.items()}, exits, base, prefix,
+                            None if self.signed else specialise,
+                            1 if self.signed else UNROLL)
 
         def arm(pc: int, ind: str) -> None:
             body, nxt, self_cond = bodies[pc]
@@ -866,6 +1049,10 @@ class Translator:
         out.extend(wb)
         out.append(f"H.pc = pc + {base}")
         out.append("return n")
+        if loops.extra:
+            # unrolled loops run up to ``extra`` more between budget checks
+            total += loops.extra
+            out[lim_at] = f"lim2 = lim - {total}"
         return self._finish(ctx, entry, out, total, index)
 
     def _finish(self, ctx: Ctx, entry: int, lines: List[str], length: int,

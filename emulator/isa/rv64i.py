@@ -141,9 +141,11 @@ def _alu_w(template: str) -> Gen:
     return gen
 
 
-def _sum(e: Emitter, rd: int, a: str, op: str, b: str, r: Range, q: Range, word: bool) -> bool:
+def _sum(e: Emitter, rd: int, a: str, op: str, b: str, r: Range, q: Range, word: bool,
+         literal: bool = False) -> bool:
     """rd = a op b (op + or -) without the wrap-around or sign-extension
-    work when the bounds of the operands allow; False if they do not."""
+    work when the bounds of the operands allow; False if they do not.
+    ``literal``: b is an immediate written as a signed number."""
     if r is None or q is None:
         return False
     lo, hi = (r[0] + q[0], r[1] + q[1]) if op == "+" else (r[0] - q[1], r[1] - q[0])
@@ -153,7 +155,7 @@ def _sum(e: Emitter, rd: int, a: str, op: str, b: str, r: Range, q: Range, word:
         return False
     if b == "0":
         expr = a
-    elif r[0] >= 0 and q[0] >= 0 and lo >= 0:
+    elif r[0] >= 0 and (q[0] >= 0 or literal) and lo >= 0:
         expr = f"{a} {op} {b}"  # no wrap-around either way
     elif a == "0":
         expr = f"{b} & {M64}" if op == "+" else f"-{b} & {M64}"
@@ -175,7 +177,7 @@ def _alu_w_sum(op: str) -> Gen:
 def addiw(e: Emitter, d: Decoded) -> None:
     a = e.x(d.rs1)
     if not _sum(e, d.rd, a, "+", str(d.imm) if d.imm else "0", e.known(d.rs1),
-                (d.imm, d.imm), True):
+                (d.imm, d.imm), True, True):
         e.setx_w(d.rd, f"{a} + {d.imm}" if d.imm else a)
 
 
@@ -203,7 +205,7 @@ def addi(e: Emitter, d: Decoded) -> None:
             e.setx_range(d.rd, a, *r)
     elif a == "0":
         e.setx_range(d.rd, str(d.imm & M64), d.imm, d.imm)
-    elif not _sum(e, d.rd, a, "+", str(d.imm), r, (d.imm, d.imm), False):
+    elif not _sum(e, d.rd, a, "+", str(d.imm), r, (d.imm, d.imm), False, True):
         e.setx(d.rd, f"({a} + {d.imm}) & {M64}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import List
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -175,3 +176,111 @@ def test_known_bounds_hold(code: List[List[int]], init: List[int]) -> None:
         v = state[4][reg]
         signed = v - (1 << 64) if v >> 63 else v
         assert lo <= signed <= hi, (reg, hex(v), lo, hi)
+
+
+# -- facts that hold on every lap of a one-block loop (guarded on entry) ------
+@st.composite
+def counted_loop(draw: st.DrawFn) -> List[int]:
+    """A one-block loop: bounded-value work, a counter stepped down by an
+    addi / addiw / addw of a negative step, closed by bne/beq against x0 (so
+    a counter that skips zero or starts at zero runs until the budget)."""
+    body: List[int] = []
+    for _ in range(draw(st.integers(1, 6))):
+        body += draw(producer())
+    counter = draw(REGS)
+    step = draw(st.sampled_from([-1, -1, -2, -3, 1]))
+    how = draw(st.integers(0, 2))
+    if how == 0:
+        body.append(A.addi(counter, counter, step))
+    elif how == 1:
+        body.append(A.i(0x1B, 0, counter, counter, step))
+    else:
+        body += [A.addi(7, 0, -step), A.r(0x3B, 0, 0x20, counter, counter, 7)]  # subw
+    f3 = draw(st.sampled_from([1, 1, 1, 0]))  # bne, or beq (loops while zero)
+    body.append(A.b(f3, counter, 0, -4 * len(body)))
+    return [A.addi(8, 8, 0)] + body + [A.EBREAK]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(code=counted_loop(), init=st.lists(values, min_size=13, max_size=13),
+       budget=st.sampled_from([5000, 9, 50]))
+def test_loop_facts_match_reference(code: List[int], init: List[int], budget: int) -> None:
+    def steps(engine: str) -> list:
+        mem = PhysMemory()
+        mem.add_ram(BASE, 1 << 16)
+        mem.write_bytes(BASE, A.words(code))
+        mem.write_bytes(DATA, A.words(DATA_WORDS))
+        h = Hart(mem, engine=engine)
+        h.intercept_mtraps = True
+        h.pc = BASE
+        for n, v in enumerate(init):
+            h.x[n + 1] = v
+        h.x[DATA_REG] = DATA
+        trace = []
+        for _ in range(5000 // budget + 1):
+            stop = h.run(budget)
+            trace.append((stop.reason, h.pc, h.instret, tuple(h.x)))
+            if stop.reason != "budget":
+                break
+        return trace
+
+    assert steps("fast") == steps("reference")
+
+
+def test_loop_facts_guard_and_use() -> None:
+    # crc32's inner loop: a counter, an invariant sign-extended constant
+    loop = [
+        A.i(0x13, 7, 15, 13, 1),          # andi a5, a3, 1
+        A.r(0x3B, 0, 0x20, 15, 0, 15),    # negw a5, a5
+        A.i(0x1B, 5, 13, 13, 1),          # srliw a3, a3, 1
+        A.r(0x33, 7, 0, 15, 15, 10),      # and a5, a5, a0
+        A.r(0x33, 4, 0, 15, 15, 13),      # xor a5, a5, a3
+        A.i(0x1B, 0, 12, 12, -1),         # addiw a2, a2, -1
+        A.i(0x1B, 0, 13, 15, 0),          # sext.w a3, a5
+        A.b(1, 12, 0, -28),               # bnez a2, loop
+    ]
+    mem = PhysMemory()
+    mem.add_ram(BASE, 1 << 16)
+    mem.write_bytes(BASE, A.words([A.addi(8, 8, 0)] + loop + [A.EBREAK]))
+    h = Hart(mem, engine="fast")
+    h.intercept_mtraps = True
+    h.pc = BASE
+    h.x[10], h.x[12], h.x[13] = 0xFFFF_FFFF_EDB8_8320, 8, 0xFFFF_FFFF
+    h.run(1000)
+    src = h.ctx.blocks[BASE].src
+    assert "if (x10 + 2147483648) & 18446744073709551615 <= 4294967295 and 1 <= x12 <= " in src
+    guarded = src.split("<= 2147483647:", 1)[1].split("else:", 1)[0]
+    assert "x12 = x12 + -1\n" in guarded and "x13 = x15\n" in guarded
+    assert "0xFFFFFFFF" not in guarded
+
+
+@pytest.mark.parametrize("entry", [0, 1, 2, 3, 0x7FFF_FFFF, 0x8000_0000, (1 << 64) - 1])
+@pytest.mark.parametrize("step", [-1, -2, 1])
+@pytest.mark.parametrize("f3", [1, 0])  # bne, beq
+@pytest.mark.parametrize("word", [False, True])
+def test_counter_edges(entry: int, step: int, f3: int, word: bool) -> None:
+    """Counters that start at the edges of the guessed range, skip zero,
+    count up, or close the loop on equality: where the facts do not hold
+    the guard or the laps must notice."""
+    body = [
+        A.i(0x1B, 0, 6, 12, 0),                                   # sext.w x6, x12
+        A.r(0x3B, 0, 0, 7, 7, 12),                                # addw x7, x7, x12
+        A.i(0x13, 7, 9, 7, 255),                                  # andi x9, x7, 255
+        A.r(0x33, 0, 0, 8, 12, 9),                                # add x8, x12, x9
+        A.i(0x13, 5, 10, 8, 1),                                   # srli x10, x8, 1
+        A.r(0x33, 4, 0, 11, 11, 10),                              # xor x11, x11, x10
+        A.i(0x1B, 0, 12, 12, step) if word else A.addi(12, 12, step),
+    ]
+    code = body + [A.b(f3, 12, 0, -4 * len(body)), A.EBREAK]
+    out = []
+    for engine in ("reference", "fast"):
+        mem = PhysMemory()
+        mem.add_ram(BASE, 1 << 16)
+        mem.write_bytes(BASE, A.words(code))
+        h = Hart(mem, engine=engine)
+        h.intercept_mtraps = True
+        h.pc = BASE
+        h.x[12] = entry
+        stop = h.run(400)
+        out.append((stop.reason, h.pc, h.instret, tuple(h.x)))
+    assert out[1] == out[0]
