@@ -113,6 +113,8 @@ class BlockEmitter(Emitter):
         self.written.add(n)
         self.blk_written.add(n)
         self.rng.pop(n, None)
+        if expr == f"x{n}" and not self.compat:
+            return  # sext.w of a sign-extended value, mv to itself
         self.emit(f"x{n} = SX({expr})" if self.compat else f"x{n} = {expr}")
 
     def setx_range(self, n: int, expr: str, lo: int, hi: int) -> None:
@@ -278,6 +280,7 @@ _SINK = -1  # the end of every path in a loop body: back edge or exit
 UNROLL = 4  # copies of a one-block loop's block per lap (CPython)
 UNROLL_INSNS = 32  # ... as long as they come to at most this many instructions
 _CALL = re.compile(r"[\w\]]\(")  # a call in a generated line
+_TEMP = re.compile(r"\bt\d+\b")
 
 
 class _Loop:
@@ -330,6 +333,11 @@ def _components(nodes: Set[int], succ: Dict[int, List[int]]) -> List[Set[int]]:
                 parent = work[-1][0]
                 low[parent] = min(low[parent], low[v])
     return out
+
+
+def _shape(lines: List[str], exit_: Tuple[Any, ...]) -> Tuple[str, Tuple[Any, ...]]:
+    """Generated code compared up to the names of its temporaries."""
+    return _TEMP.sub("t", "\n".join(lines)), exit_
 
 
 class _Structurer:
@@ -451,13 +459,14 @@ class _Structurer:
             return None
         guess, lines, exit_ = settled
         # keep only the facts that change the code (each is a test on entry)
+        shape = _shape(lines, exit_)
+        if shape == _shape(plain, self.exits[head]):
+            return None
         for r in sorted(guess):
             fewer = {k: v for k, v in guess.items() if k != r}
             again = self._settle(head, fewer, 1) if fewer else None
-            if again is not None and again[1] == lines and again[2] == exit_:
+            if again is not None and _shape(again[1], again[2]) == shape:
                 guess = again[0]
-        if lines == plain:
-            return None
         return guess, lines, exit_
 
     def _settle(self, head: int, guess: Dict[int, Tuple[int, int]], laps: int = 4) -> Optional[
