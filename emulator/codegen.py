@@ -113,6 +113,12 @@ class Emitter:
         self.mask_pointer(t)
         return t
 
+    def ea_direct(self, rs1: int, imm: int) -> str:
+        """The effective address of an integer load or store, as ``ea`` or,
+        where the emitter can, as an expression that must be used before
+        anything is written."""
+        return self.ea(rs1, imm)
+
     def mask_pointer(self, t: str) -> None:
         """Pointer masking of the unsigned address in temporary ``t``."""
         pmlen = self.ctx.pmlen

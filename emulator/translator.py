@@ -133,6 +133,13 @@ class BlockEmitter(Emitter):
         self.blk_written.add(n)
         self.emit(f"x{n} = ((({expr}) & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000")
 
+    def ea_direct(self, rs1: int, imm: int) -> str:
+        # A register as it is serves as the address of an integer load or
+        # store (used before the load writes its destination).
+        if imm or self.signed or self.compat or self.ctx.pmlen:
+            return self.ea(rs1, imm)
+        return self.x(rs1)
+
     def ea(self, rs1: int, imm: int) -> str:
         if not self.signed or self.compat:
             return super().ea(rs1, imm)

@@ -83,7 +83,7 @@ def _branch(cond: str, signed: bool) -> Gen:
 
 def _load(size: int, signed: bool) -> Gen:
     def gen(e: Emitter, d: Decoded) -> None:
-        e.load(d.rd, e.ea(d.rs1, d.imm), size, signed)
+        e.load(d.rd, e.ea_direct(d.rs1, d.imm), size, signed)
     return gen
 
 
@@ -91,7 +91,7 @@ def _store(size: int) -> Gen:
     mask = (1 << (8 * size)) - 1
 
     def gen(e: Emitter, d: Decoded) -> None:
-        a = e.ea(d.rs1, d.imm)
+        a = e.ea_direct(d.rs1, d.imm)
         v = e.x(d.rs2)
         e.store(a, v if size == 8 or v == "0" else f"{v} & {mask}", size)
     return gen

@@ -284,3 +284,32 @@ def test_counter_edges(entry: int, step: int, f3: int, word: bool) -> None:
         stop = h.run(400)
         out.append((stop.reason, h.pc, h.instret, tuple(h.x)))
     assert out[1] == out[0]
+
+
+@pytest.mark.parametrize("f3", [0, 2, 3, 4])  # lb lw ld lbu
+def test_zero_offset_access_through_its_own_destination(f3: int) -> None:
+    """``lw x5, 0(x5)``: the translator uses the register itself as the
+    address (no copy); the load must read it before writing x5, on the TLB
+    hit path (second lap) and the miss path (first lap) alike."""
+    code = [
+        A.s(0x23, 3, 6, 6, 0),           # sd x6, 0(x6)       (x6 = DATA + 8: stores itself)
+        A.addi(5, 6, 0),                 # mv x5, x6
+        A.i(0x03, f3, 5, 5, 0),          # load x5, 0(x5)
+        A.s(0x23, 0, 5, 5, 0) if f3 == 3 else A.addi(0, 0, 0),  # sb x5, 0(x5) where x5 is a pointer
+        A.addi(7, 7, -1),
+        A.b(1, 7, 0, -20),
+        A.EBREAK,
+    ]
+    out = []
+    for engine in ("reference", "fast"):
+        mem = PhysMemory()
+        mem.add_ram(BASE, 1 << 16)
+        mem.write_bytes(BASE, A.words(code))
+        h = Hart(mem, engine=engine)
+        h.intercept_mtraps = True
+        h.pc = BASE
+        h.x[6], h.x[7] = DATA + 8, 3
+        stop = h.run(1000)
+        out.append((stop.reason, h.pc, h.instret, tuple(h.x), mem.read_bytes(DATA, 64)))
+    assert out[1] == out[0]
+    assert out[0][0] == "trap"
