@@ -25,8 +25,10 @@ class Ctx:
         self.insns: Dict[int, Any] = {}  # pc -> interpreter entry
         # Software TLBs. Keys are virtual page bases with the low bits that a
         # misaligned access of the size would set left in: see translator.
-        self.rt: Dict[int, Tuple[Any, int]] = {}
-        self.wt: Dict[int, Tuple[Any, int]] = {}
+        # Entries: (buffer, offset of the page in it minus the key, typed
+        # views of the buffer...): see PhysMemory.host_page.
+        self.rt: Dict[int, Tuple[Any, ...]] = {}
+        self.wt: Dict[int, Tuple[Any, ...]] = {}
         self.xt: Dict[int, Tuple[Any, int, int]] = {}
 
     def flush_tlb(self) -> None:

@@ -723,8 +723,7 @@ class Hart:
         hp = self.mem.host_page(pa, False)
         if hp is None:
             raise Trap(C.CAUSE_FETCH_ACCESS, va)
-        buf, off = hp
-        entry = (buf, off - key, pa >> PAGE_SHIFT)
+        entry = (hp[0], hp[1] - key, pa >> PAGE_SHIFT)
         ctx.xt[key] = entry
         return entry
 
@@ -783,7 +782,7 @@ class Hart:
         hp = self.mem.host_page(pa, write)
         if hp is not None:
             key = va & ~PAGE_MASK
-            tlb[key] = (hp[0], hp[1] - key)
+            tlb[key] = (hp[0], hp[1] - key) + hp[2:]
 
     def store(self, va: int, size: int, value: int, pc: int) -> None:
         try:

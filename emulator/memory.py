@@ -3,8 +3,10 @@ MMIO regions whose accesses go to a handler.
 
 Anonymous mappings are committed by the host kernel only when touched, so a
 large idle guest costs little. Aligned accesses from translated code go
-straight to the ``mmap`` through pre-bound ``struct`` functions; everything
-else goes through :meth:`PhysMemory.read` / :meth:`PhysMemory.write`.
+straight to the ``mmap``: through typed views of it on CPython (an item of a
+``memoryview`` cast to ``Q`` is an 8-byte load without a call), through
+pre-bound ``struct`` functions on PyPy; everything else goes through
+:meth:`PhysMemory.read` / :meth:`PhysMemory.write`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import bisect
 import mmap
 import struct
-from typing import Callable, List, Optional, Protocol, Set, Tuple
+import sys
+from typing import Any, Callable, List, Optional, Protocol, Set, Tuple
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -22,6 +25,17 @@ PAGE_MASK = PAGE_SIZE - 1
 _FMT = {1: "B", 2: "H", 4: "I", 8: "Q"}
 UNPACK = {n: struct.Struct("<" + f).unpack_from for n, f in _FMT.items()}
 PACK = {n: struct.Struct("<" + f).pack_into for n, f in _FMT.items()}
+
+# Typed views of a RAM buffer, in this order after (buffer, offset) in a host
+# page reference (PhysMemory.host_page): an access of ``size`` bytes at
+# buffer offset ``o`` (aligned) is item ``o >> shift`` of the view.
+VIEW_FORMATS = ("Q", "I", "i", "H", "h")
+VIEW = {(8, False): 2, (8, True): 2, (4, False): 3, (4, True): 4, (2, False): 5, (2, True): 6}
+VIEW_SHIFT = {8: 3, 4: 2, 2: 1}
+# The views use the host's byte order and C type sizes: usable when those are
+# the guest's (little-endian, 8/4/2 bytes).
+NATIVE_VIEWS = sys.byteorder == "little" and [struct.calcsize(f) for f in VIEW_FORMATS] == [
+    8, 4, 4, 2, 2]
 
 
 class BusError(Exception):
@@ -68,8 +82,26 @@ class RamRegion(Region):
         self.buf = buf if buf is not None else mmap.mmap(-1, size)
         # Pages written since the last dirty-log harvest (KVM_MEM_LOG_DIRTY_PAGES).
         self.dirty_log: Optional[Set[int]] = None
+        self._views: Tuple[memoryview, ...] = ()
+
+    def views(self) -> Tuple[memoryview, ...]:
+        """Typed views of the buffer (VIEW_FORMATS), made on first use."""
+        if not self._views:
+            whole = memoryview(self.buf)
+            self._views = (whole.cast("Q"), whole.cast("I"), whole.cast("i"), whole.cast("H"),
+                           whole.cast("h"), whole)
+        return self._views[:-1]
+
+    def release_views(self) -> None:
+        """Let go of the typed views (an mmap with views cannot be closed;
+        translated code holding one afterwards fails instead of reading
+        freed memory)."""
+        for v in self._views:
+            v.release()
+        self._views = ()
 
     def close(self) -> None:
+        self.release_views()
         self.buf.close()
 
 
@@ -169,9 +201,10 @@ class PhysMemory:
             listener(ppn)
 
     # -- host page references for the TLBs --------------------------------
-    def host_page(self, paddr: int, write: bool) -> Optional[Tuple[mmap.mmap, int]]:
-        """(buffer, offset of the page in it) for direct access, or None if the
-        page needs the slow path (MMIO, ROM write, code page write, dirty log)."""
+    def host_page(self, paddr: int, write: bool) -> Optional[Tuple[Any, ...]]:
+        """(buffer, offset of the page in it, typed views of the buffer...)
+        for direct access, or None if the page needs the slow path (MMIO,
+        ROM write, code page write, dirty log)."""
         r = self.find(paddr)
         if not isinstance(r, RamRegion):
             return None
@@ -181,7 +214,7 @@ class PhysMemory:
                 return None
             if r.dirty_log is not None:
                 r.dirty_log.add((paddr - r.base) >> PAGE_SHIFT)
-        return r.buf, (paddr & ~PAGE_MASK) - r.base
+        return (r.buf, (paddr & ~PAGE_MASK) - r.base) + r.views()
 
     # -- slow-path accesses -----------------------------------------------
     def read(self, paddr: int, size: int) -> int:
@@ -266,5 +299,6 @@ class PhysMemory:
 
 __all__ = [
     "BusError", "MmioHandler", "MmioRegion", "PhysMemory", "RamRegion", "Region",
-    "PAGE_SHIFT", "PAGE_SIZE", "PAGE_MASK", "UNPACK", "PACK",
+    "PAGE_SHIFT", "PAGE_SIZE", "PAGE_MASK", "UNPACK", "PACK", "VIEW", "VIEW_SHIFT",
+    "VIEW_FORMATS", "NATIVE_VIEWS",
 ]

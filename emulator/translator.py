@@ -29,7 +29,7 @@ from .events import Trap
 from .interp import generated_globals
 from .isa import BRANCH, JUMP, SYSTEM, Decoded, decode
 from .isa.rv64i import fits
-from .memory import PAGE_MASK, UNPACK
+from .memory import NATIVE_VIEWS, PAGE_MASK, UNPACK, VIEW, VIEW_SHIFT
 from .signed import SIGNED_GEN
 
 if TYPE_CHECKING:
@@ -187,11 +187,25 @@ class BlockEmitter(Emitter):
             return f"{buf}[{off}] = {value}"
         return f"P{size}({buf}, {off}, {value})"
 
+    def views(self, size: int) -> bool:
+        """Whether accesses of ``size`` bytes go through typed views of the
+        buffer (CPython flavour: an item of a view needs no call)."""
+        return size > 1 and not self.signed and NATIVE_VIEWS
+
+    @staticmethod
+    def view_load(view: str, index: str, size: int, signed: bool) -> str:
+        value = f"{view}[{index}]"
+        return f"({value} & {M64})" if signed and size < 8 else value
+
     def _load_into(self, dest: str, addr: str, size: int, signed: bool,
                    signed_dest: bool = False) -> None:
         p = self.tmp()
         self.emit(f"{p} = RT.get({addr} & {_key_mask(size)})")
-        fast = self.fast_load(f"{p}[0]", f"{p}[1] + {addr}", size, signed, signed_dest)
+        if self.views(size):
+            fast = self.view_load(f"{p}[{VIEW[size, signed]}]",
+                                  f"({p}[1] + {addr}) >> {VIEW_SHIFT[size]}", size, signed)
+        else:
+            fast = self.fast_load(f"{p}[0]", f"{p}[1] + {addr}", size, signed, signed_dest)
         # an 8-byte load needs no sign extension: load_u serves ld as well
         slow = f"H.load_{'s' if signed and size < 8 else 'u'}({addr}, {size}, {self.pc})"
         if signed_dest:
@@ -221,6 +235,10 @@ class BlockEmitter(Emitter):
         self.emit(f"{p} = WT.get({addr} & {_key_mask(size)})")
         slow_value = f"{value} & {M64}" if signed_value and size == 8 else value
         self.emit(f"if {p} is None: H.store({addr}, {size}, {slow_value}, {self.pc})")
+        if self.views(size):
+            self.emit(f"else: {p}[{VIEW[size, False]}][({p}[1] + {addr}) >> {VIEW_SHIFT[size]}]"
+                      f" = {value}")
+            return
         self.emit("else: " + self.fast_store(f"{p}[0]", f"{p}[1] + {addr}", size, value,
                                              signed_value))
 
@@ -913,17 +931,41 @@ class Translator:
         e.emit(f"{gp} = {table}.get({ga} & {_key_mask(size)})")
         e.emit(f"if {gp} is not None and ({ga} ^ ({gb} + {hi})) & -4096 == 0:")
         e.indent += "    "
-        e.emit(f"{buf}, {go} = {gp}")
-        e.emit(f"{go} += {gb}")
+        views = e.views(size)
+        if views:
+            # item indexes in the typed views: the first address's, then
+            # steps of whole items (the offsets keep one alignment)
+            shift = VIEW_SHIFT[size]
+            names = {}
+            for d in group:
+                _, signed, store = _ACCESS[d.insn.name]
+                k = VIEW[size, signed and not store]
+                if k not in names:
+                    names[k] = e.tmp()
+                    e.emit(f"{names[k]} = {gp}[{k}]")
+            e.emit(f"{go} = ({gp}[1] + {ga}) >> {shift}")
+        else:
+            e.emit(f"{buf}, {go} = {gp}[0], {gp}[1]")
+            e.emit(f"{go} += {gb}")
         for d in group:
             e.begin(d.pc, d.raw, d.length)
             _, signed, store = _ACCESS[d.insn.name]
-            at = f"{go} + {d.imm}" if d.imm else go
+            if views:
+                step = (d.imm - lo) >> shift
+                at = f"{go} + {step}" if step else go
+                view = names[VIEW[size, signed and not store]]
+            else:
+                at = f"{go} + {d.imm}" if d.imm else go
             if store:
                 v = e.x(d.rs2)
                 if size < 8 and v != "0":
                     v = f"{v} & {(1 << (8 * size)) - 1}"
-                e.emit(e.fast_store(buf, at, size, v, e.signed and v != "0"))
+                if views:
+                    e.emit(f"{view}[{at}] = {v}")
+                else:
+                    e.emit(e.fast_store(buf, at, size, v, e.signed and v != "0"))
+            elif views:
+                e.setx(d.rd, e.view_load(view, at, size, signed))
             else:
                 e.setx(d.rd, e.fast_load(buf, at, size, signed, e.signed))
                 if size < 8 and d.rd and not e.signed:

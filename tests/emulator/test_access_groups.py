@@ -143,3 +143,33 @@ def test_access_groups_found() -> None:
     assert tr._access_groups(dec([sd(8, SP, 0), sd(8, SP, 4), sd(8, SP, 8)])) == []
     assert tr._access_groups(dec([ld(8, SP, 0), ld(SP, SP, 8), ld(9, SP, 16),
                                   ld(10, SP, 24)])) == []
+
+
+def test_typed_views_are_let_go_on_close() -> None:
+    """Translated code reads and writes RAM through typed views of its mmap;
+    closing the memory must still work (an mmap with live views cannot be
+    closed) while a hart's TLB still holds them, and a stale view fails
+    loudly instead of reading freed memory."""
+    from emulator.memory import NATIVE_VIEWS
+
+    mem = PhysMemory()
+    ram = mem.add_ram(BASE, 1 << 16)
+    code = [A.s(0x23, 3, 2, 1, 0), A.i(0x03, 3, 3, 2, 0),   # sd x1, 0(x2); ld x3, 0(x2)
+            A.s(0x23, 2, 2, 1, 8), A.i(0x03, 2, 4, 2, 8),   # sw x1, 8(x2); lw x4, 8(x2)
+            A.EBREAK]
+    mem.write_bytes(BASE, A.words(code))
+    h = Hart(mem, engine="fast")
+    h.intercept_mtraps = True
+    h.pc = BASE
+    h.x[1], h.x[2] = 0x8877_6655_F433_2211, BASE + 0x1000
+    h.run(100)
+    h.pc = BASE
+    h.run(100)  # second pass: the TLB hit path
+    assert h.x[3] == 0x8877_6655_F433_2211 and h.x[4] == 0xFFFF_FFFF_F433_2211
+    if NATIVE_VIEWS:
+        assert "[2][(" in h.ctx.blocks[BASE].src  # the 8-byte view
+    view = ram.views()[0]
+    mem.close()
+    assert ram.buf.closed
+    with pytest.raises(ValueError):
+        view[0]
