@@ -842,7 +842,13 @@ class Translator:
         if pc not in blocks:
             blk = Block(None, NEVER, {}, pc)
         else:
-            blk = self._build(ctx, pc, blocks)
+            try:
+                blk = self._build(ctx, pc, blocks)
+            except (SyntaxError, RecursionError, MemoryError):
+                # Python's own limits (nesting of loops and indentation in
+                # the compiler): the region again with its loops left to the
+                # dispatcher, which nests nothing deeper than its search tree.
+                blk = self._build(ctx, pc, blocks, structured=False)
         ctx.blocks[pc] = blk
         h.note_code(ctx, pc, ppn)
         self.blocks_built += 1
@@ -977,7 +983,8 @@ class Translator:
             self._gen_insn(e, d)
         e.indent = e.indent[:-4]
 
-    def _build(self, ctx: Ctx, entry: int, blocks: Dict[int, List[Decoded]]) -> Block:
+    def _build(self, ctx: Ctx, entry: int, blocks: Dict[int, List[Decoded]],
+               structured: bool = True) -> Block:
         e = BlockEmitter(ctx, self.signed)
         index: Dict[int, Tuple[int, int]] = {}
         bodies = {}
@@ -1057,7 +1064,7 @@ class Translator:
         def arm(pc: int, ind: str) -> None:
             body, nxt, self_cond = bodies[pc]
             length = len(blocks[pc])
-            if pc != prefix:
+            if pc != prefix and structured:
                 code = loops.loop_code(pc)
                 if code is not None:
                     # A loop header: the whole loop, nested loops and

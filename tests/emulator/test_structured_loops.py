@@ -321,3 +321,28 @@ def test_loop_entered_in_two_places_still_runs() -> None:
             assert fast == ref
             assert fast[5][7] == 9
             assert fast[5][6] == 5 * (9 if x5 else 8)
+
+
+def test_compiler_limits_fall_back_to_the_dispatcher(monkeypatch) -> None:
+    """If Python refuses a structured region (its compiler limits nesting),
+    the region is built again with its loops run by the dispatcher."""
+    import emulator.translator as tr
+
+    real = tr.compile_function
+    refused = []
+
+    def refuse_nested(name, params, body, glb, filename):
+        src = "\n".join(body)
+        if src.count("while True:") > 1:  # a loop besides the dispatcher's
+            refused.append(filename)
+            raise SyntaxError("too many statically nested blocks")
+        return real(name, params, body, glb, filename)
+
+    monkeypatch.setattr(tr, "compile_function", refuse_nested)
+    code = nest_with_diamond()
+    n, x6, x7 = model_nest_with_diamond()
+    for budgets in ([1_000_000], [7, 11]):
+        ref, fast = run_in_steps(code, [0] * 11, budgets, BASE + RAM)
+        assert fast == ref
+        assert (fast[4], fast[5][6], fast[5][7]) == (n, x6, x7)
+    assert refused
