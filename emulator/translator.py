@@ -390,9 +390,9 @@ class _Structurer:
         self.base = base
         self.specialise = specialise
         self.unroll = unroll
-        # instructions a lap of an unrolled loop runs beyond its block's
-        # length, between two budget checks: the region's budget slack
-        self.extra = 0
+        # per unrolled loop, the instructions a lap runs beyond its block's
+        # length (see extra)
+        self.unrolled: Dict[int, int] = {}
         self.succ: Dict[int, List[int]] = {}
         preds: Dict[int, Set[int]] = {pc: set() for pc in blocks}
         for pc, ex in exits.items():
@@ -407,6 +407,14 @@ class _Structurer:
         nodes = set(blocks) - {prefix} if prefix is not None else set(blocks)
         self._nest(nodes, None)
         self._tried: Set[int] = set()
+
+    @property
+    def extra(self) -> int:
+        """Budget slack beyond one run of each block: between two budget
+        checks a lap of an unrolled loop can run into the first laps of
+        others, each loop at most once (coming back to one takes a back
+        edge of a loop around it, and that is checked)."""
+        return sum(self.unrolled.values())
 
     def _nest(self, nodes: Set[int], parent: Optional[_Loop]) -> None:
         """Loops among ``nodes``: each strongly connected component entered
@@ -602,7 +610,7 @@ class _Structurer:
         out.append(inner + "    break")
         out.append(inner + f"pc = {fall - base}")
         out.append(inner + "break")
-        self.extra = max(self.extra, (copies - 1) * length)
+        self.unrolled[head] = (copies - 1) * length
         return True
 
     def _loop_once(self, lp: _Loop, ind: str, out: List[str]) -> None:

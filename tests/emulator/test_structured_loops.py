@@ -346,3 +346,34 @@ def test_compiler_limits_fall_back_to_the_dispatcher(monkeypatch) -> None:
         assert fast == ref
         assert (fast[4], fast[5][6], fast[5][7]) == (n, x6, x7)
     assert refused
+
+
+def two_unrolled_loops() -> List[int]:
+    """Two one-block loops in a row (each unrolled), then an outer lap."""
+    return assemble([
+        A.addi(22, 0, 3),
+        lbl("outer"),
+        A.addi(20, 0, 8),  # a multiple of the unroll factor: its last lap is whole
+        lbl("a"),
+        A.addi(5, 5, 1), A.addi(6, 6, 2), A.addi(7, 7, 3),
+        A.addi(20, 20, -1),
+        br(1, 20, 0, "a"),
+        A.addi(21, 0, 9),
+        lbl("b"),
+        A.addi(8, 8, 1), A.addi(9, 9, 2), A.addi(10, 10, 3),
+        A.addi(21, 21, -1),
+        br(1, 21, 0, "b"),
+        A.addi(22, 22, -1),
+        br(1, 22, 0, "outer"),
+        A.EBREAK,
+    ])
+
+
+def test_budget_is_exact_across_consecutive_unrolled_loops() -> None:
+    """Between two budget checks a lap of one unrolled loop can run into the
+    first lap of the next: the region's slack must cover both, so no run
+    retires more than asked."""
+    code = two_unrolled_loops()
+    for budget in range(1, 70):
+        ref, fast = run_in_steps(code, [0] * 11, [budget], BASE + RAM)
+        assert fast == ref, budget
