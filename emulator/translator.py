@@ -40,6 +40,11 @@ ON_PYPY = platform.python_implementation() == "PyPy"
 # values of 2**63 and more would be big integers. Read when a Translator is
 # made; tests switch it to run this flavour on CPython.
 SIGNED_LOCALS = ON_PYPY
+# Loops of several blocks as Python loops too (else only one-block loops;
+# the rest through the dispatcher). On PyPy the JIT traces the dispatcher's
+# loop well and nested Python loops measured no faster (qsort about half as
+# fast), so there it is off. Read when a Translator is made.
+NESTED_LOOPS = not ON_PYPY
 
 MAX_INSNS = 64  # per basic block
 MAX_BLOCKS = 24  # per region
@@ -383,13 +388,15 @@ class _Structurer:
 
     def __init__(self, blocks: Dict[int, List[Decoded]], bodies: Dict[int, List[str]],
                  exits: Dict[int, Tuple[Any, ...]], base: int, prefix: Optional[int],
-                 specialise: Optional[Callable[..., Any]] = None, unroll: int = 1) -> None:
+                 specialise: Optional[Callable[..., Any]] = None, unroll: int = 1,
+                 nested: bool = True) -> None:
         self.blocks = blocks
         self.bodies = bodies
         self.exits = exits
         self.base = base
         self.specialise = specialise
         self.unroll = unroll
+        self.nested = nested
         # per unrolled loop, the instructions a lap runs beyond its block's
         # length (see extra)
         self.unrolled: Dict[int, int] = {}
@@ -450,7 +457,7 @@ class _Structurer:
         """The loop headed at ``head`` as statements that leave ``pc`` set
         to where control goes next; None if there is no (structured) loop."""
         lp = self.loops.get(head)
-        if lp is None:
+        if lp is None or (len(lp.body) > 1 and not self.nested):
             return None
         if head not in self._tried:
             self._tried.add(head)
@@ -745,6 +752,7 @@ class Translator:
         self.h = hart
         self.glb = generated_globals()
         self.signed = SIGNED_LOCALS
+        self.nested = NESTED_LOOPS
         self.blocks_built = 0
 
     # -- discovery ----------------------------------------------------------
@@ -1067,7 +1075,7 @@ class Translator:
 
         loops = _Structurer(blocks, {pc: b[0] for pc, b in bodies.items()}, exits, base, prefix,
                             None if self.signed else specialise,
-                            1 if self.signed else UNROLL)
+                            1 if self.signed else UNROLL, self.nested)
 
         def arm(pc: int, ind: str) -> None:
             body, nxt, self_cond = bodies[pc]

@@ -377,3 +377,21 @@ def test_budget_is_exact_across_consecutive_unrolled_loops() -> None:
     for budget in range(1, 70):
         ref, fast = run_in_steps(code, [0] * 11, [budget], BASE + RAM)
         assert fast == ref, budget
+
+
+def test_one_block_loops_only(monkeypatch) -> None:
+    """With NESTED_LOOPS off (PyPy's setting) only one-block loops become
+    Python loops; everything else goes through the dispatcher, exactly."""
+    import emulator.translator as tr
+
+    monkeypatch.setattr(tr, "NESTED_LOOPS", False)
+    code = two_unrolled_loops()
+    for budgets in ([1_000_000], [5], [13, 4]):
+        ref, fast = run_in_steps(code, [0] * 11, budgets, BASE + RAM)
+        assert fast == ref
+    src = region_source(code)
+    assert "pc == 4:" in src  # the outer loop's header is a dispatcher arm ...
+    outer = src.split("pc == 4:", 1)[1].split("elif", 1)[0]
+    assert "while True:" not in outer  # ... not a Python loop
+    monkeypatch.setattr(tr, "NESTED_LOOPS", True)
+    assert 3 <= src.count("while True:") < region_source(code).count("while True:")
