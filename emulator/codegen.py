@@ -68,6 +68,22 @@ class Emitter:
         """rd = ``expr``, whose value read as signed lies in [lo, hi]."""
         self.setx(n, expr)
 
+    def setx_lazy(self, n: int, expr: str, canonical: str, lo: int, hi: int) -> None:
+        """rd = a value that ``expr`` gives congruent modulo 2**64 (it may be
+        negative) and ``canonical`` gives as it is; bounds as setx_range.
+        Emitters that can hold a register in that form until something
+        needs it canonical use ``expr``."""
+        self.setx_range(n, canonical, lo, hi)
+
+    def is_lazy(self, n: int) -> bool:
+        """Whether register ``n`` is held in a congruent form (setx_lazy)."""
+        return False
+
+    def x_for_and(self, n: int) -> str:
+        """Register ``n`` as an operand of a bitwise AND with a canonical
+        value (which makes any congruent form of it canonical)."""
+        return self.x(n)
+
     def setx_w(self, n: int, expr: str) -> None:
         """rd = the low 32 bits of ``expr`` sign-extended (the RV64 "W" rule).
         A masked value plus a rarely-taken ``if`` is cheaper in CPython

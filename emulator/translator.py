@@ -93,15 +93,50 @@ class BlockEmitter(Emitter):
         self.exit: Tuple[Any, ...] = ()  # how the last block ends (see _gen_block)
         self.rng: Dict[int, Tuple[int, int]] = {}  # known bounds (see known())
         self.blk_read: Set[int] = set()  # registers the block reads before writing them
+        # Registers holding a value congruent to theirs modulo 2**64 but not
+        # reduced (``-x`` of negw): made canonical when read (except by an
+        # AND with a canonical value), before anything that can raise and at
+        # the end of the block.
+        self.lazy: Set[int] = set()
         self.blk_written: Set[int] = set()
 
     def x(self, n: int) -> str:
         if not n:
             return "0"
+        if n in self.lazy:
+            self.lines.append(self.indent + f"x{n} &= {M64}")
+            if not self.indent:  # on the block's own path, not inside a branch of it
+                self.lazy.discard(n)
         self.used.add(n)
         if n not in self.blk_written:
             self.blk_read.add(n)
         return f"(x{n} & {M64})" if self.compat else f"x{n}"
+
+    def is_lazy(self, n: int) -> bool:
+        return n in self.lazy
+
+    def x_for_and(self, n: int) -> str:
+        if n not in self.lazy:
+            return self.x(n)
+        self.used.add(n)  # written earlier in this block: never a first read
+        return f"x{n}"
+
+    def emit(self, line: str) -> None:
+        # Registers held in a congruent form become canonical before
+        # anything that can raise (the exception path writes them back).
+        if self.lazy and ("raise" in line or _CALL.search(line.replace("int(", ""))):
+            for r in sorted(self.lazy):
+                self.lines.append(self.indent + f"x{r} &= {M64}")
+            if not self.indent:
+                self.lazy.clear()
+        self.lines.append(self.indent + line)
+
+    def setx_lazy(self, n: int, expr: str, canonical: str, lo: int, hi: int) -> None:
+        if self.signed or self.compat or not n:
+            super().setx_lazy(n, expr, canonical, lo, hi)
+            return
+        self.setx_range(n, expr, lo, hi)
+        self.lazy.add(n)
 
     def known(self, n: int) -> Optional[Tuple[int, int]]:
         # Facts hold from a write to the end of its block (blocks are
@@ -118,6 +153,7 @@ class BlockEmitter(Emitter):
         self.written.add(n)
         self.blk_written.add(n)
         self.rng.pop(n, None)
+        self.lazy.discard(n)
         if expr == f"x{n}" and not self.compat:
             return  # sext.w of a sign-extended value, mv to itself
         self.emit(f"x{n} = SX({expr})" if self.compat else f"x{n} = {expr}")
@@ -230,6 +266,7 @@ class BlockEmitter(Emitter):
         self.written.add(rd)
         self.blk_written.add(rd)
         self._load_into(f"x{rd}", addr, size, signed, self.signed)
+        self.lazy.discard(rd)
         self.rng.pop(rd, None)
         if size < 8 and not self.signed:
             self.rng[rd] = load_range(size, signed)
@@ -883,6 +920,7 @@ class Translator:
         e.rng = dict(facts) if facts else {}
         e.blk_read = set()
         e.blk_written = set()
+        e.lazy = set()
         for i, d in enumerate(insns):
             index[d.pc] = (i, d.next_pc)
         groups = {} if e.ctx.pmlen else {i: j for i, j in _access_groups(insns)}
@@ -894,6 +932,9 @@ class Translator:
                 continue
             self._gen_insn(e, insns[i])
             i += 1
+        for r in sorted(e.lazy):
+            e.lines.append(f"x{r} &= {M64}")
+        e.lazy = set()
         end_pc = insns[-1].next_pc
         start = insns[0].pc
         base = start & ~PAGE_MASK

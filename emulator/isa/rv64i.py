@@ -128,6 +128,31 @@ def _bool(r: Range, q: Range) -> Range:
     return (0, 1)
 
 
+def and_(e: Emitter, d: Decoded) -> None:
+    # one operand may be in a congruent form (Emitter.setx_lazy) if the
+    # other is canonical
+    if e.is_lazy(d.rs1) and d.rs2 != d.rs1:
+        a, b = e.x_for_and(d.rs1), e.x(d.rs2)
+    else:
+        a = e.x(d.rs1)
+        b = e.x_for_and(d.rs2)
+    expr = f"{a} & {b}"
+    r = _and(e.known(d.rs1), e.known(d.rs2))
+    if r is None:
+        e.setx(d.rd, expr)
+    else:
+        e.setx_range(d.rd, expr, *r)
+
+
+def andi(e: Emitter, d: Decoded) -> None:
+    expr = f"{e.x_for_and(d.rs1)} & {d.imm & M64}"
+    r = _and(e.known(d.rs1), (d.imm, d.imm))
+    if r is None:
+        e.setx(d.rd, expr)
+    else:
+        e.setx_range(d.rd, expr, *r)
+
+
 def _and(r: Range, q: Range) -> Range:
     nonneg = [x[1] for x in (r, q) if x is not None and x[0] >= 0]
     return (0, min(nonneg)) if nonneg else _span(r, q)
@@ -157,8 +182,12 @@ def _sum(e: Emitter, rd: int, a: str, op: str, b: str, r: Range, q: Range, word:
         expr = a
     elif r[0] >= 0 and (q[0] >= 0 or literal) and lo >= 0:
         expr = f"{a} {op} {b}"  # no wrap-around either way
+    elif a == "0" and op == "-":
+        # negw / neg of a bounded value: -b as it is, reduced when needed
+        e.setx_lazy(rd, f"-{b}", f"-{b} & {M64}", lo, hi)
+        return True
     elif a == "0":
-        expr = f"{b} & {M64}" if op == "+" else f"-{b} & {M64}"
+        expr = f"{b} & {M64}"
     else:
         expr = f"({a} {op} {b}) & {M64}"
     e.setx_range(rd, expr, lo, hi)
@@ -273,7 +302,7 @@ INSNS: List[Insn] = [
     Insn("sltiu", *enc(OP_IMM, 3), I, _alu_imm("int({a} < {i})", _bool)),
     Insn("xori", *enc(OP_IMM, 4), I, _alu_imm("{a} ^ {i}", _span)),
     Insn("ori", *enc(OP_IMM, 6), I, _alu_imm("{a} | {i}", _span)),
-    Insn("andi", *enc(OP_IMM, 7), I, _alu_imm("{a} & {i}", _and)),
+    Insn("andi", *enc(OP_IMM, 7), I, andi),
     Insn("slli", *enc(OP_IMM, 1, funct6=0), "SH6", _shift_imm("sll", False)),
     Insn("srli", *enc(OP_IMM, 5, funct6=0), "SH6", _shift_imm("srl", False)),
     Insn("srai", *enc(OP_IMM, 5, funct6=0x10), "SH6", _shift_imm("sra", False)),
@@ -286,7 +315,7 @@ INSNS: List[Insn] = [
     Insn("srl", *enc(OP, 5, 0), R, _alu("{a} >> ({b} & 63)")),
     Insn("sra", *enc(OP, 5, 0x20), R, _alu(f"((({{a}} ^ {S64}) - {S64}) >> ({{b}} & 63)) & {M64}")),
     Insn("or", *enc(OP, 6, 0), R, _alu("{a} | {b}", _span)),
-    Insn("and", *enc(OP, 7, 0), R, _alu("{a} & {b}", _and)),
+    Insn("and", *enc(OP, 7, 0), R, and_),
     Insn("addiw", *enc(OP_IMM32, 0), I, addiw),
     Insn("slliw", *enc(OP_IMM32, 1, 0), "SH5", _shift_imm("sll", True)),
     Insn("srliw", *enc(OP_IMM32, 5, 0), "SH5", _shift_imm("srl", True)),
