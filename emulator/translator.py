@@ -451,6 +451,7 @@ class _Structurer:
         nodes = set(blocks) - {prefix} if prefix is not None else set(blocks)
         self._nest(nodes, None)
         self._tried: Set[int] = set()
+        self._facts: Dict[int, Any] = {}  # head -> _loop_facts(its loop)
 
     @property
     def extra(self) -> int:
@@ -589,7 +590,11 @@ class _Structurer:
 
     # -- one loop -------------------------------------------------------------
     def _loop(self, lp: _Loop, ind: str, out: List[str]) -> None:
-        special = self._loop_facts(lp)
+        # a loop is emitted inside each loop around it and as its own arm:
+        # its facts are worked out once
+        if lp.head not in self._facts:
+            self._facts[lp.head] = self._loop_facts(lp)
+        special = self._facts[lp.head]
         if special is not None:
             # the loop twice: with the block generated knowing the facts
             # when they hold on entry, and as it is otherwise

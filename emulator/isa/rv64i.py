@@ -43,6 +43,14 @@ def _span(r: Range, q: Range) -> Range:
     return (-(1 << m), (1 << m) - 1)
 
 
+def set_bounded(e: Emitter, rd: int, expr: str, r: Range) -> None:
+    """rd = ``expr``, with its bounds when they are known."""
+    if r is None:
+        e.setx(rd, expr)
+    else:
+        e.setx_range(rd, expr, *r)
+
+
 def _const(value: int) -> Tuple[int, int]:
     v = value & M64
     v = v - (1 << 64) if v >> 63 else v
@@ -106,10 +114,7 @@ def _alu_imm(template: str, rng: Optional[RangeFn] = None) -> Gen:
     def gen(e: Emitter, d: Decoded) -> None:
         expr = template.format(a=e.x(d.rs1), i=d.imm & M64, s=d.imm)
         r = rng(e.known(d.rs1), (d.imm, d.imm)) if rng else None
-        if r is None:
-            e.setx(d.rd, expr)
-        else:
-            e.setx_range(d.rd, expr, *r)
+        set_bounded(e, d.rd, expr, r)
     return gen
 
 
@@ -117,10 +122,7 @@ def _alu(template: str, rng: Optional[RangeFn] = None) -> Gen:
     def gen(e: Emitter, d: Decoded) -> None:
         expr = template.format(a=e.x(d.rs1), b=e.x(d.rs2))
         r = rng(e.known(d.rs1), e.known(d.rs2)) if rng else None
-        if r is None:
-            e.setx(d.rd, expr)
-        else:
-            e.setx_range(d.rd, expr, *r)
+        set_bounded(e, d.rd, expr, r)
     return gen
 
 
@@ -138,19 +140,13 @@ def and_(e: Emitter, d: Decoded) -> None:
         b = e.x_for_and(d.rs2)
     expr = f"{a} & {b}"
     r = _and(e.known(d.rs1), e.known(d.rs2))
-    if r is None:
-        e.setx(d.rd, expr)
-    else:
-        e.setx_range(d.rd, expr, *r)
+    set_bounded(e, d.rd, expr, r)
 
 
 def andi(e: Emitter, d: Decoded) -> None:
     expr = f"{e.x_for_and(d.rs1)} & {d.imm & M64}"
     r = _and(e.known(d.rs1), (d.imm, d.imm))
-    if r is None:
-        e.setx(d.rd, expr)
-    else:
-        e.setx_range(d.rd, expr, *r)
+    set_bounded(e, d.rd, expr, r)
 
 
 def _and(r: Range, q: Range) -> Range:
@@ -216,10 +212,7 @@ def add(e: Emitter, d: Decoded) -> None:
         # mv (c.mv expands to add rd, x0, rs2)
         src = d.rs2 if a == "0" else d.rs1
         r = e.known(src)
-        if r is None:
-            e.setx(d.rd, b if a == "0" else a)
-        else:
-            e.setx_range(d.rd, b if a == "0" else a, *r)
+        set_bounded(e, d.rd, b if a == "0" else a, r)
     elif not _sum(e, d.rd, a, "+", b, e.known(d.rs1), e.known(d.rs2), False):
         e.setx(d.rd, f"({a} + {b}) & {M64}")
 
@@ -228,10 +221,7 @@ def addi(e: Emitter, d: Decoded) -> None:
     a = e.x(d.rs1)
     r = e.known(d.rs1)
     if d.imm == 0:
-        if r is None:
-            e.setx(d.rd, a)
-        else:
-            e.setx_range(d.rd, a, *r)
+        set_bounded(e, d.rd, a, r)
     elif a == "0":
         e.setx_range(d.rd, str(d.imm & M64), d.imm, d.imm)
     elif not _sum(e, d.rd, a, "+", str(d.imm), r, (d.imm, d.imm), False, True):

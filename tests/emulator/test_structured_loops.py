@@ -13,10 +13,8 @@ from typing import Dict, List, Tuple, Union
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emulator.hart import Hart
-from emulator.memory import PhysMemory
-
 from . import rvasm as A
+from .harts import make_hart, translated_source
 
 BASE = 0x8000_0000
 RAM = 1 << 16
@@ -76,16 +74,10 @@ def addw(rd: int, rs1: int, rs2: int) -> int:
 def run_in_steps(code: List[int], init: List[int], budgets: List[int], ptr: int) -> Tuple:
     out = []
     for engine in ("reference", "fast"):
-        mem = PhysMemory()
-        mem.add_ram(BASE, RAM)
-        mem.write_bytes(BASE, A.words(code))
-        mem.write_bytes(DATA, bytes((i * 89 + 7) & 0xFF for i in range(4096)))
-        h = Hart(mem, engine=engine)
-        h.intercept_mtraps = True
-        h.pc = BASE
-        for n, v in enumerate(init):
-            h.x[5 + n] = v
-        h.x[PTR] = ptr
+        regs = {5 + n: v for n, v in enumerate(init)}
+        regs[PTR] = ptr
+        h, mem = make_hart(engine, code, regs, bytes((i * 89 + 7) & 0xFF for i in range(4096)),
+                           DATA, RAM)
         trace = []
         for budget in itertools.cycle(budgets):
             stop = h.run(budget)
@@ -223,14 +215,7 @@ def nest_with_diamond() -> List[int]:
 
 
 def region_source(code: List[int]) -> str:
-    mem = PhysMemory()
-    mem.add_ram(BASE, RAM)
-    mem.write_bytes(BASE, A.words(code))
-    h = Hart(mem, engine="fast")
-    h.intercept_mtraps = True
-    h.pc = BASE
-    h.run(1_000_000)
-    return h.ctx.blocks[BASE].src
+    return translated_source(code, 1_000_000)
 
 
 def test_nested_loop_with_if_else_becomes_python_loops() -> None:

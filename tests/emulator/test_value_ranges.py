@@ -8,7 +8,7 @@ forms must actually be used where the bounds allow."""
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Tuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +18,7 @@ from emulator.hart import Hart
 from emulator.memory import PhysMemory
 
 from . import rvasm as A
+from .harts import make_hart, translated_source
 
 BASE = 0x8000_0000
 DATA = BASE + 0x8000
@@ -97,17 +98,15 @@ DATA_WORDS = [0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 0, 1, 0x0000_7FFF, 0x0000_8
               0x0000_0080, 0x1234_5678, 0xFFFF_7F80, 0x8000_7FFF]
 
 
+def hart(engine: str, code: List[int], init: List[int], data: bytes = b"") -> Tuple[Hart, PhysMemory]:
+    """x1.. from ``init``, DATA_REG at DATA holding ``data`` (DATA_WORDS by default)."""
+    regs = {n + 1: v for n, v in enumerate(init)}
+    regs[DATA_REG] = DATA
+    return make_hart(engine, code, regs, data or A.words(DATA_WORDS), DATA)
+
+
 def run(engine: str, code: List[int], init: List[int]) -> tuple:
-    mem = PhysMemory()
-    mem.add_ram(BASE, 1 << 16)
-    mem.write_bytes(BASE, A.words(code))
-    mem.write_bytes(DATA, A.words(DATA_WORDS))
-    h = Hart(mem, engine=engine)
-    h.intercept_mtraps = True
-    h.pc = BASE
-    for n, v in enumerate(init):
-        h.x[n + 1] = v
-    h.x[DATA_REG] = DATA
+    h, _ = hart(engine, code, init)
     stop = h.run(10_000)
     return stop.reason, stop.cause, h.pc, h.instret, tuple(h.x)
 
@@ -119,14 +118,7 @@ def test_bounded_values_match_reference(code: List[int], init: List[int]) -> Non
 
 
 def block_source(code: List[int]) -> str:
-    mem = PhysMemory()
-    mem.add_ram(BASE, 1 << 16)
-    mem.write_bytes(BASE, A.words(code + [A.EBREAK]))
-    h = Hart(mem, engine="fast")
-    h.intercept_mtraps = True
-    h.pc = BASE
-    h.run(100)
-    return h.ctx.blocks[BASE].src
+    return translated_source(code + [A.EBREAK], 100)
 
 
 def test_cheap_forms_are_used() -> None:
@@ -206,16 +198,7 @@ def counted_loop(draw: st.DrawFn) -> List[int]:
        budget=st.sampled_from([5000, 9, 50]))
 def test_loop_facts_match_reference(code: List[int], init: List[int], budget: int) -> None:
     def steps(engine: str) -> list:
-        mem = PhysMemory()
-        mem.add_ram(BASE, 1 << 16)
-        mem.write_bytes(BASE, A.words(code))
-        mem.write_bytes(DATA, A.words(DATA_WORDS))
-        h = Hart(mem, engine=engine)
-        h.intercept_mtraps = True
-        h.pc = BASE
-        for n, v in enumerate(init):
-            h.x[n + 1] = v
-        h.x[DATA_REG] = DATA
+        h, _ = hart(engine, code, init)
         trace = []
         for _ in range(5000 // budget + 1):
             stop = h.run(budget)
@@ -239,13 +222,8 @@ def test_loop_facts_guard_and_use() -> None:
         A.i(0x1B, 0, 13, 15, 0),          # sext.w a3, a5
         A.b(1, 12, 0, -28),               # bnez a2, loop
     ]
-    mem = PhysMemory()
-    mem.add_ram(BASE, 1 << 16)
-    mem.write_bytes(BASE, A.words([A.addi(8, 8, 0)] + loop + [A.EBREAK]))
-    h = Hart(mem, engine="fast")
-    h.intercept_mtraps = True
-    h.pc = BASE
-    h.x[10], h.x[12], h.x[13] = 0xFFFF_FFFF_EDB8_8320, 8, 0xFFFF_FFFF
+    h, _ = make_hart("fast", [A.addi(8, 8, 0)] + loop + [A.EBREAK],
+                     {10: 0xFFFF_FFFF_EDB8_8320, 12: 8, 13: 0xFFFF_FFFF})
     h.run(1000)
     src = h.ctx.blocks[BASE].src
     assert "if (x10 + 2147483648) & 18446744073709551615 <= 4294967295 and 1 <= x12 <= " in src
@@ -274,13 +252,7 @@ def test_counter_edges(entry: int, step: int, f3: int, word: bool) -> None:
     code = body + [A.b(f3, 12, 0, -4 * len(body)), A.EBREAK]
     out = []
     for engine in ("reference", "fast"):
-        mem = PhysMemory()
-        mem.add_ram(BASE, 1 << 16)
-        mem.write_bytes(BASE, A.words(code))
-        h = Hart(mem, engine=engine)
-        h.intercept_mtraps = True
-        h.pc = BASE
-        h.x[12] = entry
+        h, _ = make_hart(engine, code, {12: entry})
         stop = h.run(400)
         out.append((stop.reason, h.pc, h.instret, tuple(h.x)))
     assert out[1] == out[0]
@@ -302,13 +274,7 @@ def test_zero_offset_access_through_its_own_destination(f3: int) -> None:
     ]
     out = []
     for engine in ("reference", "fast"):
-        mem = PhysMemory()
-        mem.add_ram(BASE, 1 << 16)
-        mem.write_bytes(BASE, A.words(code))
-        h = Hart(mem, engine=engine)
-        h.intercept_mtraps = True
-        h.pc = BASE
-        h.x[6], h.x[7] = DATA + 8, 3
+        h, mem = make_hart(engine, code, {6: DATA + 8, 7: 3})
         stop = h.run(1000)
         out.append((stop.reason, h.pc, h.instret, tuple(h.x), mem.read_bytes(DATA, 64)))
     assert out[1] == out[0]
@@ -355,16 +321,7 @@ def test_congruent_values_match_reference(code: List[int], init: List[int],
     init[13] = 0x1_0000_0000 if faults else DATA + 64  # x14 (init[k] is x(k + 1))
     results = []
     for engine in ("reference", "fast"):
-        mem = PhysMemory()
-        mem.add_ram(BASE, 1 << 16)
-        mem.write_bytes(BASE, A.words(code))
-        mem.write_bytes(DATA, A.words(DATA_WORDS * 8))
-        h = Hart(mem, engine=engine)
-        h.intercept_mtraps = True
-        h.pc = BASE
-        for n, v in enumerate(init):
-            h.x[n + 1] = v
-        h.x[DATA_REG] = DATA
+        h, mem = hart(engine, code, init, A.words(DATA_WORDS * 8))
         stop = h.run(10_000)
         results.append((stop.reason, stop.cause, h.pc, h.instret, tuple(h.x),
                         mem.read_bytes(DATA, 64)))
