@@ -15,13 +15,16 @@ CtxKey = Tuple[int, int, bool, int, bool, int, bool, bool]
 
 class Ctx:
     __slots__ = ("key", "priv", "data_priv", "fs_on", "pmlen", "pm_sign", "satp",
-                 "sum", "mxr", "blocks", "insns", "rt", "wt", "xt")
+                 "sum", "mxr", "blocks", "inner", "insns", "rt", "wt", "xt")
 
     def __init__(self, key: CtxKey) -> None:
         self.key = key
         (self.priv, self.data_priv, self.fs_on, self.pmlen, self.pm_sign,
          self.satp, self.sum, self.mxr) = key
         self.blocks: Dict[int, Any] = {}  # pc -> translated block
+        # block leader inside a translated region -> (region, its code's
+        # physical page): where a miss can enter existing code (translator)
+        self.inner: Dict[int, Tuple[Any, int]] = {}
         self.insns: Dict[int, Any] = {}  # pc -> interpreter entry
         # Software TLBs. Keys are virtual page bases with the low bits that a
         # misaligned access of the size would set left in: see translator.
@@ -38,6 +41,7 @@ class Ctx:
 
     def flush_code(self) -> None:
         self.blocks.clear()
+        self.inner.clear()
         self.insns.clear()
 
     def __repr__(self) -> str:

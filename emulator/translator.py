@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import platform
 import re
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 from .bits import M64
@@ -63,15 +64,28 @@ def _key_mask(size: int) -> int:
 
 
 class Block:
-    __slots__ = ("fn", "length", "index", "pc", "src")
+    __slots__ = ("fn", "length", "index", "pc", "src", "entries")
 
     def __init__(self, fn: Any, length: int, index: Dict[int, Tuple[int, int]], pc: int,
-                 src: str = "") -> None:
+                 src: str = "", entries: Tuple[int, ...] = ()) -> None:
         self.fn = fn
         self.length = length
         self.index = index  # pc -> (position in the block, next pc)
         self.pc = pc
         self.src = src
+        # Other block leaders where the region's function can start (its
+        # ``P`` argument: the leader's offset in the page).
+        self.entries = entries
+
+    def entered_at(self, pc: int) -> Block:
+        """The same code entered at ``pc``, one of ``entries``: a function
+        object sharing the region's code object, with another default for
+        ``P`` (so a call costs what a call of the region costs)."""
+        fn = self.fn
+        rt, wt, _ = fn.__defaults__
+        alias = FunctionType(fn.__code__, fn.__globals__, fn.__name__,
+                             (rt, wt, pc & PAGE_MASK))
+        return Block(alias, self.length, self.index, pc, self.src)
 
 
 class BlockEmitter(Emitter):
@@ -896,6 +910,19 @@ class Translator:
     def translate(self, pc: int) -> Block:
         h = self.h
         ctx = h.ctx
+        inner = ctx.inner.get(pc)
+        if inner is not None:
+            # A leader of a region already built (where a run resumed after
+            # stopping in one of its loops, say): enter that code there
+            # rather than build another region over the same blocks.
+            region: Block = inner[0]
+            ppn = inner[1]
+            if ctx.blocks.get(region.pc) is region:
+                blk = region.entered_at(pc)
+                ctx.blocks[pc] = blk
+                h.note_code(ctx, pc, ppn)
+                return blk
+            del ctx.inner[pc]  # the region's code was dropped since
         blocks, ppn = self._discover(pc)
         if pc not in blocks:
             blk = Block(None, NEVER, {}, pc)
@@ -909,6 +936,8 @@ class Translator:
                 blk = self._build(ctx, pc, blocks, structured=False)
         ctx.blocks[pc] = blk
         h.note_code(ctx, pc, ppn)
+        for leader in blk.entries:
+            ctx.inner.setdefault(leader, (blk, ppn))
         self.blocks_built += 1
         return blk
 
@@ -1096,12 +1125,13 @@ class Translator:
         # edges each block runs at most once, so the budget is checked only
         # after backward or computed transfers, with ``total`` instructions
         # of slack.
-        out.append(f"n = {-skip}")
+        # pc: an offset in the region's page (small integers compare fastest);
+        # the region starts at its entry or, through ``P``, at another leader
+        base = entry & ~PAGE_MASK
+        out.append(f"n = {-skip} if P == {entry - base} else 0" if skip else "n = 0")
         lim_at = len(out)
         out.append(f"lim2 = lim - {total}")
-        # pc: an offset in the region's page (small integers compare fastest)
-        base = entry & ~PAGE_MASK
-        out.append(f"pc = {entry - base}")
+        out.append("pc = P")
         out.append("try:")
         out.append("    while True:")
         # Dispatch: blocks of the innermost loops first in a linear chain,
@@ -1180,13 +1210,14 @@ class Translator:
             # unrolled loops run up to ``extra`` more between budget checks
             total += loops.extra
             out[lim_at] = f"lim2 = lim - {total}"
-        return self._finish(ctx, entry, out, total, index)
+        entries = tuple(pc for pc in blocks if pc != entry and pc != prefix)
+        return self._finish(ctx, entry, out, total, index, entries)
 
     def _finish(self, ctx: Ctx, entry: int, lines: List[str], length: int,
-                index: Dict[int, Tuple[int, int]]) -> Block:
+                index: Dict[int, Tuple[int, int]], entries: Tuple[int, ...] = ()) -> Block:
         # The context's TLB dictionaries are bound as default arguments
         # (fast locals); they are only ever cleared, never replaced.
-        fn = compile_function("block", "H, X, F, lim, RT=None, WT=None", lines, self.glb,
+        fn = compile_function("block", "H, X, F, lim, RT=None, WT=None, P=0", lines, self.glb,
                               f"<block@{entry:#x}>")
-        fn.__defaults__ = (ctx.rt, ctx.wt)  # type: ignore[attr-defined]
-        return Block(fn, length, index, entry, "\n".join(lines))
+        fn.__defaults__ = (ctx.rt, ctx.wt, entry & PAGE_MASK)  # type: ignore[attr-defined]
+        return Block(fn, length, index, entry, "\n".join(lines), entries)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from typing import Iterable
+from typing import Dict, Iterable, List, Tuple, Union
 
 
 def r(op: int, f3: int, f7: int, rd: int, rs1: int, rs2: int) -> int:
@@ -66,3 +66,44 @@ def li32(rd: int, value: int) -> list:
 
 def words(ws: Iterable[int]) -> bytes:
     return b"".join(struct.pack("<I", w & 0xFFFFFFFF) for w in ws)
+
+
+# -- programs with labels ------------------------------------------------------
+# items: encoded words, lbl(name), br(funct3, rs1, rs2, name), jmp(name)
+Item = Union[int, Tuple]
+
+
+def assemble(items: List[Item]) -> List[int]:
+    labels: Dict[str, int] = {}
+    pc = 0
+    for it in items:
+        if isinstance(it, tuple) and it[0] == "label":
+            labels[it[1]] = pc
+        else:
+            pc += 4
+    out = []
+    pc = 0
+    for it in items:
+        if isinstance(it, int):
+            out.append(it)
+        elif it[0] == "br":
+            _, f3, rs1, rs2, label = it
+            out.append(b(f3, rs1, rs2, labels[label] - pc))
+        elif it[0] == "j":
+            out.append(j(0, labels[it[1]] - pc))
+        else:
+            continue
+        pc += 4
+    return out
+
+
+def lbl(name: str) -> Tuple:
+    return ("label", name)
+
+
+def br(f3: int, rs1: int, rs2: int, label: str) -> Tuple:
+    return ("br", f3, rs1, rs2, label)
+
+
+def jmp(label: str) -> Tuple:
+    return ("j", label)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Dict, List, Tuple, Union
+from typing import List, Tuple
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from . import rvasm as A
 from .harts import make_hart, translated_source
+from .rvasm import Item, assemble, br, jmp, lbl
 
 BASE = 0x8000_0000
 RAM = 1 << 16
@@ -22,46 +23,6 @@ DATA = BASE + 0x8000
 PTR = 24  # walks through RAM by STRIDE per load; runs off its end, so loads fault
 STRIDE = 8
 CAUSE_LOAD_ACCESS = 5
-
-# -- a tiny assembler with labels ---------------------------------------------
-Item = Union[int, Tuple]
-
-
-def assemble(items: List[Item]) -> List[int]:
-    labels: Dict[str, int] = {}
-    pc = 0
-    for it in items:
-        if isinstance(it, tuple) and it[0] == "label":
-            labels[it[1]] = pc
-        else:
-            pc += 4
-    out = []
-    pc = 0
-    for it in items:
-        if isinstance(it, int):
-            out.append(it)
-        elif it[0] == "br":
-            _, f3, rs1, rs2, label = it
-            out.append(A.b(f3, rs1, rs2, labels[label] - pc))
-        elif it[0] == "j":
-            out.append(A.j(0, labels[it[1]] - pc))
-        else:
-            continue
-        pc += 4
-    return out
-
-
-def lbl(name: str) -> Tuple:
-    return ("label", name)
-
-
-def br(f3: int, rs1: int, rs2: int, label: str) -> Tuple:
-    return ("br", f3, rs1, rs2, label)
-
-
-def jmp(label: str) -> Tuple:
-    return ("j", label)
-
 
 def ld(rd: int, rs1: int, imm: int) -> int:
     return A.i(0x03, 3, rd, rs1, imm)

@@ -1,0 +1,129 @@
+"""Entering a translated region at one of its other block leaders.
+
+A run that stops inside a region (a time slice, a budget) resumes at a loop
+header or another leader of that region. The translator enters the code it
+already built there (``Block.entered_at``) instead of building a second
+region over the same blocks; the results, the instruction counts and code
+invalidation must be exactly as before."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+from . import rvasm as A
+from .harts import BASE, make_hart
+from .rvasm import assemble, br, lbl
+
+DATA = BASE + 4 + 0x8000  # where the auipc below points
+
+
+def nest() -> List[int]:
+    """Two nested counted loops with a load and a store in the inner one."""
+    return assemble([
+        A.addi(20, 0, 6),
+        A.u(0x17, 25, 8),                       # auipc x25, 8: x25 = DATA
+        lbl("outer"),
+        A.addi(21, 0, 9),
+        lbl("inner"),
+        A.i(0x03, 3, 6, 25, 0),                 # ld x6, 0(x25)
+        A.r(0x33, 0, 0, 6, 6, 21),              # add x6, x6, x21
+        A.s(0x23, 3, 25, 6, 0),                 # sd x6, 0(x25)
+        A.addi(7, 7, 3),
+        A.addi(21, 21, -1),
+        br(1, 21, 0, "inner"),
+        A.addi(8, 8, 1),
+        A.addi(20, 20, -1),
+        br(1, 20, 0, "outer"),
+        A.EBREAK,
+    ])
+
+
+def regions(h) -> Dict[int, object]:
+    """pc -> code object of every translated region the hart's context holds."""
+    return {pc: b.fn.__code__ for pc, b in h.ctx.blocks.items() if b.fn is not None}
+
+
+def run_both(code: List[int], start: int, budgets: List[int], exact: bool = True,
+             regs: Optional[Dict[int, int]] = None) -> Tuple[Tuple, Tuple, object]:
+    """Run ``code`` from ``start`` on both engines through ``budgets`` (then
+    to the end); (reference result, fast result, fast hart). With ``exact``
+    each run's stop is compared as well."""
+    results = []
+    fast = None
+    for engine in ("reference", "fast"):
+        h, mem = make_hart(engine, code, regs)
+        h.pc = start
+        trace = []
+        for budget in budgets + [1_000_000]:
+            stop = h.run(budget, exact)
+            if exact:
+                trace.append((h.pc, h.instret, tuple(h.x)))
+            if stop.reason != "budget":
+                break
+        results.append((stop.reason, stop.cause, h.pc, h.instret, tuple(h.x), trace,
+                        mem.read_bytes(DATA, 8)))
+        fast = h
+    return results[0], results[1], fast
+
+
+def test_time_slices_resume_in_the_code_already_built() -> None:
+    """Slices that end inside the loops (not exact) resume at leaders of the
+    one region: no second region is built, and the result is unchanged."""
+    code = nest()
+    ref, fast, h = run_both(code, BASE, [37] * 40, exact=False)
+    assert fast[:5] + fast[6:] == ref[:5] + ref[6:]
+    assert fast[0] == "trap" and fast[3] == 2 + 6 * (1 + 9 * 6 + 3)
+    built = regions(h)
+    assert len(built) > 1  # slices resumed at several of the region's leaders ...
+    assert set(built.values()) == {built[BASE]}  # ... all in the region built first
+
+
+def test_exact_budgets_through_entries() -> None:
+    code = nest()
+    for budgets in ([50], [61, 7], [100, 3, 33]):
+        ref, fast, h = run_both(code, BASE, budgets * 12)
+        assert fast == ref, budgets
+        built = regions(h)
+        assert any(pc != BASE and c is built[BASE] for pc, c in built.items())
+
+
+def test_entry_at_a_leader_of_a_region_first_entered_mid_block() -> None:
+    """A region first entered in the middle of a loop's block counts that
+    prefix from the block's start; entered later at the loop's header, it
+    must count from zero."""
+    code = nest()
+    mid = BASE + 4 * 6  # the inner loop's ``addi x7``
+    ref, fast, h = run_both(code, mid, [40] * 10, exact=False,
+                            regs={20: 3, 21: 5, 25: DATA})
+    assert fast == ref
+    built = regions(h)
+    inner = BASE + 4 * 3
+    assert built[inner] is built[mid]  # the header runs the region entered at ``mid``
+    assert fast[0] == "trap" and fast[3] == 3 + 4 * 6 + 3 + 2 * 58  # the rest of the nest ran
+
+
+def test_writing_the_code_drops_entries_into_it() -> None:
+    """After its page is written, neither the region nor the entries into it
+    run again: the changed instruction takes effect at once."""
+    code = nest()
+    outcomes = []
+    for engine in ("reference", "fast"):
+        h, mem = make_hart(engine, code, {})
+        for budget in (150, 61, 47):
+            h.run(budget)
+        if engine == "fast":
+            before = regions(h)
+            assert any(pc != BASE and c is before[BASE] for pc, c in before.items())
+        # addi x7, x7, 3 -> addi x7, x7, 5 (one word in the inner loop)
+        mem.write_bytes(BASE + 4 * 6, A.words([A.addi(7, 7, 5)]))
+        while h.run(77).reason == "budget":
+            pass
+        outcomes.append((h.pc, h.instret, tuple(h.x)))
+        if engine == "fast":
+            after = regions(h)
+            assert not set(after.values()) & set(before.values())
+    ref, fast = outcomes
+    assert fast == ref
+    laps = 6 * 9
+    assert 3 * laps < ref[2][7] < 5 * laps  # some laps before the write, some after
+    assert (ref[2][7] - 3 * laps) % 2 == 0
