@@ -868,6 +868,10 @@ class Translator:
                 if kind == JUMP:
                     if d.insn.name == "jal":
                         add_leader((d.pc + d.imm) & M64)
+                    if d.rd:
+                        # a call: its return lands here, and enters this
+                        # region there rather than building one of its own
+                        add_leader(d.next_pc)
                     break
                 cur = d.next_pc
                 if n == MAX_INSNS:

@@ -127,3 +127,36 @@ def test_writing_the_code_drops_entries_into_it() -> None:
     laps = 6 * 9
     assert 3 * laps < ref[2][7] < 5 * laps  # some laps before the write, some after
     assert (ref[2][7] - 3 * laps) % 2 == 0
+
+
+def calls() -> List[int]:
+    """A loop calling a function in the same page (``jal ra``; ``ret``)."""
+    return assemble([
+        A.addi(20, 0, 7),
+        lbl("loop"),
+        A.addi(10, 20, 0),
+        0x0,                                     # jal ra, f (patched below)
+        A.r(0x33, 0, 0, 6, 6, 10),               # add x6, x6, x10
+        A.addi(20, 20, -1),
+        br(1, 20, 0, "loop"),
+        A.EBREAK,
+        lbl("f"),
+        A.r(0x33, 0, 0, 10, 10, 10),             # add x10, x10, x10
+        A.addi(10, 10, 1),
+        A.i(0x67, 0, 0, 1, 0),                   # jalr x0, 0(ra)
+    ])
+
+
+def test_a_call_returns_into_its_callers_region() -> None:
+    """A call's return site is a leader of the caller's region: the return
+    continues in that code (not in a region of its own), with exact counts."""
+    code = calls()
+    code[2] = A.j(1, 4 * 7 - 4 * 2)  # jal ra, f
+    for budgets in ([1_000_000], [5], [9, 13], [30]):
+        ref, fast, h = run_both(code, BASE, budgets * 8)
+        assert fast == ref
+        assert fast[0] == "trap" and fast[4][6] == sum(2 * i + 1 for i in range(1, 8))
+    ref, fast, h = run_both(code, BASE, [1_000_000])
+    built = regions(h)
+    assert set(built.values()) == {built[BASE]}  # one region ...
+    assert BASE + 4 * 3 in h.ctx.blocks[BASE].entries  # ... that returns are part of
