@@ -9,8 +9,11 @@ comparable because both engines run the same instruction stream), each run
 a fresh machine. Interleaving the engines keeps a slow spell of a shared
 machine from landing on one engine only.
 
-"cold" is the first fast run: it includes translating the guest's code and,
-on PyPy, the JIT's warm-up. "warm" is the best later run: the process-wide
+"cold" is a fast run in a process that has run no guest code yet: it
+includes translating the guest's code and, on PyPy, the JIT's warm-up. The
+first fast run of each program is one such run; each later round adds one
+in a fresh process of the same interpreter, and "cold" is the best of
+them. "warm" is the best of the later in-process runs: the process-wide
 code cache already holds the translated regions (and on PyPy their JIT
 traces), as for a second VM or vCPU running the same guest code. "ref" is
 the best reference run; ratios are to it. When ``pypy3`` is installed (and
@@ -49,29 +52,45 @@ def run_once(path: str, engine: str, max_insns: Optional[int]) -> Tuple[int, flo
     return m.instret, dt, outcome
 
 
+def run_cold(path: str) -> Tuple[int, float, str]:
+    """``run_once`` on the fast engine in a fresh process of this interpreter."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
+    out = subprocess.run([sys.executable, "-m", "emulator.bench", "--cold-run", path],
+                         env=env, capture_output=True, text=True, check=False)
+    try:
+        insns, seconds, outcome = out.stdout.split()
+        return int(insns), float(seconds), outcome
+    except ValueError:
+        return 0, 1.0, f"cold-run-failed:{out.returncode}"
+
+
 def bench(programs: List[str], ref_insns: int, repeat: int) -> List[Dict[str, object]]:
     rows = []
     for name in programs:
         path = os.path.join(GUEST_DIR, name + ".elf")
-        fast_runs, ref_runs = [], []
-        for _ in range(max(repeat, 1)):
+        fast_runs, ref_runs, cold_runs = [], [], []
+        for k in range(max(repeat, 1)):
+            if k:
+                cold_runs.append(run_cold(path))
             fast_runs.append(run_once(path, "fast", None))
             ref_runs.append(run_once(path, "reference", ref_insns))
-        cold, later = fast_runs[0], fast_runs[1:]
-        failed = [r for r in later if r[2] != "pass"]
-        warm: Optional[Tuple[int, float, str]] = (
-            failed[0] if failed else min(later, key=lambda r: r[1]) if later else None)
+        cold_runs.append(fast_runs[0])
+        later = fast_runs[1:]
+        failed = [r[2] for r in cold_runs + later if r[2] != "pass"]
+        cold = min(cold_runs, key=lambda r: r[1])
+        warm = min(later, key=lambda r: r[1]) if later else None
         ref = min(ref_runs, key=lambda r: r[1])
         ref_mips = ref[0] / ref[1] / 1e6
         row: Dict[str, object] = {
-            "program": name, "instructions": cold[0], "outcome": cold[2],
+            "program": name, "instructions": fast_runs[0][0],
+            "outcome": failed[0] if failed else "pass",
             "cold_seconds": cold[1], "cold_mips": cold[0] / cold[1] / 1e6,
             "ref_instructions": ref[0], "ref_seconds": ref[1], "ref_mips": ref_mips,
         }
         row["cold_ratio"] = float(row["cold_mips"]) / ref_mips  # type: ignore[arg-type]
         if warm is not None:
-            if warm[2] != "pass":
-                row["outcome"] = warm[2]
             row["warm_seconds"] = warm[1]
             row["warm_mips"] = warm[0] / warm[1] / 1e6
             row["warm_ratio"] = float(row["warm_mips"]) / ref_mips  # type: ignore[arg-type]
@@ -113,11 +132,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--ref-insns", type=int, default=3_000_000,
                     help="instructions run on the reference interpreter per program")
     ap.add_argument("--repeat", type=int, default=3,
-                    help="rounds per program, each a fast-engine run and a reference run: "
-                         "the first fast run is cold, the best of the others warm; the best "
-                         "reference run is the reference (default 3)")
+                    help="rounds per program, each a fast-engine run and a reference run "
+                         "(and after the first, a fast run in a fresh process): cold is the "
+                         "best fresh-process run, warm the best later in-process run, the "
+                         "reference the best reference run (default 3)")
     ap.add_argument("--no-pypy", action="store_true", help="do not re-run under pypy3")
+    ap.add_argument("--cold-run", metavar="ELF", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.cold_run:
+        try:
+            insns, seconds, outcome = run_once(args.cold_run, "fast", None)
+        except (OSError, ValueError) as exc:
+            print(f"bench: {args.cold_run}: {exc}", file=sys.stderr)
+            return 2
+        print(insns, seconds, outcome.replace(" ", "_"))
+        return 0
     programs = [p for p in args.programs.split(",") if p]
     impl = f"{platform.python_implementation()} {platform.python_version()}"
     rows = bench(programs, args.ref_insns, args.repeat)
