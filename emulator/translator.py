@@ -941,7 +941,7 @@ class Translator:
         ctx.blocks[pc] = blk
         h.note_code(ctx, pc, ppn)
         for leader in blk.entries:
-            ctx.inner.setdefault(leader, (blk, ppn))
+            ctx.inner[leader] = (blk, ppn)  # the newest region: still live
         self.blocks_built += 1
         return blk
 

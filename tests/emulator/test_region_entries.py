@@ -160,3 +160,22 @@ def test_a_call_returns_into_its_callers_region() -> None:
     built = regions(h)
     assert set(built.values()) == {built[BASE]}  # one region ...
     assert BASE + 4 * 3 in h.ctx.blocks[BASE].entries  # ... that returns are part of
+
+
+def test_entries_lead_into_the_region_built_after_a_write() -> None:
+    """Once a region is built again after a write to its page, slices that
+    resume at its other leaders enter the new region."""
+    code = nest()
+    h, mem = make_hart("fast", code, {})
+    h.run(100, False)
+    before = set(regions(h).values())
+    mem.write_bytes(BASE + 4 * 6, A.words([A.addi(7, 7, 5)]))
+    entered: List[int] = []
+    while h.run(60, False).reason == "budget":  # slices longer than a region's slack
+        entered.append(h.pc)
+    built = regions(h)
+    assert not set(built.values()) & before
+    rebuilt = [c for pc, c in built.items() if c.co_filename == f"<block@{pc:#x}>"]
+    aliases = [pc for pc, c in built.items() if c.co_filename != f"<block@{pc:#x}>"]
+    assert aliases  # slices resumed at leaders of a region built after the write ...
+    assert len(rebuilt) <= 2  # ... instead of building a region at each of them
