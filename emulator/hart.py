@@ -973,7 +973,12 @@ class Hart:
                         running = None
                     self._in_block = False
                     if left > 0 and blk.length > left and not self.irq_dirty:
-                        if not exact and stop_at == target and self.instret > start:
+                        if (not exact and stop_at == target and self.instret > start
+                                and blk.fn is not None):
+                            # a region longer than what is left: end the
+                            # slice here (the next one enters it whole); an
+                            # instruction only the interpreter runs is not
+                            # a reason to end it
                             return Stop("budget")
                         self.interp.step()
                 else:

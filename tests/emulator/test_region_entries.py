@@ -179,3 +179,50 @@ def test_entries_lead_into_the_region_built_after_a_write() -> None:
     aliases = [pc for pc, c in built.items() if c.co_filename != f"<block@{pc:#x}>"]
     assert aliases  # slices resumed at leaders of a region built after the write ...
     assert len(rebuilt) <= 2  # ... instead of building a region at each of them
+
+
+def many_diamonds(count: int) -> List[int]:
+    """A counted loop whose body is ``count`` if/else diamonds in a row:
+    more blocks than one region holds when ``count`` is large."""
+    items: list = [A.addi(20, 0, 5), lbl("top")]
+    for k in range(count):
+        items += [
+            A.i(0x13, 7, 8, 20, 1 << (k % 3)),   # andi x8, x20, bit
+            br(0, 8, 0, f"else{k}"),
+            A.addi(6, 6, k + 1),
+            ("j", f"join{k}"),
+            lbl(f"else{k}"),
+            A.r(0x33, 4, 0, 7, 7, 6),            # xor x7, x7, x6
+            lbl(f"join{k}"),
+        ]
+    items += [A.addi(20, 20, -1), br(1, 20, 0, "top"), A.EBREAK]
+    return assemble(items)
+
+
+def test_loops_with_more_blocks_than_a_region_holds() -> None:
+    for count in (8, 15, 40):
+        code = many_diamonds(count)
+        for budgets in ([1_000_000], [17], [100, 9], [250]):
+            ref, fast, h = run_both(code, BASE, budgets * 20)
+            assert fast == ref, (count, budgets)
+            assert fast[0] == "trap"
+        _, fast, h = run_both(code, BASE, [40] * 200, exact=False)
+        assert fast[:5] == ref[:5]
+
+
+def test_a_slice_runs_through_instructions_only_the_interpreter_runs() -> None:
+    """A CSR read in a loop has no translated code (the interpreter runs
+    it): a slice that is not exact steps it and goes on, rather than ending
+    there as it does before a region longer than what is left."""
+    code = assemble([
+        A.addi(20, 0, 50),
+        lbl("loop"),
+        A.i(0x73, 2, 5, 0, 0x340),               # csrr x5, mscratch
+        A.addi(6, 6, 1),
+        A.addi(20, 20, -1),
+        br(1, 20, 0, "loop"),
+        A.EBREAK,
+    ])
+    h, _ = make_hart("fast", code, {})
+    stop = h.run(1_000_000, False)
+    assert (stop.reason, h.instret, h.x[6]) == ("trap", 1 + 50 * 4, 50)
