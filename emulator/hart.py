@@ -178,6 +178,7 @@ class Hart:
             if len(self._ctxs) >= 64:
                 self._ctxs.clear()
                 self._code.clear()
+                self.translator.code_chars = 0
             ctx = self._ctxs[key] = Ctx(key)
         return ctx
 
@@ -192,6 +193,7 @@ class Hart:
         for ctx in self._ctxs.values():
             ctx.flush_code()
         self._code.clear()
+        self.translator.code_chars = 0
 
     def _code_written(self, ppn: int) -> None:
         entries = self._code.pop(ppn, None)

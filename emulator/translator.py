@@ -50,6 +50,11 @@ NESTED_LOOPS = not ON_PYPY
 MAX_INSNS = 64  # per basic block
 MAX_BLOCKS = 24  # per region
 MAX_REGION_INSNS = 384
+# Generated source a hart may hold at once (characters; about ten bytes of
+# memory each once compiled). Past it, the hart drops all its translated
+# code and starts again, as a full code buffer does in QEMU: a guest that
+# runs ever more different code cannot grow the host's memory without end.
+MAX_HART_CODE = 16 << 20
 NEVER = 1 << 62  # length of the "no block here" marker: always interpreted
 
 
@@ -810,6 +815,9 @@ class Translator:
         self.signed = SIGNED_LOCALS
         self.nested = NESTED_LOOPS
         self.blocks_built = 0
+        self.max_code = MAX_HART_CODE
+        self.code_chars = 0  # source of the regions built since the last flush
+        self.code_flushes = 0
 
     # -- discovery ----------------------------------------------------------
     def _discover(self, entry: int) -> Tuple[Dict[int, List[Decoded]], int]:
@@ -927,6 +935,9 @@ class Translator:
                 h.note_code(ctx, pc, ppn)
                 return blk
             del ctx.inner[pc]  # the region's code was dropped since
+        if self.code_chars > self.max_code:
+            h.flush_code()  # resets code_chars
+            self.code_flushes += 1
         blocks, ppn = self._discover(pc)
         if pc not in blocks:
             blk = Block(None, NEVER, {}, pc)
@@ -943,6 +954,7 @@ class Translator:
         for leader in blk.entries:
             ctx.inner[leader] = (blk, ppn)  # the newest region: still live
         self.blocks_built += 1
+        self.code_chars += len(blk.src)
         return blk
 
     # -- code generation ----------------------------------------------------
