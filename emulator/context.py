@@ -15,7 +15,7 @@ CtxKey = Tuple[int, int, bool, int, bool, int, bool, bool]
 
 class Ctx:
     __slots__ = ("key", "priv", "data_priv", "fs_on", "pmlen", "pm_sign", "satp",
-                 "sum", "mxr", "blocks", "inner", "insns", "rt", "wt", "xt")
+                 "sum", "mxr", "blocks", "inner", "suspect", "insns", "rt", "wt", "xt")
 
     def __init__(self, key: CtxKey) -> None:
         self.key = key
@@ -25,6 +25,9 @@ class Ctx:
         # block leader inside a translated region -> (region, its code's
         # physical page): where a miss can enter existing code (translator)
         self.inner: Dict[int, Tuple[Any, int]] = {}
+        # blocks set aside by sfence.vma: reused if their page still maps
+        # to the same physical page when next entered (translator)
+        self.suspect: Dict[int, Any] = {}
         self.insns: Dict[int, Any] = {}  # pc -> interpreter entry
         # Software TLBs. Keys are virtual page bases with the low bits that a
         # misaligned access of the size would set left in: see translator.
@@ -42,6 +45,15 @@ class Ctx:
     def flush_code(self) -> None:
         self.blocks.clear()
         self.inner.clear()
+        self.suspect.clear()
+        self.insns.clear()
+
+    def suspect_code(self) -> None:
+        """After an address-translation fence: every block waits to be
+        checked against the new mappings (its page's physical page)."""
+        if self.blocks:
+            self.suspect.update(self.blocks)
+            self.blocks.clear()
         self.insns.clear()
 
     def __repr__(self) -> str:

@@ -200,6 +200,7 @@ class Hart:
         if entries:
             for ctx, pc in entries:
                 ctx.blocks.pop(pc, None)
+                ctx.suspect.pop(pc, None)
                 ctx.insns.pop(pc, None)
         self.code_dirty = True
 
@@ -367,7 +368,11 @@ class Hart:
         if self.priv == PRV_U or (self.priv == PRV_S and self.mstatus & C.MS_TVM):
             raise self._illegal(raw, pc)
         self.flush_tlbs()
-        self.flush_code()
+        # Translated code stays, set aside: a block is used again when its
+        # page still maps to the physical page it was read from (most
+        # fences change no code mapping; a guest kernel fences often).
+        for ctx in self._ctxs.values():
+            ctx.suspect_code()
 
     def svinval_fence(self, raw: int, pc: int) -> None:
         if self.priv == PRV_U:

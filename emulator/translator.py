@@ -69,7 +69,7 @@ def _key_mask(size: int) -> int:
 
 
 class Block:
-    __slots__ = ("fn", "length", "index", "pc", "src", "entries")
+    __slots__ = ("fn", "length", "index", "pc", "src", "entries", "ppn")
 
     def __init__(self, fn: Any, length: int, index: Dict[int, Tuple[int, int]], pc: int,
                  src: str = "", entries: Tuple[int, ...] = ()) -> None:
@@ -78,6 +78,7 @@ class Block:
         self.index = index  # pc -> (position in the block, next pc)
         self.pc = pc
         self.src = src
+        self.ppn = -1  # the physical page its code was read from
         # Other block leaders where the region's function can start (its
         # ``P`` argument: the leader's offset in the page).
         self.entries = entries
@@ -90,7 +91,9 @@ class Block:
         rt, wt, _ = fn.__defaults__
         alias = FunctionType(fn.__code__, fn.__globals__, fn.__name__,
                              (rt, wt, pc & PAGE_MASK))
-        return Block(alias, self.length, self.index, pc, self.src)
+        blk = Block(alias, self.length, self.index, pc, self.src)
+        blk.ppn = self.ppn
+        return blk
 
 
 class BlockEmitter(Emitter):
@@ -922,6 +925,18 @@ class Translator:
     def translate(self, pc: int) -> Block:
         h = self.h
         ctx = h.ctx
+        if ctx.suspect:
+            old = ctx.suspect.pop(pc, None)
+            if old is not None:
+                # set aside by sfence.vma: still good if the page maps to
+                # the same physical page (a fault is left to discovery)
+                try:
+                    same = h.fetch_page(pc)[2] == old.ppn
+                except Trap:
+                    same = False
+                if same:
+                    ctx.blocks[pc] = old
+                    return old
         inner = ctx.inner.get(pc)
         if inner is not None:
             # A leader of a region already built (where a run resumed after
@@ -949,6 +964,7 @@ class Translator:
                 # the compiler): the region again with its loops left to the
                 # dispatcher, which nests nothing deeper than its search tree.
                 blk = self._build(ctx, pc, blocks, structured=False)
+        blk.ppn = ppn
         ctx.blocks[pc] = blk
         h.note_code(ctx, pc, ppn)
         for leader in blk.entries:
