@@ -660,6 +660,29 @@ class _Structurer:
         pending = 0
         inner = ind + "    "
         out.append(ind + "while True:")
+        counted = self._counter(body, cond) if quiet else None
+        if counted is not None:
+            # A counted loop: its counter (known positive on entry, read by
+            # nothing but its decrement and the branch) is stepped once per
+            # lap of copies, and a lap of copies runs only while the count
+            # covers them all, so no copy needs an exit test; the laps left
+            # over run one at a time below.
+            reg, at = counted
+            out.append(inner + f"if x{reg} >= {copies}:")
+            for _ in range(copies):
+                out.extend(inner + "    " + line for k, line in enumerate(body) if k != at)
+            out.append(inner + f"    x{reg} = x{reg} - {copies}")
+            out.append(inner + f"    n += {copies * length}")
+            out.append(inner + f"    if x{reg} != 0:")
+            out.append(inner + "        if n <= lim2:")
+            out.append(inner + "            continue")
+            out.append(inner + f"        pc = {head - base}")
+            out.append(inner + "        break")
+            out.append(inner + f"    pc = {fall - base}")
+            out.append(inner + "    break")
+        laps = copies  # most laps between two budget checks
+        if counted is not None:
+            copies = 1
         for k in range(copies):
             out.extend(inner + line for line in body)
             if quiet:
@@ -681,8 +704,25 @@ class _Structurer:
         out.append(inner + "    break")
         out.append(inner + f"pc = {fall - base}")
         out.append(inner + "break")
-        self.unrolled[head] = (copies - 1) * length
+        self.unrolled[head] = (laps - 1) * length
         return True
+
+    @staticmethod
+    def _counter(body: List[str], cond: str) -> Optional[Tuple[int, int]]:
+        """(register, line) of a loop counter in a block generated knowing
+        it is positive: the branch tests it against zero, one line steps it
+        down by one with no wrap-around (the facts proved none), and no
+        other line reads or writes it. None otherwise."""
+        m = re.fullmatch(r"x(\d+) != 0", cond)
+        if m is None:
+            return None
+        reg = int(m.group(1))
+        step = f"x{reg} = x{reg} + -1"
+        name = re.compile(rf"\bx{reg}\b")
+        at = [k for k, line in enumerate(body) if line == step]
+        if len(at) != 1 or any(name.search(line) for k, line in enumerate(body) if k != at[0]):
+            return None
+        return reg, at[0]
 
     def _loop_once(self, lp: _Loop, ind: str, out: List[str]) -> None:
         if self._self_loop(lp, ind, out):

@@ -341,3 +341,37 @@ def test_one_block_loops_only(monkeypatch) -> None:
     assert "while True:" not in outer  # ... not a Python loop
     monkeypatch.setattr(tr, "NESTED_LOOPS", True)
     assert 3 <= src.count("while True:") < region_source(code).count("while True:")
+
+
+def counted_loop(trips: int, read_counter: bool) -> List[int]:
+    """x5 += 3; x6 ^= x5 (and x7 += the counter), ``trips`` times, counted
+    down in x20 by ``addiw``."""
+    body = [A.addi(5, 5, 3), A.r(0x33, 4, 0, 6, 6, 5)]
+    if read_counter:
+        body.append(A.r(0x33, 0, 0, 7, 7, 20))  # add x7, x7, x20
+    return assemble([A.addi(20, 0, trips), lbl("top")] + body + [
+        A.i(0x1B, 0, 20, 20, -1),               # addiw x20, x20, -1
+        br(1, 20, 0, "top"),
+        A.EBREAK,
+    ])
+
+
+def test_counted_loops_step_their_counter_once_per_lap_of_copies() -> None:
+    """A one-block loop whose counter only counts runs its copies without
+    exit tests while the count covers them, and the rest one at a time:
+    every trip count (multiples of the copies and remainders) and every
+    budget gives what the reference gives."""
+    src = region_source(counted_loop(9, False))
+    assert "if x20 >= 4:" in src and "x20 = x20 - 4" in src
+    assert "if x20 >= " not in region_source(counted_loop(9, True))  # the counter is read
+    for read in (False, True):
+        for trips in range(1, 12):
+            code = counted_loop(trips, read)
+            for budgets in ([1_000_000], [5], [13, 4], [29]):
+                ref, fast = run_in_steps(code, [0] * 11, budgets, BASE + RAM)
+                assert fast == ref, (read, trips, budgets)
+                assert fast[5][5] == 3 * trips and fast[4] == 1 + trips * (4 + read)
+    code = counted_loop(11, False)
+    for budget in range(1, 60):
+        ref, fast = run_in_steps(code, [0] * 11, [budget], BASE + RAM)
+        assert fast == ref, budget
