@@ -673,13 +673,7 @@ class _Structurer:
                 out.extend(inner + "    " + line for k, line in enumerate(body) if k != at)
             out.append(inner + f"    x{reg} = x{reg} - {copies}")
             out.append(inner + f"    n += {copies * length}")
-            out.append(inner + f"    if x{reg} != 0:")
-            out.append(inner + "        if n <= lim2:")
-            out.append(inner + "            continue")
-            out.append(inner + f"        pc = {head - base}")
-            out.append(inner + "        break")
-            out.append(inner + f"    pc = {fall - base}")
-            out.append(inner + "    break")
+            out.extend(self._lap_end(inner + "    ", f"x{reg} != 0", head, fall))
         laps = copies  # most laps between two budget checks
         if counted is not None:
             copies = 1
@@ -697,15 +691,16 @@ class _Structurer:
                 out.append(inner + "    break")
         if pending:
             out.append(inner + f"n += {pending}")
-        out.append(inner + f"if {cond}:")
-        out.append(inner + "    if n <= lim2:")
-        out.append(inner + "        continue")
-        out.append(inner + f"    pc = {head - base}")
-        out.append(inner + "    break")
-        out.append(inner + f"pc = {fall - base}")
-        out.append(inner + "break")
+        out.extend(self._lap_end(inner, cond, head, fall))
         self.unrolled[head] = (laps - 1) * length
         return True
+
+    def _lap_end(self, ind: str, cond: str, head: int, fall: int) -> List[str]:
+        """The end of a lap: back to the top while ``cond`` holds and the
+        budget allows (else out at the head), out to ``fall`` when not."""
+        return [ind + f"if {cond}:", ind + "    if n <= lim2:", ind + "        continue",
+                ind + f"    pc = {head - self.base}", ind + "    break",
+                ind + f"pc = {fall - self.base}", ind + "break"]
 
     @staticmethod
     def _counter(body: List[str], cond: str) -> Optional[Tuple[int, int]]:
