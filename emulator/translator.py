@@ -126,13 +126,19 @@ class BlockEmitter(Emitter):
         if not n:
             return "0"
         if n in self.lazy:
-            self.lines.append(self.indent + f"x{n} &= {M64}")
-            if not self.indent:  # on the block's own path, not inside a branch of it
-                self.lazy.discard(n)
+            self.reduce([n])
         self.used.add(n)
         if n not in self.blk_written:
             self.blk_read.add(n)
         return f"(x{n} & {M64})" if self.compat else f"x{n}"
+
+    def reduce(self, regs: List[int]) -> None:
+        """Make the lazily held ``regs`` canonical here; on the block's own
+        path (not inside a branch of it) they stay so."""
+        for r in regs:
+            self.lines.append(self.indent + f"x{r} &= {M64}")
+        if not self.indent:
+            self.lazy.difference_update(regs)
 
     def is_lazy(self, n: int) -> bool:
         return n in self.lazy
@@ -147,10 +153,7 @@ class BlockEmitter(Emitter):
         # Registers held in a congruent form become canonical before
         # anything that can raise (the exception path writes them back).
         if self.lazy and ("raise" in line or _CALL.search(line.replace("int(", ""))):
-            for r in sorted(self.lazy):
-                self.lines.append(self.indent + f"x{r} &= {M64}")
-            if not self.indent:
-                self.lazy.clear()
+            self.reduce(sorted(self.lazy))
         self.lines.append(self.indent + line)
 
     def setx_lazy(self, n: int, expr: str, canonical: str, lo: int, hi: int) -> None:
@@ -674,16 +677,15 @@ class _Structurer:
             out.append(inner + f"    x{reg} = x{reg} - {copies}")
             out.append(inner + f"    n += {copies * length}")
             out.extend(self._lap_end(inner + "    ", f"x{reg} != 0", head, fall))
-        laps = copies  # most laps between two budget checks
-        if counted is not None:
-            copies = 1
-        for k in range(copies):
+        # the copies with exit tests (one, after a counted lap of copies)
+        tested = 1 if counted is not None else copies
+        for k in range(tested):
             out.extend(inner + line for line in body)
             if quiet:
                 pending += length
             else:
                 out.append(inner + f"n += {length}")
-            if k < copies - 1:
+            if k < tested - 1:
                 out.append(inner + f"if not ({cond}):")
                 if pending:
                     out.append(inner + f"    n += {pending}")
@@ -692,7 +694,7 @@ class _Structurer:
         if pending:
             out.append(inner + f"n += {pending}")
         out.extend(self._lap_end(inner, cond, head, fall))
-        self.unrolled[head] = (laps - 1) * length
+        self.unrolled[head] = (copies - 1) * length  # most laps between two checks
         return True
 
     def _lap_end(self, ind: str, cond: str, head: int, fall: int) -> List[str]:
@@ -1033,8 +1035,7 @@ class Translator:
                 continue
             self._gen_insn(e, insns[i])
             i += 1
-        for r in sorted(e.lazy):
-            e.lines.append(f"x{r} &= {M64}")
+        e.reduce(sorted(e.lazy))  # the block ends with every register canonical
         e.lazy = set()
         end_pc = insns[-1].next_pc
         start = insns[0].pc
