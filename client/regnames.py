@@ -89,6 +89,8 @@ _SIZE_SUFFIX = re.compile(r"^(.*)@u(\d+)$")
 
 
 def make_id(reg_type: int, index: int, subtype: int = 0, size_code: int = U64) -> int:
+    """``KVM_REG_RISCV | size | type | subtype | index``, e.g.
+    ``make_id(CORE, 0)`` = 0x8030000002000000 (``core pc``)."""
     return KVM_REG_RISCV | size_code << 52 | reg_type << 24 | subtype << 16 | index
 
 

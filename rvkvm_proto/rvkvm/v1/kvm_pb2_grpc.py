@@ -271,7 +271,9 @@ class KvmServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateVcpu(self, request, context):
-        """KVM_CREATE_VCPU.
+        """KVM_CREATE_VCPU. The new vCPU is at pc 0 in S-mode; the VM's first
+        vCPU is RUNNABLE, later ones STOPPED (as in Linux: the guest starts them
+        with SBI HSM hart_start, or the client with SetMpState).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
