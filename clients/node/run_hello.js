@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // A Node.js rvkvm client written from proto/ alone (proto/rvkvm/v1/*.proto
 // and proto/README.md): runs S-mode RISC-V guests on an rvkvm server, as
-// client/vmm.py does, with @grpc/grpc-js and @grpc/proto-loader.
+// `rvkvm run` does, with @grpc/grpc-js and @grpc/proto-loader.
 //
 //   node run_hello.js [HOST:PORT] [GUEST.elf ...] [--all] [--timeout SECONDS]
 //
@@ -260,9 +260,9 @@ function parseElf(buf) {
 }
 
 // ---------------------------------------------------------------------------
-// A minimal flattened device tree (devicetree spec v0.4, ch. 5), as
-// client/fdt.py writes it. Values: string, number (one u32 cell), array of
-// numbers (cells), true (empty property).
+// A minimal flattened device tree (devicetree spec v0.4, ch. 5). Values:
+// string, number (one u32 cell), array of numbers (cells), true (empty
+// property).
 
 function toDtb(root) {
   const strings = [];

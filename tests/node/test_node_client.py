@@ -14,15 +14,17 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import signal
 import struct
 import subprocess
 import sys
-from typing import Dict, Iterator, List, Optional
+import time
+from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
 
 from tests.emulator import rvasm as A
-from tests.server.kvm_runtime_guest import li, sbi_call
+from tests.server.kvm_runtime_guest import jump_self, li, sbi_call
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NODE_DIR = os.path.join(ROOT, "clients", "node")
@@ -31,6 +33,8 @@ BUF = os.path.join(NODE_DIR, "node_modules", ".bin", "buf")
 HELLO_TEXT = ("Hello from an S-mode guest on rvkvm (SBI DBCN console)\n"
               "Device tree found at a1; shutting down through SBI SRST.\n")
 SBI_EXT_SRST = 0x53525354
+SBI_EXT_DBCN = 0x4442434E
+DBCN_CONSOLE_WRITE_BYTE = 2
 ENTRY = 0x8020_0000
 INSTALL_HINT = "run `(cd clients/node && npm ci --no-audit --no-fund)`"
 GUEST_TEXT = {
@@ -149,6 +153,61 @@ def test_a_server_that_does_not_start_is_one_line() -> None:
     result = run_node(env=env_without_rvkvm_server(sys.executable + "-no-such-python"))
     assert result.returncode == 2
     assert result.stderr.startswith("run_hello: cannot start ") and result.stderr.count("\n") == 1
+
+
+def children_of(pid: int) -> List[int]:
+    """Pids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_its_own_server_ends_with_it(tmp_path: pathlib.Path) -> None:
+    # prints one line (so the server is up and the guest running), then spins
+    code = sbi_call(SBI_EXT_DBCN, DBCN_CONSOLE_WRITE_BYTE, ord("\n")) + [jump_self()]
+    (tmp_path / "spin.elf").write_bytes(tiny_elf(A.words(code)))
+    server_pid = 0
+    proc = subprocess.Popen([node(), RUN_HELLO, str(tmp_path / "spin.elf")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env_without_rvkvm_server(sys.executable))
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "\n", proc.stderr
+        (server_pid,) = children_of(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 143
+        assert wait_for(lambda: not alive(server_pid)), "the server outlived its client"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if server_pid and alive(server_pid):  # orphaned: the assertion above failed
+            os.kill(server_pid, signal.SIGKILL)
 
 
 def test_node_client_reports_the_errno_detail(server_process: ServerProcess,
