@@ -13,7 +13,7 @@ awaitable of it::
     kvm = Kvm(grpc.aio.insecure_channel(...))
     vm = await kvm.create_vm()
 
-Registers are ids (ints, Linux encoding) or names (``regnames``). Failures
+Registers are ids (ints, Linux encoding) or names (``rvkvm.uapi.onereg``). Failures
 raise ``KvmError`` carrying the kernel's errno. An exit that needs an answer
 (MMIO load, SBI call, CSR access) is answered by filling its slot; the next
 ``run()`` sends it, as a VMM fills ``struct kvm_run``.
@@ -27,28 +27,27 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 
 import grpc
 
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
-from rvkvm_proto.rvkvm.v1 import kvm_pb2_grpc as pb_grpc
+from rvkvm.uapi.kvm import (  # noqa: F401  (re-exported for library users)
+    KVM_CAP_RISCV_MP_STATE_RESET,
+    KVM_GUESTDBG_ENABLE,
+    KVM_INTERRUPT_SET,
+    KVM_INTERRUPT_UNSET,
+    KVM_MEM_LOG_DIRTY_PAGES,
+    KVM_MEM_READONLY,
+    KVM_MP_STATE_INIT_RECEIVED,
+    KVM_MP_STATE_RUNNABLE,
+    KVM_MP_STATE_STOPPED,
+)
+from rvkvm.uapi.onereg import reg_id, reg_size
+from rvkvm.v1 import kvm_pb2 as pb
+from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
 from . import exits as X
 from .errors import KvmError
-from .regnames import reg_id, reg_size
 
 Reg = Union[int, str]
 DEFAULT_MAX_TRANSFER = 1 << 20
 
-# KVM_SET_USER_MEMORY_REGION flags
-KVM_MEM_LOG_DIRTY_PAGES = 1
-KVM_MEM_READONLY = 2
-# KVM_MP_STATE_*
-KVM_MP_STATE_RUNNABLE = 0
-KVM_MP_STATE_INIT_RECEIVED = 2
-KVM_MP_STATE_STOPPED = 5
-# KVM_INTERRUPT
-KVM_INTERRUPT_SET = 0xFFFF_FFFF
-KVM_INTERRUPT_UNSET = 0xFFFF_FFFE
-KVM_GUESTDBG_ENABLE = 1
-KVM_CAP_RISCV_MP_STATE_RESET = 242
 
 
 def _same(response: Any) -> Any:

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict
 
-from emulator import csr as C
-from emulator.hart import NO_DEADLINE, PRV_S, PRV_U
+from rvkvm.emulator import csr as C
+from rvkvm.emulator.hart import NO_DEADLINE, PRV_S, PRV_U
 
 from .backend import KVM_RISCV_MODE_S, KVM_RISCV_MODE_U, U64_MASK
 from .profiles import ISA_BY_NAME_ID
 from .sbi_ext import STA_SHMEM_DISABLED
 
 if TYPE_CHECKING:
-    from emulator.hart import Hart
+    from rvkvm.emulator.hart import Hart
 
     from .vcpu import Vcpu
 

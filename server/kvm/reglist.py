@@ -19,17 +19,7 @@ from __future__ import annotations
 import errno
 from typing import Callable, Dict, Iterable, Iterator, List, Sequence, Tuple, Union
 
-from .backend import KVM_RISCV_MODE_S, KVM_RISCV_MODE_U, U64_MASK, VcpuRegisterBackend
-from .errors import KvmError
-from .profiles import (
-    ISA_BY_NAME_ID,
-    SBI_BY_NAME,
-    HostProfile,
-    KernelProfile,
-    Platform,
-    VcpuConfig,
-)
-from .regid import (
+from rvkvm.uapi.onereg import (
     CONFIG_REGS,
     CORE_MODE,
     CORE_REGS,
@@ -49,6 +39,17 @@ from .regid import (
     decode_id,
     make_id,
     reg_size,
+)
+
+from .backend import KVM_RISCV_MODE_S, KVM_RISCV_MODE_U, U64_MASK, VcpuRegisterBackend
+from .errors import KvmError
+from .profiles import (
+    ISA_BY_NAME_ID,
+    SBI_BY_NAME,
+    HostProfile,
+    KernelProfile,
+    Platform,
+    VcpuConfig,
 )
 from .sbi_ext import (
     FWFT_SET_FLAG_LOCK,

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
 
-from emulator import csr as C
-from emulator.events import Trap
+from rvkvm.emulator import csr as C
+from rvkvm.emulator.events import Trap
 
 from . import exits as X
 from .fwft import fwft_call

@@ -27,9 +27,16 @@ import errno
 import threading
 from typing import TYPE_CHECKING, Callable, List, Optional, Set, Tuple
 
-from emulator import csr as C
-from emulator.events import GuestExit, Stop, Trap
-from emulator.hart import FETCH, LOAD, NO_DEADLINE, PRV_S, STORE, Hart
+from rvkvm.emulator import csr as C
+from rvkvm.emulator.events import GuestExit, Stop, Trap
+from rvkvm.emulator.hart import FETCH, LOAD, NO_DEADLINE, PRV_S, STORE, Hart
+from rvkvm.uapi.kvm import (
+    KVM_GUESTDBG_ENABLE,
+    KVM_INTERRUPT_SET,
+    KVM_MP_STATE_INIT_RECEIVED,
+    KVM_MP_STATE_RUNNABLE,
+    KVM_MP_STATE_STOPPED,
+)
 
 from . import exits as X
 from .backend import HEDELEG_DEFAULT
@@ -47,16 +54,6 @@ if TYPE_CHECKING:
 
 U64_MASK = (1 << 64) - 1
 
-# KVM_MP_STATE_* (RISC-V uses RUNNABLE and STOPPED; INIT_RECEIVED resets).
-KVM_MP_STATE_RUNNABLE = 0
-KVM_MP_STATE_INIT_RECEIVED = 2
-KVM_MP_STATE_STOPPED = 5
-
-# KVM_INTERRUPT arguments (struct kvm_interrupt.irq).
-KVM_INTERRUPT_SET = 0xFFFF_FFFF
-KVM_INTERRUPT_UNSET = 0xFFFF_FFFE
-
-KVM_GUESTDBG_ENABLE = 1
 HEDELEG_BREAKPOINT = 1 << C.CAUSE_BREAKPOINT
 # hideleg = VSSIP | VSTIP | VSEIP; on a hart without H the S bits stand for them.
 HIDELEG_DEFAULT = C.SSIP | C.STIP | C.SEIP

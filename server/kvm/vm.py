@@ -19,20 +19,17 @@ import threading
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from emulator.hart import Hart
-from emulator.memory import PAGE_MASK, PAGE_SHIFT, PhysMemory, RamRegion
+from rvkvm.emulator.hart import Hart
+from rvkvm.emulator.memory import PAGE_MASK, PAGE_SHIFT, PhysMemory, RamRegion
+from rvkvm.uapi.kvm import KVM_CAP_RISCV_MP_STATE_RESET, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
 
 from .caps import KVM_MAX_VCPU_IDS, KVM_MAX_VCPUS, KVM_MEM_SLOTS_NUM, check_extension, gpa_bits
 from .errors import KvmError
 from .profiles import Platform
 from .vcpu import MmioAccess, Vcpu
 
-KVM_MEM_LOG_DIRTY_PAGES = 1
-KVM_MEM_READONLY = 2
 KVM_MEM_MAX_NR_PAGES = (1 << 31) - 1
 KVM_ADDRESS_SPACE_NUM = 1  # RISC-V has one address space
-
-KVM_CAP_RISCV_MP_STATE_RESET = 242
 
 
 @dataclass

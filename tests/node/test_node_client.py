@@ -43,12 +43,12 @@ def node() -> str:
 
 
 class ServerProcess:
-    """``python -m server`` on an ephemeral loopback port."""
+    """``python -m rvkvm.server`` on an ephemeral loopback port."""
 
     def __init__(self, log_path: str) -> None:
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "--listen", "127.0.0.1:0", "--log-level", "warning"],
+            [sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0", "--log-level", "warning"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # "" if the server died

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from server.kvm import parse_name
-from server.kvm.exits import (
+from rvkvm.server.kvm import parse_name
+from rvkvm.server.kvm.exits import (
     KVM_SYSTEM_EVENT_RESET,
     KVM_SYSTEM_EVENT_SHUTDOWN,
     DebugExit,
@@ -14,7 +14,7 @@ from server.kvm.exits import (
     SbiExit,
     SystemEventExit,
 )
-from server.kvm.vcpu import KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_STOPPED
+from rvkvm.uapi.kvm import KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_STOPPED
 from tests.emulator import rvasm as A
 from tests.server.kvm_runtime_guest import (
     A0,
