@@ -21,7 +21,7 @@ from server.kvm.exits import (
     SbiExit,
     SystemEventExit,
 )
-from server.kvm.profiles import KERNEL_PROFILES
+from server.kvm.profiles import ABI_CHANGES, KERNEL_PROFILES
 from server.kvm.sbi_ext import BY_NAME, SBI_BASE_EID
 from server.kvm.vcpu import KVM_MP_STATE_RUNNABLE
 from server.kvm.vm import KVM_CAP_RISCV_MP_STATE_RESET
@@ -162,3 +162,11 @@ def test_a_guest_program_reaches_its_ebreak():
     load(vm, vcpu, [A.addi(10, 0, 7), EBREAK])
     assert isinstance(vcpu.run(idle_timeout=0.0), DebugExit)
     assert vcpu.get_value(A0) == 7
+
+
+def test_profile_changes_match_the_abi_table():
+    """Each ABI_CHANGES row has its reading recorded in the data file, with
+    the same first release."""
+    recorded = {c["flag"]: c["since"] for c in DATA_FILE["profile_changes"]}
+    table = {c.flag: "{}.{}".format(*c.since) for c in ABI_CHANGES}
+    assert recorded == table
