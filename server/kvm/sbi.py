@@ -270,7 +270,7 @@ def _pmu(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
 def _sta(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
     if fid != 0:
         return _err(SBI_ERR_NOT_SUPPORTED)
-    lo, hi, flags = args[0], args[1], args[2]
+    lo, hi, flags = args[0], args[1], args[2] & 0xFFFF_FFFF  # u32 flags (vcpu_sbi_sta.c)
     if flags != 0:
         return _err(SBI_ERR_INVALID_PARAM)
     if lo == U64_MASK and hi == U64_MASK:
