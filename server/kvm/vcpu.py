@@ -398,6 +398,10 @@ class Vcpu:
         hart = self.hart
         if start_state is not None:
             self._load_start_state(*start_state)
+            # Interrupts raised before the reset was applied were pending
+            # when kvm_riscv_reset_vcpu cleared irqs_pending: they are lost.
+            requests &= ~REQ_IPI
+            seip = None
         if requests & REQ_IPI:
             hart.mip |= C.SSIP
         if requests & REQ_SFENCE_VMA:

@@ -141,3 +141,21 @@ def test_hsm_status_of_a_blocked_target(profile, expected):
     assert not worker.is_alive()
     assert (boot.get_value(A0), boot.get_value(A1)) == (0, expected)
 
+
+
+def test_interrupts_raised_before_an_hsm_start_are_cleared_by_its_reset():
+    """An IPI (and the external line) sent to a STOPPED vCPU is pending until
+    HSM hart_start's reset clears irqs_pending (vcpu.c kvm_riscv_reset_vcpu)."""
+    vm, (boot, second) = new_vm(vcpus=2)
+    entry = RAM_BASE + 0x1000
+    vm.write_memory(entry, A.words([A.csrrs(12, 0x144, 0), EBREAK]))  # a2 = sip
+    second.interrupt(0xFFFF_FFFF)
+    load(vm, boot, sbi_call(0x735049, 0, 0b10, 0) + sbi_call(HSM, 0, 1, entry, 0) + [EBREAK])
+    run_to_end(boot)
+    second.set_guest_debug(1)
+    run_to_end(second)
+    assert second.get_value(parse_name("core a2")) & 0x222 == 0
+    second.interrupt(0xFFFF_FFFF)  # raised after the reset: delivered
+    load(vm, second, [A.csrrs(12, 0x144, 0), EBREAK], at=entry)
+    run_to_end(second)
+    assert second.get_value(parse_name("core a2")) & 0x200
