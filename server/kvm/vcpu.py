@@ -294,6 +294,11 @@ class Vcpu:
             hart.scounteren = GUEST_COUNTERS  # before 6.16 the reset context set CY|TM|IR
         hart.menvcfg = self._envcfg | kept_envcfg
         hart.irq_lines = 0
+        with self._lock:
+            # Interrupts raised before the reset are pending ones, and
+            # kvm_riscv_reset_vcpu clears irqs_pending: they are lost.
+            self._requests &= ~REQ_IPI
+            self._seip = None
         hart.waiting = False
         hart.reservation = None
         hart.mtimecmp = NO_DEADLINE
@@ -390,18 +395,15 @@ class Vcpu:
         """Apply queued requests; an SBI reset (``start``) only on entry to
         the guest, as KVM handles KVM_REQ_VCPU_RESET in KVM_RUN."""
         with self._lock:
-            requests, self._requests = self._requests, 0
-            seip, self._seip = self._seip, None
             start_state = self._start if start else None
             if start:
                 self._start = None
-        hart = self.hart
         if start_state is not None:
             self._load_start_state(*start_state)
-            # Interrupts raised before the reset was applied were pending
-            # when kvm_riscv_reset_vcpu cleared irqs_pending: they are lost.
-            requests &= ~REQ_IPI
-            seip = None
+        with self._lock:
+            requests, self._requests = self._requests, 0
+            seip, self._seip = self._seip, None
+        hart = self.hart
         if requests & REQ_IPI:
             hart.mip |= C.SSIP
         if requests & REQ_SFENCE_VMA:

@@ -159,3 +159,13 @@ def test_interrupts_raised_before_an_hsm_start_are_cleared_by_its_reset():
     load(vm, second, [A.csrrs(12, 0x144, 0), EBREAK], at=entry)
     run_to_end(second)
     assert second.get_value(parse_name("core a2")) & 0x200
+
+
+@pytest.mark.parametrize("profile", WITH_CAP)
+def test_an_ipi_queued_before_a_userspace_reset_is_lost(profile):
+    vm, (boot, second) = new_vm(profile, vcpus=2)
+    vm.enable_cap(KVM_CAP_RISCV_MP_STATE_RESET)
+    load(vm, boot, sbi_call(0x735049, 0, 0b10, 0) + [EBREAK])
+    run_to_end(boot)
+    second.set_mp_state(KVM_MP_STATE_INIT_RECEIVED)
+    assert second.get_value(parse_name("csr sip")) & 0x2 == 0
