@@ -55,13 +55,13 @@ class HartBackend:
         self.sta_shmem = STA_SHMEM_DISABLED
 
     def reset(self) -> None:
-        """Timer disarmed (compare all-ones), STA off, extra registers zero."""
+        """Timer disarmed (compare all-ones), extra registers zero (STA has its
+        own reset hook, run by the vCPU)."""
         self.extra_csrs.clear()
         self.vector_csrs.clear()
         self.vregs.clear()
         self.timer_compare = U64_MASK
         self.armed = False
-        self.sta_shmem = STA_SHMEM_DISABLED
         self.hart.sbi_timecmp = NO_DEADLINE
 
     # -- CORE -------------------------------------------------------------

@@ -74,11 +74,13 @@ SBI_EXTS: Tuple[SbiExt, ...] = (
     SbiExt(6, "PMU", _one(0x504D55), True, IN_KERNEL, ("host:sbi_pmu",)),
     SbiExt(7, "EXPERIMENTAL", ((0x08000000, 0x08FFFFFF),), True, FORWARDED),
     SbiExt(8, "VENDOR", ((0x09000000, 0x09FFFFFF),), True, FORWARDED),
+    # FIDs >= 3 were answered NOT_SUPPORTED in the kernel before 6.19
+    # (ABI_CHANGES "dbcn_forward_all"); since, every FID is forwarded.
     SbiExt(9, "DBCN", _one(0x4442434E), False, FORWARDED),
     SbiExt(10, "STA", _one(0x535441), True, IN_KERNEL, ("host:sched_info",), STATE_STA),
     SbiExt(11, "SUSP", _one(0x53555350), False, PARTLY_FORWARDED),
-    SbiExt(12, "FWFT", _one(0x46574654), True, IN_KERNEL, ALWAYS, STATE_FWFT),
-    SbiExt(13, "MPXY", _one(0x4D505859), False, FORWARDED),
+    SbiExt(12, "FWFT", _one(0x46574654), True, IN_KERNEL, ALWAYS, STATE_FWFT),  # 6.18
+    SbiExt(13, "MPXY", _one(0x4D505859), False, FORWARDED),  # 6.19
 )
 
 SBI_EXT_MAX = len(SBI_EXTS)

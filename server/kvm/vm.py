@@ -90,12 +90,14 @@ class Vm:
         return check_extension(cap, self.platform.host)
 
     def enable_cap(self, cap: int, flags: int = 0, args: Tuple[int, ...] = ()) -> None:
-        """KVM_ENABLE_CAP on the VM: only KVM_CAP_RISCV_MP_STATE_RESET (6.16+)."""
+        """KVM_ENABLE_CAP on the VM: only KVM_CAP_RISCV_MP_STATE_RESET (6.16+;
+        before, riscv had no enable_cap and every cap was EINVAL)."""
         self._check_alive()
+        if cap != KVM_CAP_RISCV_MP_STATE_RESET or not self.platform.kernel.has(
+                "mp_state_reset_cap"):
+            raise _einval(f"capability {cap} cannot be enabled")
         if flags != 0:
             raise _einval("KVM_ENABLE_CAP flags must be 0")
-        if cap != KVM_CAP_RISCV_MP_STATE_RESET:
-            raise _einval(f"capability {cap} cannot be enabled")
         self.mp_state_reset = True
 
     # ------------------------------------------------------------------
