@@ -5,7 +5,7 @@
     rvkvm info [--server ADDR]
     rvkvm regs [--server ADDR] [--abi PROFILE]
 
-Without ``--server`` an embedded server (``python -m server``) is started on
+Without ``--server`` an embedded server (``python -m rvkvm.server``) is started on
 a free loopback port for the duration of the command.
 """
 
@@ -41,9 +41,9 @@ def parse_size(text: str) -> int:
 
 @contextlib.contextmanager
 def embedded_server() -> Iterator[str]:
-    """Start ``python -m server`` on a free loopback port; yields its address."""
+    """Start ``python -m rvkvm.server`` on a free loopback port; yields its address."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "--listen", "127.0.0.1:0", "--log-level", "warning"],
+        [sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0", "--log-level", "warning"],
         stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

@@ -8,7 +8,7 @@ from typing import Optional
 import grpc
 from grpc_status import rpc_status
 
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
+from rvkvm.v1 import kvm_pb2 as pb
 
 ENOTSUPP = 524  # kernel-internal "not supported"; leaks from KVM's FWFT paths
 # Linux's spelling where Python's table has an alias (95: ENOTSUP there).

@@ -11,20 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
-
-KVM_EXIT_UNKNOWN = 0
-KVM_EXIT_DEBUG = 4
-KVM_EXIT_MMIO = 6
-KVM_EXIT_FAIL_ENTRY = 9
-KVM_EXIT_INTR = 10
-KVM_EXIT_INTERNAL_ERROR = 17
-KVM_EXIT_SYSTEM_EVENT = 24
-KVM_EXIT_RISCV_SBI = 35
-KVM_EXIT_RISCV_CSR = 36
-
-KVM_SYSTEM_EVENT_SHUTDOWN = 1
-KVM_SYSTEM_EVENT_RESET = 2
+from rvkvm.uapi.kvm import (  # noqa: F401  (re-exported: the exit vocabulary)
+    KVM_EXIT_DEBUG,
+    KVM_EXIT_FAIL_ENTRY,
+    KVM_EXIT_INTERNAL_ERROR,
+    KVM_EXIT_INTR,
+    KVM_EXIT_MMIO,
+    KVM_EXIT_RISCV_CSR,
+    KVM_EXIT_RISCV_SBI,
+    KVM_EXIT_SYSTEM_EVENT,
+    KVM_EXIT_UNKNOWN,
+    KVM_SYSTEM_EVENT_RESET,
+    KVM_SYSTEM_EVENT_SHUTDOWN,
+)
+from rvkvm.v1 import kvm_pb2 as pb
 
 SBI_ERR_NOT_SUPPORTED = -2
 U64_MASK = (1 << 64) - 1

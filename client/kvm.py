@@ -19,7 +19,7 @@ awaitable)::
 The same classes serve both kinds of channel, so ``Kvm(channel)`` also
 takes a ``grpc.Channel`` or ``grpc.aio.Channel`` you made yourself.
 
-Registers are ids (ints, Linux encoding) or names (``regnames``). Failures
+Registers are ids (ints, Linux encoding) or names (``rvkvm.uapi.onereg``). Failures
 raise ``KvmError`` carrying the kernel's errno. An exit that needs an answer
 (MMIO load, SBI call, CSR access) is answered by filling its slot; the next
 ``run()`` sends it, as a VMM fills ``struct kvm_run``.
@@ -34,28 +34,27 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 
 import grpc
 
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
-from rvkvm_proto.rvkvm.v1 import kvm_pb2_grpc as pb_grpc
+from rvkvm.uapi.kvm import (  # noqa: F401  (re-exported for library users)
+    KVM_CAP_RISCV_MP_STATE_RESET,
+    KVM_GUESTDBG_ENABLE,
+    KVM_INTERRUPT_SET,
+    KVM_INTERRUPT_UNSET,
+    KVM_MEM_LOG_DIRTY_PAGES,
+    KVM_MEM_READONLY,
+    KVM_MP_STATE_INIT_RECEIVED,
+    KVM_MP_STATE_RUNNABLE,
+    KVM_MP_STATE_STOPPED,
+)
+from rvkvm.uapi.onereg import reg_id, reg_size
+from rvkvm.v1 import kvm_pb2 as pb
+from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
 from . import exits as X
 from .errors import KvmError
-from .regnames import reg_id, reg_size
 
 Reg = Union[int, str]
 DEFAULT_MAX_TRANSFER = 1 << 20
 
-# KVM_SET_USER_MEMORY_REGION flags
-KVM_MEM_LOG_DIRTY_PAGES = 1
-KVM_MEM_READONLY = 2
-# KVM_MP_STATE_*
-KVM_MP_STATE_RUNNABLE = 0
-KVM_MP_STATE_INIT_RECEIVED = 2
-KVM_MP_STATE_STOPPED = 5
-# KVM_INTERRUPT
-KVM_INTERRUPT_SET = 0xFFFF_FFFF
-KVM_INTERRUPT_UNSET = 0xFFFF_FFFE
-KVM_GUESTDBG_ENABLE = 1
-KVM_CAP_RISCV_MP_STATE_RESET = 242
 
 
 def _same(response: Any) -> Any:
@@ -404,9 +403,9 @@ class Vcpu:
 
     Registers are named by ONE_REG id (an int in Linux's encoding) or by
     name (``"core pc"``, ``"csr sstatus"``, ``"isa_ext SMNPM"``,
-    ``"sbi_ext DBCN"``: see ``client.regnames``). ``last_exit`` is the exit
+    ``"sbi_ext DBCN"``: see ``rvkvm.uapi.onereg``). ``last_exit`` is the exit
     the last ``run()`` returned; fill its answer slot before the next
-    ``run()``, which sends it (see ``client.exits``).
+    ``run()``, which sends it (see ``rvkvm.client.exits``).
     """
 
     def __init__(self, vm: Vm, vcpu_id: int) -> None:
@@ -481,7 +480,7 @@ class Vcpu:
     def run(self, budget: int = 0, idle_timeout: float = 0.0,
             timeout: Optional[float] = None) -> Any:
         """KVM_RUN: sends the answer filled into ``last_exit``, runs the vCPU
-        and returns the next exit (a ``client.exits.Exit``; ``IntrExit``
+        and returns the next exit (a ``rvkvm.client.exits.Exit``; ``IntrExit``
         when ``budget`` instructions ran (0: no budget), after
         ``idle_timeout`` seconds idle in WFI or STOPPED (0: wait until
         woken), or on ``kick()``). ``timeout``: the RPC deadline (the server

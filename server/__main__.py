@@ -1,4 +1,4 @@
-"""``rvkvm-server`` / ``python -m server``: run the rvkvm gRPC service."""
+"""``rvkvm-server`` / ``python -m rvkvm.server``: run the rvkvm gRPC service."""
 
 from __future__ import annotations
 

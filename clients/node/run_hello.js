@@ -8,7 +8,7 @@
 //   HOST:PORT   a running server (`rvkvm-server --listen HOST:PORT`); without
 //               one (and without RVKVM_SERVER in the environment) it starts
 //               its own on a free loopback port and stops it at the end:
-//               `rvkvm-server` if it is on PATH, else `$PYTHON -m server`
+//               `rvkvm-server` if it is on PATH, else `$PYTHON -m rvkvm.server`
 //               (PYTHON defaults to python3) in the repository
 //   GUEST.elf   guests to run one after the other, each in a new VM;
 //               default client/guests/hello_sbi.elf
@@ -194,7 +194,7 @@ class KvmClient {
 // ---------------------------------------------------------------------------
 // a server of our own when none is given
 
-// Starts `rvkvm-server --listen 127.0.0.1:0` (or `$PYTHON -m server ...`) and
+// Starts `rvkvm-server --listen 127.0.0.1:0` (or `$PYTHON -m rvkvm.server ...`) and
 // resolves with { address, stop() } once it prints "... listening on ADDR".
 function startServer() {
   const onPath = (cmd) => (process.env.PATH || '').split(path.delimiter)
@@ -202,7 +202,7 @@ function startServer() {
   const args = ['--listen', '127.0.0.1:0', '--log-level', 'warning'];
   const [cmd, argv] = onPath('rvkvm-server')
     ? ['rvkvm-server', args]
-    : [process.env.PYTHON || 'python3', ['-m', 'server', ...args]];
+    : [process.env.PYTHON || 'python3', ['-m', 'rvkvm.server', ...args]];
   const child = childProcess.spawn(cmd, argv, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   const stop = () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM'); };
   process.on('exit', stop); // whatever ends this process ends the server

@@ -8,10 +8,10 @@ import importlib
 import inspect
 from typing import List
 
-import client
+from rvkvm import client
 
-MODULES = ["client.kvm", "client.vmm", "client.exits", "client.devices", "client.errors",
-           "client.fdt", "client.regnames"]
+MODULES = ["rvkvm.client.kvm", "rvkvm.client.vmm", "rvkvm.client.exits",
+           "rvkvm.client.devices", "rvkvm.client.errors", "rvkvm.client.fdt"]
 
 
 def has_doc(obj: object, name: str) -> bool:

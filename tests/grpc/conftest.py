@@ -10,8 +10,8 @@ from typing import Any, Iterator, Optional
 import grpc
 import pytest
 
-from client import Kvm
-from server.rpc import Server, ServerConfig, create_server
+from rvkvm.client import Kvm
+from rvkvm.server.rpc import Server, ServerConfig, create_server
 
 
 class ServerThread:

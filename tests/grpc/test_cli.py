@@ -8,10 +8,10 @@ import struct
 import subprocess
 import sys
 
-from client.cli import HELLO_GUEST
-from client.exits import SystemEventExit
-from client.fdt import Node, to_dtb
-from client.vmm import Vmm
+from rvkvm.client.cli import HELLO_GUEST
+from rvkvm.client.exits import SystemEventExit
+from rvkvm.client.fdt import Node, to_dtb
+from rvkvm.client.vmm import Vmm
 from tests.emulator import rvasm as A
 
 from .dtb import cells, parse_dtb

@@ -14,13 +14,13 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from client import KvmError
-from client.kvm import KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_STOPPED
-from client.regnames import parse_name
-from rvkvm_proto.rvkvm.v1 import errors_pb2
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
-from rvkvm_proto.rvkvm.v1 import kvm_pb2_grpc as pb_grpc
-from server.kvm import regid
+from rvkvm.client import KvmError
+from rvkvm.client.kvm import KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_STOPPED
+from rvkvm.uapi import onereg
+from rvkvm.uapi.onereg import parse_name
+from rvkvm.v1 import errors_pb2
+from rvkvm.v1 import kvm_pb2 as pb
+from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
 from .guest import EBREAK, load, mmio_loads, new_vm, sbi_call
 
@@ -56,8 +56,8 @@ def test_worked_onereg_ids_are_the_servers():
     assert set(examples) >= {"core pc", "core a0", "core a1", "core mode", "config isa",
                              "isa_ext SMNPM", "sbi_ext DBCN", "timer frequency"}
     for name, reg_id in examples.items():
-        assert regid.parse_name(name) == reg_id, name
-        assert regid.short_name(reg_id) == name
+        assert onereg.parse_name(name) == reg_id, name
+        assert onereg.short_name(reg_id) == name
 
 
 def test_core_mode_selects_the_privilege(kvm):

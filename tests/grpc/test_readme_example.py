@@ -15,7 +15,7 @@ import sys
 import grpc
 import pytest
 
-from client import Kvm, KvmError
+from rvkvm.client import Kvm, KvmError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 README_ADDRESS = "127.0.0.1:50051"

@@ -59,12 +59,12 @@ def node() -> str:
 
 
 class ServerProcess:
-    """``python -m server`` on an ephemeral loopback port."""
+    """``python -m rvkvm.server`` on an ephemeral loopback port."""
 
     def __init__(self, log_path: str) -> None:
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "--listen", "127.0.0.1:0", "--log-level", "warning"],
+            [sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0", "--log-level", "warning"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # "" if the server died
@@ -101,7 +101,7 @@ def run_node(*args: str, env: Optional[Dict[str, str]] = None) -> subprocess.Com
 
 def env_without_rvkvm_server(python: str) -> Dict[str, str]:
     """The environment with no ``rvkvm-server`` on PATH and PYTHON set, so
-    run_hello.js starts ``PYTHON -m server`` (as in a fresh clone)."""
+    run_hello.js starts ``PYTHON -m rvkvm.server`` (as without an activated venv)."""
     path = [d for d in os.environ.get("PATH", "").split(os.pathsep)
             if d and not os.path.exists(os.path.join(d, "rvkvm-server"))]
     return {**os.environ, "PATH": os.pathsep.join(path), "PYTHON": python}

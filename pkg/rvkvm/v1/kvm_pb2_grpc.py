@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as rvkvm_dot_v1_dot_kvm__pb2
+from rvkvm.v1 import kvm_pb2 as rvkvm_dot_v1_dot_kvm__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

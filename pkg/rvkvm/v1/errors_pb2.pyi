@@ -1,6 +1,6 @@
 from google.rpc import error_details_pb2 as _error_details_pb2
 from google.rpc import status_pb2 as _status_pb2
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as _kvm_pb2
+from rvkvm.v1 import kvm_pb2 as _kvm_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Mapping as _Mapping

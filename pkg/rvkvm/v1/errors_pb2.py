@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 from google.rpc import error_details_pb2 as google_dot_rpc_dot_error__details__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as rvkvm_dot_v1_dot_kvm__pb2
+from rvkvm.v1 import kvm_pb2 as rvkvm_dot_v1_dot_kvm__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15rvkvm/v1/errors.proto\x12\x08rvkvm.v1\x1a\x1egoogle/rpc/error_details.proto\x1a\x17google/rpc/status.proto\x1a\x12rvkvm/v1/kvm.proto\"\x87\x01\n\x0fRpcErrorDetails\x12\"\n\x06status\x18\x01 \x01(\x0b\x32\x12.google.rpc.Status\x12)\n\nerror_info\x18\x02 \x01(\x0b\x32\x15.google.rpc.ErrorInfo\x12%\n\tkvm_errno\x18\x03 \x01(\x0b\x32\x12.rvkvm.v1.KvmErrnob\x06proto3')
