@@ -49,6 +49,7 @@ KVM_INTERRUPT_SET = 0xFFFF_FFFF
 KVM_INTERRUPT_UNSET = 0xFFFF_FFFE
 KVM_GUESTDBG_ENABLE = 1
 KVM_CAP_RISCV_MP_STATE_RESET = 242
+KVM_CAP_COALESCED_MMIO = 15
 
 
 def _same(response: Any) -> Any:
@@ -236,6 +237,27 @@ class Vm:
 
         return self._caller.unary("BatchOneReg", pb.BatchOneRegRequest(
             vm_id=self.id, ops=msgs, stop_on_error=stop_on_error), convert)
+
+    # coalesced MMIO (KVM_CAP_COALESCED_MMIO)
+
+    def register_coalesced_mmio(self, addr: int, size: int, pio: int = 0) -> Any:
+        """KVM_REGISTER_COALESCED_MMIO: stores wholly inside [addr, addr +
+        size) queue in the VM's ring instead of exiting (loads still exit)."""
+        return self._caller.unary("RegisterCoalescedMmio", pb.RegisterCoalescedMmioRequest(
+            vm_id=self.id, zone=pb.CoalescedMmioZone(addr=addr, size=size, pio=pio)), _none)
+
+    def unregister_coalesced_mmio(self, addr: int, size: int, pio: int = 0) -> Any:
+        """KVM_UNREGISTER_COALESCED_MMIO: drops the zones containing the range."""
+        return self._caller.unary("UnregisterCoalescedMmio", pb.UnregisterCoalescedMmioRequest(
+            vm_id=self.id, zone=pb.CoalescedMmioZone(addr=addr, size=size, pio=pio)), _none)
+
+    def drain_coalesced_mmio(self) -> Any:
+        """The ring's queued writes (``CoalescedMmio``), oldest first. Exits
+        carry the ring too (``Exit.coalesced_mmio``); this flushes it while
+        no vCPU exits."""
+        return self._caller.unary("DrainCoalescedMmio",
+                                  pb.DrainCoalescedMmioRequest(vm_id=self.id),
+                                  lambda r: X.coalesced_from_pb(r.entries))
 
     def run_many(self, vcpus: Sequence[Vcpu], budget: int = 0, idle_timeout: float = 0.0) -> Any:
         """Run several vCPUs concurrently (each answers its own last exit);

@@ -14,7 +14,7 @@ import bisect
 import sys
 import time
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Dict, List, Optional, Protocol, Tuple
+from typing import BinaryIO, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from elftools.elf.elffile import ELFFile
 
@@ -94,11 +94,15 @@ class Vmm:
         self._mmio_starts.insert(i, base)
         self._mmio.insert(i, (base, base + size, device))
 
-    def add_uart(self, base: int = UART_BASE) -> Uart16550:
+    def add_uart(self, base: int = UART_BASE, coalesce_thr: bool = False) -> Uart16550:
         """An NS16550A at ``base`` (QEMU virt's address by default) writing
-        to the console, listed in the device tree as the stdout device."""
+        to the console, listed in the device tree as the stdout device.
+        ``coalesce_thr``: THR writes go through the coalesced-MMIO ring
+        (no exit per transmitted byte; LSR polls still exit)."""
         uart = Uart16550(self._write_console)
         self.add_mmio(base, UART_SIZE, uart)
+        if coalesce_thr:
+            self.vm.register_coalesced_mmio(base, 1)
         node = uart.dt_node(base)
         self._dt_devices.append(node)
         self._stdout_path = self._stdout_path or "/" + node.name
@@ -179,6 +183,7 @@ class Vmm:
             while True:
                 idle = 0.0 if deadline is None else max(0.01, deadline - time.monotonic())
                 exit_ = stream.run(budget=budget, idle_timeout=idle)
+                self.apply_coalesced(exit_.coalesced_mmio)
                 if isinstance(exit_, X.SbiExit):
                     handler = self.sbi_handlers.get(exit_.extension_id)
                     if handler is not None:
@@ -191,16 +196,32 @@ class Vmm:
                 else:
                     return RunResult(exit_)
 
-    def _serve_mmio(self, exit_: X.MmioExit) -> None:
-        i = bisect.bisect(self._mmio_starts, exit_.phys_addr) - 1
-        if i < 0 or exit_.phys_addr >= self._mmio[i][1]:
-            return  # no device: reads return 0, writes are dropped
+    def _device_at(self, phys_addr: int) -> Optional[Tuple[int, MmioDevice]]:
+        i = bisect.bisect(self._mmio_starts, phys_addr) - 1
+        if i < 0 or phys_addr >= self._mmio[i][1]:
+            return None
         base, _, device = self._mmio[i]
+        return base, device
+
+    def _serve_mmio(self, exit_: X.MmioExit) -> None:
+        found = self._device_at(exit_.phys_addr)
+        if found is None:
+            return  # no device: reads return 0, writes are dropped
+        base, device = found
         offset = exit_.phys_addr - base
         if exit_.is_write:
             device.write(offset, exit_.len, exit_.value)
         else:
             exit_.value = device.read(offset, exit_.len)
+
+    def apply_coalesced(self, entries: Sequence[X.CoalescedMmio]) -> None:
+        """Replay coalesced-MMIO ring entries as device writes, in order
+        (before the exit that carried them is served)."""
+        for entry in entries:
+            found = self._device_at(entry.phys_addr)
+            if found is not None:
+                base, device = found
+                device.write(entry.phys_addr - base, entry.len, entry.value)
 
     def _write_console(self, data: bytes) -> None:
         self.console.write(data)
