@@ -239,24 +239,39 @@ class Vcpu:
         escapes: an emulator failure becomes ``InternalErrorExit``.
         """
         with self._mutex:
-            self._check_alive()
-            self.config.mark_ran()
-            self._complete()
-            with self._lock:
-                kicked, self._kick = self._kick, False
-            if kicked:
-                return X.IntrExit(X.INTR_KICK)
-            if not self._configured:
-                self._first_run_setup()
-            try:
-                result = self._run(budget, idle_timeout)
-            except KvmError:
-                raise
-            except Exception as exc:  # an emulator failure must not kill the server
-                result = X.InternalErrorExit(X.KVM_INTERNAL_ERROR_EMULATION,
-                                             [self.hart.pc], f"{type(exc).__name__}: {exc}")
-            self._last_exit = result
-            return result
+            return self._run_locked(budget, idle_timeout)
+
+    def try_run(self, budget: int) -> Optional[X.Exit]:
+        """``run`` that never waits: None if another thread holds the vCPU
+        (a register ioctl, another run), and idle is an ``IntrExit("idle")``
+        at once. For adapters that try a short run on a thread that must
+        not block (an event loop) before handing the vCPU to a worker."""
+        if not self._mutex.acquire(blocking=False):
+            return None
+        try:
+            return self._run_locked(budget, 0.0)
+        finally:
+            self._mutex.release()
+
+    def _run_locked(self, budget: int, idle_timeout: Optional[float]) -> X.Exit:
+        self._check_alive()
+        self.config.mark_ran()
+        self._complete()
+        with self._lock:
+            kicked, self._kick = self._kick, False
+        if kicked:
+            return X.IntrExit(X.INTR_KICK)
+        if not self._configured:
+            self._first_run_setup()
+        try:
+            result = self._run(budget, idle_timeout)
+        except KvmError:
+            raise
+        except Exception as exc:  # an emulator failure must not kill the server
+            result = X.InternalErrorExit(X.KVM_INTERNAL_ERROR_EMULATION,
+                                         [self.hart.pc], f"{type(exc).__name__}: {exc}")
+        self._last_exit = result
+        return result
 
     # ------------------------------------------------------------------
     # lifecycle
