@@ -19,15 +19,18 @@ from typing import BinaryIO, Callable, Dict, List, Optional, Protocol, Sequence,
 from elftools.elf.elffile import ELFFile
 
 from . import exits as X
-from .devices import UART_BASE, UART_SIZE, Uart16550
+from .devices import UART_BASE, UART_IRQ, UART_SIZE, Uart16550
 from .errors import KvmError
 from .fdt import Node, to_dtb
 from .kvm import Kvm
+from .plic import PLIC_BASE, PLIC_SIZE, Plic
 
 RAM_BASE = 0x8000_0000
 PAGE = 4096
 DTB_ALIGN = 0x1000
 DTB_ROOM = 0x10000  # the device tree goes into the last 64 KiB of RAM
+PHANDLE_CPU0_INTC = 1
+PHANDLE_PLIC = 2
 
 SBI_SUCCESS = 0
 SBI_ERR_INVALID_PARAM = -3
@@ -78,6 +81,7 @@ class Vmm:
         self._mmio: List[Tuple[int, int, MmioDevice]] = []
         self._dt_devices: List[Node] = []
         self._stdout_path = ""
+        self.plic: Optional[Plic] = None
         self.sbi_handlers: Dict[int, SbiHandler] = {
             SBI_EXT_DBCN: Vmm._sbi_dbcn,
             SBI_EXT_0_1_CONSOLE_PUTCHAR: Vmm._sbi_legacy_putchar,
@@ -94,16 +98,35 @@ class Vmm:
         self._mmio_starts.insert(i, base)
         self._mmio.insert(i, (base, base + size, device))
 
-    def add_uart(self, base: int = UART_BASE, coalesce_thr: bool = False) -> Uart16550:
+    def add_plic(self) -> Plic:
+        """A PLIC at QEMU virt's address whose S context of hart 0 drives
+        vCPU 0's external interrupt (KVM_INTERRUPT), as kvmtool wires it."""
+        plic = Plic(1)
+        self.add_mmio(PLIC_BASE, PLIC_SIZE, plic)
+        plic.connect_vcpu(0, self.vcpu)
+        self.plic = plic
+        return plic
+
+    def add_uart(self, base: int = UART_BASE, coalesce_thr: bool = False,
+                 irq: Optional[int] = None) -> Uart16550:
         """An NS16550A at ``base`` (QEMU virt's address by default) writing
         to the console, listed in the device tree as the stdout device.
         ``coalesce_thr``: THR writes go through the coalesced-MMIO ring
-        (no exit per transmitted byte; LSR polls still exit)."""
-        uart = Uart16550(self._write_console)
+        (no exit per transmitted byte; LSR polls still exit). ``irq``: its
+        PLIC source (QEMU virt: 10); default 10 when ``add_plic`` came first."""
+        if irq is None and self.plic is not None:
+            irq = UART_IRQ
+        line = None
+        if irq is not None:
+            if self.plic is None:
+                raise ValueError("a UART interrupt needs add_plic() first")
+            line = self.plic.irq_line(irq)
+        uart = Uart16550(self._write_console, irq=line)
         self.add_mmio(base, UART_SIZE, uart)
         if coalesce_thr:
             self.vm.register_coalesced_mmio(base, 1)
-        node = uart.dt_node(base)
+        node = uart.dt_node(base, irq=irq,
+                            interrupt_parent=PHANDLE_PLIC if irq is not None else None)
         self._dt_devices.append(node)
         self._stdout_path = self._stdout_path or "/" + node.name
         return uart
@@ -131,7 +154,7 @@ class Vmm:
 
     def device_tree(self, bootargs: str = "") -> Node:
         """A minimal device tree: one cpu, the RAM, the devices added with
-        ``add_uart``, /chosen."""
+        ``add_plic`` and ``add_uart``, /chosen."""
         info = self.kvm.get_host_info()
         mmu = {8: "riscv,sv39", 9: "riscv,sv48", 10: "riscv,sv57"}.get(info.satp_mode,
                                                                       "riscv,sv39")
@@ -147,11 +170,14 @@ class Vmm:
                                       "mmu-type": mmu}))
         cpu.add(Node("interrupt-controller", {"#address-cells": 0, "#interrupt-cells": 1,
                                               "interrupt-controller": True,
-                                              "compatible": "riscv,cpu-intc"}))
+                                              "compatible": "riscv,cpu-intc",
+                                              "phandle": PHANDLE_CPU0_INTC}))
         base, size = self.ram_base, self.ram_size
         root.add(Node(f"memory@{base:x}", {
             "device_type": "memory",
             "reg": [base >> 32, base & 0xFFFF_FFFF, size >> 32, size & 0xFFFF_FFFF]}))
+        if self.plic is not None:
+            root.add(self.plic.dt_node([PHANDLE_CPU0_INTC], PHANDLE_PLIC))
         for node in self._dt_devices:
             root.add(node)
         return root
