@@ -327,9 +327,10 @@ class Vcpu:
 
     # KVM_RUN
 
-    def _run_request(self, budget: int, idle_timeout: float) -> pb.RunRequest:
+    def _run_request(self, budget: int, idle_timeout: float,
+                     interrupt: Optional[int] = None) -> pb.RunRequest:
         request = pb.RunRequest(vcpu=self.ref, budget=budget,
-                                idle_timeout_ms=int(idle_timeout * 1000))
+                                idle_timeout_ms=int(idle_timeout * 1000), interrupt=interrupt)
         completion = self.last_exit.completion() if self.last_exit is not None else None
         if completion is not None:
             request.completion.CopyFrom(completion)
@@ -340,13 +341,14 @@ class Vcpu:
         return self.last_exit
 
     def run(self, budget: int = 0, idle_timeout: float = 0.0,
-            timeout: Optional[float] = None) -> Any:
+            timeout: Optional[float] = None, interrupt: Optional[int] = None) -> Any:
         """KVM_RUN: answers ``last_exit`` and returns the next exit.
         ``budget``: instructions (0: none); ``idle_timeout``: seconds idle
         before an INTR exit (0: wait until woken); ``timeout``: RPC deadline
-        (the server kicks the vCPU when it passes)."""
-        return self._caller.unary("Run", self._run_request(budget, idle_timeout), self._took,
-                                  timeout=timeout)
+        (the server kicks the vCPU when it passes); ``interrupt``: a
+        KVM_INTERRUPT value applied first (no separate Interrupt call)."""
+        return self._caller.unary("Run", self._run_request(budget, idle_timeout, interrupt),
+                                  self._took, timeout=timeout)
 
     def run_stream(self) -> Any:
         """A ``RunStream`` session: its ``run()`` is this vCPU's ``run()``
@@ -405,9 +407,10 @@ class RunStream:
                 return
             yield request
 
-    def run(self, budget: int = 0, idle_timeout: float = 0.0) -> X.Exit:
+    def run(self, budget: int = 0, idle_timeout: float = 0.0,
+            interrupt: Optional[int] = None) -> X.Exit:
         with self._lock:
-            self._requests.put(self._vcpu._run_request(budget, idle_timeout))
+            self._requests.put(self._vcpu._run_request(budget, idle_timeout, interrupt))
             try:
                 return self._vcpu._took(next(self._responses))
             except grpc.RpcError as err:
@@ -430,9 +433,10 @@ class AsyncRunStream:
         self._vcpu = vcpu
         self._call = vcpu._caller.stub.RunStream()
 
-    async def run(self, budget: int = 0, idle_timeout: float = 0.0) -> X.Exit:
+    async def run(self, budget: int = 0, idle_timeout: float = 0.0,
+                  interrupt: Optional[int] = None) -> X.Exit:
         try:
-            await self._call.write(self._vcpu._run_request(budget, idle_timeout))
+            await self._call.write(self._vcpu._run_request(budget, idle_timeout, interrupt))
             return self._vcpu._took(await self._call.read())
         except grpc.RpcError as err:
             raise KvmError.from_rpc_error(err) from None

@@ -108,12 +108,14 @@ class Plic:
             self.outputs[context] = output
             output(self.output_level[context])
 
-    def connect_vcpu(self, hart: int, vcpu: Any) -> None:
+    def connect_vcpu(self, hart: int, vcpu: Any) -> VcpuInterruptLine:
         """Drive ``vcpu`` (a client ``Vcpu`` on a blocking channel) from the
         S context of ``hart``: KVM_INTERRUPT SET when the context's line goes
-        high, UNSET when it goes low, as kvmtool does."""
-        self.connect(self.s_context(hart), lambda level: vcpu.interrupt(
-            KVM_INTERRUPT_SET if level else KVM_INTERRUPT_UNSET))
+        high, UNSET when it goes low, as kvmtool does (see
+        ``VcpuInterruptLine`` for how a VMM's run loop saves round trips)."""
+        line = VcpuInterruptLine(vcpu)
+        self.connect(self.s_context(hart), line)
+        return line
 
     def set_irq(self, source: int, level: bool) -> None:
         """The level of interrupt source ``source`` (1..ndev)."""
@@ -268,3 +270,46 @@ class Plic:
             "riscv,ndev": self.ndev,
             "phandle": phandle,
         })
+
+
+class VcpuInterruptLine:
+    """A vCPU's external interrupt line (KVM_INTERRUPT) as a PLIC context
+    drives it, level by level.
+
+    Without a run loop (``run_thread`` None) every change is an Interrupt
+    RPC. While a VMM thread runs the vCPU it sets ``run_thread`` to its
+    thread id and sends ``take()`` with each Run (RunRequest.interrupt):
+    changes made on that thread (serving the vCPU's exits: a claim, a
+    device register) then ride on the next Run, and a change from another
+    thread (terminal input) kicks the vCPU so the run loop sends it. All
+    changes reach the server through one thread, in order, so a late
+    message can never leave the line at an old level.
+    """
+
+    def __init__(self, vcpu: Any) -> None:
+        self.vcpu = vcpu
+        self.run_thread: Optional[int] = None
+        self._wanted = False
+        self._sent: Optional[bool] = None
+        self._lock = threading.Lock()
+
+    def __call__(self, level: bool) -> None:
+        with self._lock:
+            self._wanted = level
+            if self._sent == level:
+                return
+            run_thread = self.run_thread
+            if run_thread is None:
+                self.vcpu.interrupt(KVM_INTERRUPT_SET if level else KVM_INTERRUPT_UNSET)
+                self._sent = level
+                return
+        if threading.get_ident() != run_thread:
+            self.vcpu.kick()  # the run loop's next Run carries the change
+
+    def take(self) -> Optional[int]:
+        """The KVM_INTERRUPT value the next Run must carry (None: no change)."""
+        with self._lock:
+            if self._sent == self._wanted:
+                return None
+            self._sent = self._wanted
+            return KVM_INTERRUPT_SET if self._wanted else KVM_INTERRUPT_UNSET

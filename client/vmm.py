@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
@@ -23,7 +24,7 @@ from .devices import UART_BASE, UART_IRQ, UART_SIZE, Uart16550
 from .errors import KvmError
 from .fdt import Node, to_dtb
 from .kvm import Kvm
-from .plic import PLIC_BASE, PLIC_SIZE, Plic
+from .plic import PLIC_BASE, PLIC_SIZE, Plic, VcpuInterruptLine
 
 RAM_BASE = 0x8000_0000
 PAGE = 4096
@@ -82,6 +83,7 @@ class Vmm:
         self._dt_devices: List[Node] = []
         self._stdout_path = ""
         self.plic: Optional[Plic] = None
+        self._irq_line: Optional[VcpuInterruptLine] = None
         self.sbi_handlers: Dict[int, SbiHandler] = {
             SBI_EXT_DBCN: Vmm._sbi_dbcn,
             SBI_EXT_0_1_CONSOLE_PUTCHAR: Vmm._sbi_legacy_putchar,
@@ -103,7 +105,7 @@ class Vmm:
         vCPU 0's external interrupt (KVM_INTERRUPT), as kvmtool wires it."""
         plic = Plic(1)
         self.add_mmio(PLIC_BASE, PLIC_SIZE, plic)
-        plic.connect_vcpu(0, self.vcpu)
+        self._irq_line = plic.connect_vcpu(0, self.vcpu)
         self.plic = plic
         return plic
 
@@ -205,10 +207,22 @@ class Vmm:
         deadline = None if timeout is None else time.monotonic() + timeout
         # with a deadline, each Run is bounded (busy: a budget; idle: a timeout)
         budget = 0 if deadline is None else TIMEOUT_CHECK_BUDGET
+        line = self._irq_line
+        if line is not None:
+            line.run_thread = threading.get_ident()
+        try:
+            return self._run_loop(deadline, budget, line)
+        finally:
+            if line is not None:
+                line.run_thread = None
+
+    def _run_loop(self, deadline: Optional[float], budget: int,
+                  line: Optional[VcpuInterruptLine]) -> RunResult:
         with self.vcpu.run_stream() as stream:
             while True:
                 idle = 0.0 if deadline is None else max(0.01, deadline - time.monotonic())
-                exit_ = stream.run(budget=budget, idle_timeout=idle)
+                irq = line.take() if line is not None else None
+                exit_ = stream.run(budget=budget, idle_timeout=idle, interrupt=irq)
                 self.apply_coalesced(exit_.coalesced_mmio)
                 if isinstance(exit_, X.SbiExit):
                     handler = self.sbi_handlers.get(exit_.extension_id)

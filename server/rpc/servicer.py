@@ -58,6 +58,8 @@ class KvmServicer(pb_grpc.KvmServicer):
     async def _run(self, session: VcpuSession, request: pb.RunRequest) -> pb.Exit:
         """One KVM_RUN, delivered with the coalesced-MMIO ring drained after
         the exit happened (so the entries precede it)."""
+        if request.HasField("interrupt"):
+            session.vcpu.interrupt(request.interrupt)
         exit_ = await session.run(request.completion, request.budget,
                                   request.idle_timeout_ms / 1000, self._run_pool)
         return convert.exit_to_pb(exit_, session.vcpu.vm.coalesced_mmio.drain())

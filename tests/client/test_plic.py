@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Dict, List
 
 import pytest
@@ -221,3 +222,37 @@ def test_uart_interrupt_reaches_the_vcpu_through_the_plic():
     assert uart.read(RBR_THR_DLL, 1) == ord("k")
     complete(plic, s, UART_IRQ)
     assert vcpu.irqs == [KVM_INTERRUPT_UNSET, KVM_INTERRUPT_SET, KVM_INTERRUPT_UNSET]
+
+
+class FakeKickableVcpu(FakeVcpu):
+    def __init__(self) -> None:
+        super().__init__()
+        self.kicks = 0
+
+    def kick(self) -> None:
+        self.kicks += 1
+
+
+def test_interrupt_line_defers_to_the_run_loop_and_kicks_it_from_other_threads():
+    vcpu = FakeKickableVcpu()
+    plic = Plic(1)
+    line = plic.connect_vcpu(0, vcpu)
+    assert vcpu.irqs == [KVM_INTERRUPT_UNSET] and line.take() is None
+    line.run_thread = threading.get_ident()  # a run loop on this thread
+    prio(plic, 3, 1)
+    enable(plic, plic.s_context(0), 3)
+    plic.set_irq(3, True)  # raised while serving an exit: rides on the next Run
+    assert vcpu.irqs == [KVM_INTERRUPT_UNSET] and vcpu.kicks == 0
+    assert line.take() == KVM_INTERRUPT_SET and line.take() is None
+    claim(plic, plic.s_context(0))
+    plic.set_irq(3, False)
+    complete(plic, plic.s_context(0), 3)
+    assert line.take() == KVM_INTERRUPT_UNSET
+    other = threading.Thread(target=plic.set_irq, args=(3, True))  # terminal input
+    other.start()
+    other.join()
+    assert vcpu.kicks == 1 and vcpu.irqs == [KVM_INTERRUPT_UNSET]  # no RPC besides the run loop
+    assert line.take() == KVM_INTERRUPT_SET
+    line.run_thread = None  # no run loop: straight to the Interrupt RPC
+    plic.set_irq(3, False)
+    assert vcpu.irqs[-1] == KVM_INTERRUPT_UNSET and line.take() is None

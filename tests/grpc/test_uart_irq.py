@@ -9,7 +9,9 @@ import io
 import threading
 
 from client.devices import UART_BASE, UART_IRQ
+from client.exits import INTR_IDLE, DebugExit, IntrExit
 from client.fdt import to_dtb
+from client.kvm import KVM_INTERRUPT_SET
 from client.plic import (
     CONTEXT_BASE,
     CONTEXT_CLAIM,
@@ -22,7 +24,7 @@ from client.vmm import RAM_BASE, Vmm
 from tests.emulator import rvasm as A
 
 from .dtb import cells, parse_dtb
-from .guest import li, sbi_call
+from .guest import li, load, new_vm, sbi_call
 
 T0, T1, T2, T3, A0 = 5, 6, 7, 28, 10
 STVEC, SIE, SSTATUS = 0x105, 0x104, 0x100
@@ -116,3 +118,17 @@ def test_device_tree_wires_the_uart_to_the_plic(kvm):
     serial = nodes["/serial@10000000"]
     assert cells(serial["interrupts"]) == [UART_IRQ]
     assert cells(serial["interrupt-parent"]) == cells(plic["phandle"])
+
+
+def test_run_request_carries_kvm_interrupt(kvm):
+    vm, (vcpu,) = new_vm(kvm)
+    load(vm, vcpu, li(T0, RAM_BASE + 0x100) + [A.csrrw(0, STVEC, T0)]
+         + li(T1, SEIE) + [A.csrrs(0, SIE, T1)] + li(T1, SSTATUS_SIE)
+         + [A.csrrs(0, SSTATUS, T1), A.WFI, A.j(0, -4)])
+    vm.write_memory(RAM_BASE + 0x100, A.words([A.EBREAK]))
+    exit_ = vcpu.run(budget=100_000, idle_timeout=0.2)
+    assert isinstance(exit_, IntrExit) and exit_.why == INTR_IDLE  # nothing pending: waits
+    exit_ = vcpu.run(budget=100_000, idle_timeout=0.2, interrupt=KVM_INTERRUPT_SET)
+    assert isinstance(exit_, DebugExit)  # the external interrupt reached stvec
+    assert vcpu.get_reg("csr scause") == (1 << 63) | 9
+    vm.destroy()

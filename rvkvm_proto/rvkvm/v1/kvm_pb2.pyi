@@ -376,16 +376,18 @@ class CsrCompletion(_message.Message):
     def __init__(self, ret_value: _Optional[int] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("vcpu", "completion", "budget", "idle_timeout_ms")
+    __slots__ = ("vcpu", "completion", "budget", "idle_timeout_ms", "interrupt")
     VCPU_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPT_FIELD_NUMBER: _ClassVar[int]
     vcpu: VcpuRef
     completion: Completion
     budget: int
     idle_timeout_ms: int
-    def __init__(self, vcpu: _Optional[_Union[VcpuRef, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., budget: _Optional[int] = ..., idle_timeout_ms: _Optional[int] = ...) -> None: ...
+    interrupt: int
+    def __init__(self, vcpu: _Optional[_Union[VcpuRef, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., budget: _Optional[int] = ..., idle_timeout_ms: _Optional[int] = ..., interrupt: _Optional[int] = ...) -> None: ...
 
 class Exit(_message.Message):
     __slots__ = ("reason", "mmio", "riscv_sbi", "riscv_csr", "system_event", "debug", "intr", "fail_entry", "internal_error", "unknown", "coalesced_mmio")
