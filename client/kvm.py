@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 import grpc
 
 from rvkvm.uapi.kvm import (  # noqa: F401  (re-exported for library users)
+    KVM_CAP_COALESCED_MMIO,
     KVM_CAP_RISCV_MP_STATE_RESET,
     KVM_GUESTDBG_ENABLE,
     KVM_INTERRUPT_SET,
@@ -378,6 +379,27 @@ class Vm:
         return self._caller.unary("BatchOneReg", pb.BatchOneRegRequest(
             vm_id=self.id, ops=msgs, stop_on_error=stop_on_error), convert)
 
+    # coalesced MMIO (KVM_CAP_COALESCED_MMIO)
+
+    def register_coalesced_mmio(self, addr: int, size: int, pio: int = 0) -> Any:
+        """KVM_REGISTER_COALESCED_MMIO: stores wholly inside [addr, addr +
+        size) queue in the VM's ring instead of exiting (loads still exit)."""
+        return self._caller.unary("RegisterCoalescedMmio", pb.RegisterCoalescedMmioRequest(
+            vm_id=self.id, zone=pb.CoalescedMmioZone(addr=addr, size=size, pio=pio)), _none)
+
+    def unregister_coalesced_mmio(self, addr: int, size: int, pio: int = 0) -> Any:
+        """KVM_UNREGISTER_COALESCED_MMIO: drops the zones containing the range."""
+        return self._caller.unary("UnregisterCoalescedMmio", pb.UnregisterCoalescedMmioRequest(
+            vm_id=self.id, zone=pb.CoalescedMmioZone(addr=addr, size=size, pio=pio)), _none)
+
+    def drain_coalesced_mmio(self) -> Any:
+        """The ring's queued writes (``CoalescedMmio``), oldest first. Exits
+        carry the ring too (``Exit.coalesced_mmio``); this flushes it while
+        no vCPU exits."""
+        return self._caller.unary("DrainCoalescedMmio",
+                                  pb.DrainCoalescedMmioRequest(vm_id=self.id),
+                                  lambda r: X.coalesced_from_pb(r.entries))
+
     def run_many(self, vcpus: Sequence[Vcpu], budget: int = 0, idle_timeout: float = 0.0) -> Any:
         """Run several vCPUs concurrently (each answers its own last exit);
         returns an ``Exit`` or a ``KvmError`` per vCPU, in order. Each vCPU
@@ -465,9 +487,10 @@ class Vcpu:
 
     # KVM_RUN
 
-    def _run_request(self, budget: int, idle_timeout: float) -> pb.RunRequest:
+    def _run_request(self, budget: int, idle_timeout: float,
+                     interrupt: Optional[int] = None) -> pb.RunRequest:
         request = pb.RunRequest(vcpu=self.ref, budget=budget,
-                                idle_timeout_ms=int(idle_timeout * 1000))
+                                idle_timeout_ms=int(idle_timeout * 1000), interrupt=interrupt)
         completion = self.last_exit.completion() if self.last_exit is not None else None
         if completion is not None:
             request.completion.CopyFrom(completion)
@@ -478,13 +501,15 @@ class Vcpu:
         return self.last_exit
 
     def run(self, budget: int = 0, idle_timeout: float = 0.0,
-            timeout: Optional[float] = None) -> Any:
+            timeout: Optional[float] = None, interrupt: Optional[int] = None) -> Any:
         """KVM_RUN: sends the answer filled into ``last_exit``, runs the vCPU
         and returns the next exit (a ``rvkvm.client.exits.Exit``; ``IntrExit``
         when ``budget`` instructions ran (0: no budget), after
         ``idle_timeout`` seconds idle in WFI or STOPPED (0: wait until
         woken), or on ``kick()``). ``timeout``: the RPC deadline (the server
         then kicks the vCPU; the exit is kept for the next ``run()``).
+        ``interrupt``: a KVM_INTERRUPT value applied before the run, as a
+        VMM calls KVM_INTERRUPT then KVM_RUN (no separate Interrupt call).
 
         Raises ``KvmError`` where Linux's KVM_RUN fails: EOPNOTSUPP or EIO
         for guest accesses KVM cannot emulate (MMIO by an unusual
@@ -492,8 +517,8 @@ class Vcpu:
         for an answer of the wrong kind. After a shutdown every vCPU is
         STOPPED: ``run()`` runs nothing and returns ``IntrExit`` (idle or
         kick)."""
-        return self._caller.unary("Run", self._run_request(budget, idle_timeout), self._took,
-                                  timeout=timeout)
+        return self._caller.unary("Run", self._run_request(budget, idle_timeout, interrupt),
+                                  self._took, timeout=timeout)
 
     def run_stream(self) -> Any:
         """A ``RunStream`` session: its ``run()`` is this vCPU's ``run()``
@@ -578,11 +603,12 @@ class RunStream:
                 return
             yield request
 
-    def run(self, budget: int = 0, idle_timeout: float = 0.0) -> X.Exit:
+    def run(self, budget: int = 0, idle_timeout: float = 0.0,
+            interrupt: Optional[int] = None) -> X.Exit:
         """``Vcpu.run`` over the stream (same answers, exits and errors; a
         failed run ends the stream)."""
         with self._lock:
-            self._requests.put(self._vcpu._run_request(budget, idle_timeout))
+            self._requests.put(self._vcpu._run_request(budget, idle_timeout, interrupt))
             try:
                 return self._vcpu._took(next(self._responses))
             except grpc.RpcError as err:
@@ -607,10 +633,11 @@ class AsyncRunStream:
         self._vcpu = vcpu
         self._call = vcpu._caller.stub.RunStream()
 
-    async def run(self, budget: int = 0, idle_timeout: float = 0.0) -> X.Exit:
+    async def run(self, budget: int = 0, idle_timeout: float = 0.0,
+                  interrupt: Optional[int] = None) -> X.Exit:
         """``Vcpu.run`` over the stream."""
         try:
-            await self._call.write(self._vcpu._run_request(budget, idle_timeout))
+            await self._call.write(self._vcpu._run_request(budget, idle_timeout, interrupt))
             return self._vcpu._took(await self._call.read())
         except grpc.RpcError as err:
             raise KvmError.from_rpc_error(err) from None

@@ -12,22 +12,26 @@ from __future__ import annotations
 
 import bisect
 import sys
+import threading
 import time
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Dict, List, Optional, Protocol, Tuple
+from typing import BinaryIO, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from elftools.elf.elffile import ELFFile
 
 from . import exits as X
-from .devices import UART_BASE, UART_SIZE, Uart16550
+from .devices import UART_BASE, UART_IRQ, UART_SIZE, Uart16550
 from .errors import KvmError
 from .fdt import Node, to_dtb
 from .kvm import Kvm
+from .plic import PLIC_BASE, PLIC_SIZE, Plic, VcpuInterruptLine
 
 RAM_BASE = 0x8000_0000
 PAGE = 4096
 DTB_ALIGN = 0x1000
 DTB_ROOM = 0x10000  # the device tree goes into the last 64 KiB of RAM
+PHANDLE_CPU0_INTC = 1
+PHANDLE_PLIC = 2
 
 SBI_SUCCESS = 0
 SBI_ERR_INVALID_PARAM = -3
@@ -100,6 +104,8 @@ class Vmm:
         self._mmio: List[Tuple[int, int, MmioDevice]] = []
         self._dt_devices: List[Node] = []
         self._stdout_path = ""
+        self.plic: Optional[Plic] = None
+        self._irq_line: Optional[VcpuInterruptLine] = None
         self.sbi_handlers: Dict[int, SbiHandler] = {
             SBI_EXT_DBCN: Vmm._sbi_dbcn,
             SBI_EXT_0_1_CONSOLE_PUTCHAR: Vmm._sbi_legacy_putchar,
@@ -116,12 +122,35 @@ class Vmm:
         self._mmio_starts.insert(i, base)
         self._mmio.insert(i, (base, base + size, device))
 
-    def add_uart(self, base: int = UART_BASE) -> Uart16550:
+    def add_plic(self) -> Plic:
+        """A PLIC at QEMU virt's address whose S context of hart 0 drives
+        vCPU 0's external interrupt (KVM_INTERRUPT), as kvmtool wires it."""
+        plic = Plic(1)
+        self.add_mmio(PLIC_BASE, PLIC_SIZE, plic)
+        self._irq_line = plic.connect_vcpu(0, self.vcpu)
+        self.plic = plic
+        return plic
+
+    def add_uart(self, base: int = UART_BASE, coalesce_thr: bool = False,
+                 irq: Optional[int] = None) -> Uart16550:
         """An NS16550A at ``base`` (QEMU virt's address by default) writing
-        to the console, listed in the device tree as the stdout device."""
-        uart = Uart16550(self._write_console)
+        to the console, listed in the device tree as the stdout device.
+        ``coalesce_thr``: THR writes go through the coalesced-MMIO ring
+        (no exit per transmitted byte; LSR polls still exit). ``irq``: its
+        PLIC source (QEMU virt: 10); default 10 when ``add_plic`` came first."""
+        if irq is None and self.plic is not None:
+            irq = UART_IRQ
+        line = None
+        if irq is not None:
+            if self.plic is None:
+                raise ValueError("a UART interrupt needs add_plic() first")
+            line = self.plic.irq_line(irq)
+        uart = Uart16550(self._write_console, irq=line)
         self.add_mmio(base, UART_SIZE, uart)
-        node = uart.dt_node(base)
+        if coalesce_thr:
+            self.vm.register_coalesced_mmio(base, 1)
+        node = uart.dt_node(base, irq=irq,
+                            interrupt_parent=PHANDLE_PLIC if irq is not None else None)
         self._dt_devices.append(node)
         self._stdout_path = self._stdout_path or "/" + node.name
         return uart
@@ -151,7 +180,7 @@ class Vmm:
 
     def device_tree(self, bootargs: str = "") -> Node:
         """A minimal device tree: one cpu, the RAM, the devices added with
-        ``add_uart``, /chosen."""
+        ``add_plic`` and ``add_uart``, /chosen."""
         info = self.kvm.get_host_info()
         mmu = {8: "riscv,sv39", 9: "riscv,sv48", 10: "riscv,sv57"}.get(info.satp_mode,
                                                                       "riscv,sv39")
@@ -167,11 +196,14 @@ class Vmm:
                                       "mmu-type": mmu}))
         cpu.add(Node("interrupt-controller", {"#address-cells": 0, "#interrupt-cells": 1,
                                               "interrupt-controller": True,
-                                              "compatible": "riscv,cpu-intc"}))
+                                              "compatible": "riscv,cpu-intc",
+                                              "phandle": PHANDLE_CPU0_INTC}))
         base, size = self.ram_base, self.ram_size
         root.add(Node(f"memory@{base:x}", {
             "device_type": "memory",
             "reg": [base >> 32, base & 0xFFFF_FFFF, size >> 32, size & 0xFFFF_FFFF]}))
+        if self.plic is not None:
+            root.add(self.plic.dt_node([PHANDLE_CPU0_INTC], PHANDLE_PLIC))
         for node in self._dt_devices:
             root.add(node)
         return root
@@ -199,10 +231,23 @@ class Vmm:
         deadline = None if timeout is None else time.monotonic() + timeout
         # with a deadline, each Run is bounded (busy: a budget; idle: a timeout)
         budget = 0 if deadline is None else TIMEOUT_CHECK_BUDGET
+        line = self._irq_line
+        if line is not None:
+            line.run_thread = threading.get_ident()
+        try:
+            return self._run_loop(deadline, budget, line)
+        finally:
+            if line is not None:
+                line.run_thread = None
+
+    def _run_loop(self, deadline: Optional[float], budget: int,
+                  line: Optional[VcpuInterruptLine]) -> RunResult:
         with self.vcpu.run_stream() as stream:
             while True:
                 idle = 0.0 if deadline is None else max(0.01, deadline - time.monotonic())
-                exit_ = stream.run(budget=budget, idle_timeout=idle)
+                irq = line.take() if line is not None else None
+                exit_ = stream.run(budget=budget, idle_timeout=idle, interrupt=irq)
+                self.apply_coalesced(exit_.coalesced_mmio)
                 if isinstance(exit_, X.SbiExit):
                     handler = self.sbi_handlers.get(exit_.extension_id)
                     if handler is not None:
@@ -215,16 +260,32 @@ class Vmm:
                 else:
                     return RunResult(exit_)
 
-    def _serve_mmio(self, exit_: X.MmioExit) -> None:
-        i = bisect.bisect(self._mmio_starts, exit_.phys_addr) - 1
-        if i < 0 or exit_.phys_addr >= self._mmio[i][1]:
-            return  # no device: reads return 0, writes are dropped
+    def _device_at(self, phys_addr: int) -> Optional[Tuple[int, MmioDevice]]:
+        i = bisect.bisect(self._mmio_starts, phys_addr) - 1
+        if i < 0 or phys_addr >= self._mmio[i][1]:
+            return None
         base, _, device = self._mmio[i]
+        return base, device
+
+    def _serve_mmio(self, exit_: X.MmioExit) -> None:
+        found = self._device_at(exit_.phys_addr)
+        if found is None:
+            return  # no device: reads return 0, writes are dropped
+        base, device = found
         offset = exit_.phys_addr - base
         if exit_.is_write:
             device.write(offset, exit_.len, exit_.value)
         else:
             exit_.value = device.read(offset, exit_.len)
+
+    def apply_coalesced(self, entries: Sequence[X.CoalescedMmio]) -> None:
+        """Replay coalesced-MMIO ring entries as device writes, in order
+        (before the exit that carried them is served)."""
+        for entry in entries:
+            found = self._device_at(entry.phys_addr)
+            if found is not None:
+                base, device = found
+                device.write(entry.phys_addr - base, entry.len, entry.value)
 
     def _write_console(self, data: bytes) -> None:
         self.console.write(data)
