@@ -7,8 +7,12 @@ import sys
 import time
 from typing import List, Optional
 
+from .cmdline import SubcommandParser, guarded, version
 from .elf import ElfError
+from .hart import ENGINES
 from .machine import Machine
+
+PROG = "python -m emulator"
 
 EXIT_FAIL = 1
 EXIT_BUDGET = 2
@@ -24,17 +28,27 @@ def _parse_size(text: str) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emulator", description="rvkvm bare-metal RV64GC emulator")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a bare-metal ELF (HTIF tohost/fromhost)")
+    parser = argparse.ArgumentParser(prog=PROG, description="rvkvm bare-metal RV64GC emulator")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an unexpected error (also RVKVM_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
+    run = sub.add_parser("run", help="run a bare-metal ELF (HTIF tohost/fromhost)",
+                         description="Run a bare-metal RV64 ELF in M-mode (the spike machine's "
+                         "layout) until it writes tohost. Exit status: 0 pass, 1 FAIL, "
+                         "2 --max-insns used up, 3 bad input, 130 Ctrl-C.")
     run.add_argument("elf", help="RV64 ELF to load")
-    run.add_argument("--engine", choices=("fast", "reference"), default="fast")
+    run.add_argument("--engine", choices=ENGINES, default="fast",
+                     help="block translator (fast) or reference interpreter")
     run.add_argument("--max-insns", type=int, default=None, help="instruction budget (exit status 2 when used up)")
     run.add_argument("--stats", action="store_true", help="print instructions, seconds and MIPS to stderr")
     run.add_argument("--ram", default="256M", help="RAM size at 0x80000000 (default 256M)")
     run.add_argument("--harts", type=int, default=1, help="number of harts (default 1)")
     args = parser.parse_args(argv)
+    return guarded(PROG, lambda: _run(args), args.debug)
 
+
+def _run(args: argparse.Namespace) -> int:
     try:
         with open(args.elf, "rb") as fh:
             data = fh.read()
