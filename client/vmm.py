@@ -215,7 +215,10 @@ class Vmm:
         """Lines saying why the guest stopped: the failed KVM_RUN (``error``)
         or the exit, pc, the last trap (cause by name, sepc, stval), ra, sp
         and the privilege, read from vCPU 0 through ONE_REG."""
-        values = self.vm.batch_one_reg([(self.vcpu.id, name, None) for name in CRASH_REGS])
+        try:
+            values = self.vm.batch_one_reg([(self.vcpu.id, name, None) for name in CRASH_REGS])
+        except KvmError:
+            values = []  # the server is gone too: say what is known
         regs = {name: int.from_bytes(v, "little") for name, v in zip(CRASH_REGS, values)
                 if isinstance(v, bytes)}
         return describe_crash(regs, error=error, exit_=exit_)
