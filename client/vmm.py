@@ -44,6 +44,9 @@ SBI_EXT_DBCN = 0x4442434E
 DBCN_CONSOLE_WRITE, DBCN_CONSOLE_READ, DBCN_CONSOLE_WRITE_BYTE = 0, 1, 2
 SRST_REASON_NONE = 0
 EM_RISCV = 243
+# e_machine values a user may hand over by mistake (elf.h EM_*).
+ELF_MACHINES = {3: "x86", 8: "MIPS", 20: "PowerPC", 21: "PowerPC64", 22: "S/390", 40: "ARM",
+                62: "x86-64", 183: "AArch64", 243: "RISC-V", 258: "LoongArch"}
 ELFCLASS64 = 2
 
 
@@ -301,10 +304,9 @@ def read_elf(path: str) -> GuestImage:
             raise GuestImageError(f"{path}: truncated ELF header")
         machine = struct.unpack_from("<H", head, 18)[0]
         if head[4] != ELFCLASS64 or machine != EM_RISCV:
-            bits = {1: "32", 2: "64"}.get(head[4], "?")
-            raise GuestImageError(
-                f"{path}: a {bits}-bit ELF for machine {machine}, not a 64-bit RISC-V "
-                f"(EM_RISCV = {EM_RISCV}) ELF")
+            bits = {1: "32-bit", 2: "64-bit"}.get(head[4], "malformed")
+            arch = ELF_MACHINES.get(machine, f"machine {machine}")
+            raise GuestImageError(f"{path}: a {bits} {arch} ELF, not a 64-bit RISC-V one")
         f.seek(0)
         try:
             elf = ELFFile(f)

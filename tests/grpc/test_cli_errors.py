@@ -58,7 +58,10 @@ BAD_GUESTS = {
     "text": (b"# a README\n", "not an ELF file (bad magic)"),
     "empty": (b"", "empty file, not an ELF file"),
     "raw": (bytes(range(256)) * 4, "not an ELF file (bad magic)"),
-    "x86": (_x86_elf(), "a 64-bit ELF for machine 62, not a 64-bit RISC-V (EM_RISCV = 243) ELF"),
+    "x86": (_x86_elf(), "a 64-bit x86-64 ELF, not a 64-bit RISC-V one"),
+    "rv32": (b"\x7fELF\x01\x01\x01" + bytes(11) + struct.pack("<H", 243) + bytes(40),
+             "a 32-bit RISC-V ELF, not a 64-bit RISC-V one"),
+    "truncated": (tiny_elf(A.words([jump_self()]))[:70], "malformed ELF file"),
     "outside_ram": (tiny_elf(A.words([jump_self()]), entry=0x1000),
                     "segment at 0x1000..0x1004 is outside RAM (0x80000000..0x90000000)"),
 }
@@ -71,7 +74,7 @@ def test_a_file_that_is_not_a_guest_is_one_line(tmp_path, kind):
     path.write_bytes(data)
     result = rvkvm("run", str(path))
     assert result.returncode == cli.EXIT_BAD_GUEST
-    assert one_line(result) == f"rvkvm: {path}: {reason}"
+    assert one_line(result).startswith(f"rvkvm: {path}: {reason}")
 
 
 def test_readme_is_not_a_guest():
