@@ -190,7 +190,11 @@ def embedded_server() -> Iterator[str]:
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        yield _listening_address(proc)
+        address = _listening_address(proc)
+        # later output (the server's logs) goes on to stderr, so that a full
+        # pipe never blocks the server
+        threading.Thread(target=_forward, args=(proc.stdout,), daemon=True).start()
+        yield address
     finally:
         if proc.stdin is not None:
             with contextlib.suppress(OSError):
@@ -200,6 +204,11 @@ def embedded_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _forward(stream: Any) -> None:
+    for line in stream:
+        sys.stderr.write(line)
 
 
 def _listening_address(proc: subprocess.Popen) -> str:

@@ -32,9 +32,11 @@ def test_unknown_options_show_runs_usage() -> None:
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "many"])
-def test_max_insns_must_be_positive(value: str) -> None:
-    r = emulator("run", "--max-insns", value, str(HELLO))
-    assert r.returncode == 2 and "argument --max-insns" in r.stderr.splitlines()[-1]
+def test_max_insns_must_be_positive(capsys: pytest.CaptureFixture, value: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", "--max-insns", value, str(HELLO)])
+    assert exit_.value.code == 2
+    assert "argument --max-insns" in capsys.readouterr().err.splitlines()[-1]
 
 
 def test_engines_are_fast_and_reference() -> None:

@@ -5,6 +5,7 @@ server ends with its parent however the parent ends."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import struct
@@ -25,6 +26,17 @@ from .test_cli import ROOT, rvkvm, tiny_elf
 
 SBI_EXT_DBCN = 0x4442434E
 HTIF_GUEST = os.path.join(ROOT, "emulator", "guests", "hello.elf")
+
+
+def in_process(capsys: pytest.CaptureFixture, *args: str) -> subprocess.CompletedProcess:
+    """``rvkvm ARGS`` run by ``cli.main`` in this process (quicker than a
+    subprocess for the variants of a case a subprocess test covers)."""
+    try:
+        status = cli.main(list(args))
+    except SystemExit as exit_:
+        status = exit_.code if isinstance(exit_.code, int) else 1
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), status, out, err)
 
 
 def one_line(result: subprocess.CompletedProcess) -> str:
@@ -68,11 +80,11 @@ BAD_GUESTS = {
 
 
 @pytest.mark.parametrize("kind", BAD_GUESTS)
-def test_a_file_that_is_not_a_guest_is_one_line(tmp_path, kind):
+def test_a_file_that_is_not_a_guest_is_one_line(tmp_path, capsys, kind):
     data, reason = BAD_GUESTS[kind]
     path = tmp_path / f"{kind}.bin"
     path.write_bytes(data)
-    result = rvkvm("run", str(path))
+    result = in_process(capsys, "run", str(path))
     assert result.returncode == cli.EXIT_BAD_GUEST
     assert one_line(result).startswith(f"rvkvm: {path}: {reason}")
 
@@ -83,14 +95,14 @@ def test_readme_is_not_a_guest():
     assert one_line(result) == "rvkvm: README.md: not an ELF file (bad magic)"
 
 
-def test_a_missing_file_is_one_line(tmp_path):
-    result = rvkvm("run", str(tmp_path / "nope.elf"))
+def test_a_missing_file_is_one_line(tmp_path, capsys):
+    result = in_process(capsys, "run", str(tmp_path / "nope.elf"))
     assert result.returncode == 1
     assert one_line(result) == f"rvkvm: {tmp_path / 'nope.elf'}: No such file or directory"
 
 
-def test_an_htif_program_points_to_the_emulator():
-    result = rvkvm("run", HTIF_GUEST)
+def test_an_htif_program_points_to_the_emulator(capsys):
+    result = in_process(capsys, "run", HTIF_GUEST)
     assert result.returncode == 3
     line = one_line(result)
     assert "bare-metal HTIF program (it has a 'tohost' symbol)" in line
@@ -100,9 +112,10 @@ def test_an_htif_program_points_to_the_emulator():
 # -- reaching a server -----------------------------------------------------
 
 @pytest.mark.parametrize("command", ["run", "info", "regs"])
-def test_every_command_fails_fast_on_a_closed_port(command):
+def test_every_command_fails_fast_on_a_closed_port(capsys, command):
     port = closed_port()
-    result = rvkvm(command, "--server", f"127.0.0.1:{port}", timeout=30)
+    result = (rvkvm(command, "--server", f"127.0.0.1:{port}", timeout=30) if command == "info"
+              else in_process(capsys, command, "--server", f"127.0.0.1:{port}"))
     assert result.returncode == 1
     assert one_line(result) == (f"rvkvm: cannot reach an rvkvm server at 127.0.0.1:{port}: "
                                 "ECONNREFUSED (Connection refused)")
@@ -116,12 +129,12 @@ def test_an_unknown_host_is_named():
         "cannot resolve host 'nosuchhost.invalid'")
 
 
-def test_a_silent_listener_hits_the_connect_timeout():
+def test_a_silent_listener_hits_the_connect_timeout(capsys):
     with socket.socket() as sock:  # accepts TCP, never speaks HTTP/2
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         address = f"127.0.0.1:{sock.getsockname()[1]}"
-        result = rvkvm("info", "--server", address, "--connect-timeout", "0.5", timeout=30)
+        result = in_process(capsys, "info", "--server", address, "--connect-timeout", "0.5")
     assert result.returncode == 1
     assert one_line(result) == (f"rvkvm: cannot reach an rvkvm server at {address}: "
                                 "no gRPC answer within 0.5 s")
@@ -130,16 +143,17 @@ def test_a_silent_listener_hits_the_connect_timeout():
 # -- usage -------------------------------------------------------------------
 
 @pytest.mark.parametrize("value", ["-1", "0", "nan", "soon"])
-def test_timeout_must_be_positive(value):
-    result = rvkvm("run", "--timeout", value)
+def test_timeout_must_be_positive(capsys, value):
+    result = (rvkvm("run", "--timeout", value) if value == "-1"
+              else in_process(capsys, "run", "--timeout", value))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("usage: rvkvm run ")
     assert "rvkvm run: error: argument --timeout:" in result.stderr.splitlines()[-1]
 
 
 @pytest.mark.parametrize("command", ["run", "info", "regs"])
-def test_unknown_options_show_the_subcommands_usage(command):
-    result = rvkvm(command, "--bogus")
+def test_unknown_options_show_the_subcommands_usage(capsys, command):
+    result = rvkvm(command, "--bogus") if command == "run" else in_process(capsys, command, "--bogus")
     assert result.returncode == 2
     assert result.stderr.startswith(f"usage: rvkvm {command} ")
     assert result.stderr.splitlines()[-1] == (
@@ -154,25 +168,27 @@ def test_version_comes_from_the_package():
 
 # -- errors from the server ----------------------------------------------------
 
-def test_a_grpc_error_is_code_errno_and_message(server):
-    result = rvkvm("regs", "--server", server.address, "--abi", "bogus")
+def test_a_grpc_error_is_code_errno_and_message(server, capsys):
+    result = in_process(capsys, "regs", "--server", server.address, "--abi", "bogus")
     assert result.returncode == 1
     assert one_line(result) == ("rvkvm: INVALID_ARGUMENT EINVAL (22): unknown kernel profile "
                                 "'bogus' (known: linux-6.13, linux-6.18, latest)")
 
 
 @pytest.mark.parametrize("command", ["run", "regs"])
-def test_abi_list_prints_the_servers_profiles(server, kvm, command):
-    result = rvkvm(command, "--server", server.address, "--abi", "list")
+def test_abi_list_prints_the_servers_profiles(server, kvm, capsys, command):
+    result = in_process(capsys, command, "--server", server.address, "--abi", "list")
     assert result.returncode == 0, result.stderr
     info = kvm.get_host_info()
-    names = [line.split(":")[0].replace(" (default)", "") for line in result.stdout.splitlines()]
+    lines = [line for line in result.stdout.splitlines()  # not the in-process server's logs
+             if re.match(r"[\w.-]+( \(default\))?: Linux ", line)]
+    names = [line.split(":")[0].replace(" (default)", "") for line in lines]
     assert names == [p.name for p in info.abi_profiles]
     assert f"{info.default_abi_profile} (default): Linux" in result.stdout
 
 
-def test_info_explains_off(server):
-    result = rvkvm("info", "--server", server.address)
+def test_info_explains_off(server, capsys):
+    result = in_process(capsys, "info", "--server", server.address)
     assert "DBCN(off)" in result.stdout
     assert ("(off): disabled by default, as in KVM; a VMM turns it on (ONE_REG sbi_ext NAME = 1; "
             "rvkvm run does so for DBCN)") in result.stdout
