@@ -6,7 +6,7 @@
     rvkvm info [--server ADDR] [--connect-timeout S]
     rvkvm regs [--server ADDR] [--connect-timeout S] [--abi PROFILE]
 
-Without ``--server`` an embedded server (``python -m server``) is started on
+Without ``--server`` an embedded server (``python -m rvkvm.server``) is started on
 a free loopback port for the duration of the command; it exits with its
 parent however the parent ends (it watches a pipe from it).
 
@@ -179,13 +179,13 @@ def wait_ready(channel: grpc.Channel, address: str, timeout: float) -> None:
 
 @contextlib.contextmanager
 def embedded_server() -> Iterator[str]:
-    """Start ``python -m server`` on a free loopback port; yields its address.
+    """Start ``python -m rvkvm.server`` on a free loopback port; yields its address.
 
     The server's stdin is a pipe from this process, and it exits when the
     pipe closes: whatever ends this process (a signal, even SIGKILL, or a
     crash) ends the server too."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "--listen", "127.0.0.1:0", "--log-level", "warning",
+        [sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0", "--log-level", "warning",
          "--exit-on-stdin-eof"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -262,7 +262,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if image.htif:
         raise GuestImageError(
             f"{args.guest}: a bare-metal HTIF program (it has a 'tohost' symbol), written "
-            f"for M-mode, not a KVM guest: run it with `python -m emulator run {args.guest}`")
+            f"for M-mode, not a KVM guest: run it with `python -m rvkvm.emulator run {args.guest}`")
     image.check_fits(RAM_BASE, args.ram)
     with connect(args) as kvm:
         vmm = Vmm(kvm, ram_size=args.ram, abi_profile=args.abi)

@@ -55,6 +55,7 @@ class Uart16550:
                 self.overrun = True
 
     def read(self, offset: int, size: int) -> int:
+        """A guest load of register ``offset`` (an MMIO exit's value)."""
         dlab = self.lcr & LCR_DLAB
         if offset == RBR_THR_DLL:
             if dlab:
@@ -84,6 +85,7 @@ class Uart16550:
         return 0
 
     def write(self, offset: int, size: int, value: int) -> None:
+        """A guest store to register ``offset``; THR bytes go to ``output``."""
         value &= 0xFF
         dlab = self.lcr & LCR_DLAB
         if offset == RBR_THR_DLL:
@@ -110,6 +112,7 @@ class Uart16550:
             self.scr = value
 
     def dt_node(self, base: int = UART_BASE, size: int = UART_SIZE) -> Node:
+        """Its device tree node (``compatible = "ns16550a"``)."""
         return Node(f"serial@{base:x}", {
             "compatible": "ns16550a",
             "reg": [base >> 32, base & 0xFFFF_FFFF, size >> 32, size & 0xFFFF_FFFF],

@@ -8,7 +8,7 @@ from typing import Optional
 import grpc
 from grpc_status import rpc_status
 
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
+from rvkvm.v1 import kvm_pb2 as pb
 
 ENOTSUPP = 524  # kernel-internal "not supported"; leaks from KVM's FWFT paths
 # Linux's spelling where Python's table has an alias (95: ENOTSUP there).
@@ -16,6 +16,7 @@ _KERNEL_NAMES = {ENOTSUPP: "ENOTSUPP", _errno.EOPNOTSUPP: "EOPNOTSUPP"}
 
 
 def errno_name(code: int) -> str:
+    """Linux's name of an errno ("EINVAL", "ENOTSUPP" for 524, ...)."""
     return _KERNEL_NAMES.get(code) or _errno.errorcode.get(code) or f"E{code}"
 
 
@@ -35,6 +36,7 @@ class KvmError(Exception):
 
     @property
     def name(self) -> str:
+        """The errno's name, or "no errno"."""
         return errno_name(self.errno) if self.errno is not None else "no errno"
 
     def __str__(self) -> str:

@@ -11,20 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
-
-KVM_EXIT_UNKNOWN = 0
-KVM_EXIT_DEBUG = 4
-KVM_EXIT_MMIO = 6
-KVM_EXIT_FAIL_ENTRY = 9
-KVM_EXIT_INTR = 10
-KVM_EXIT_INTERNAL_ERROR = 17
-KVM_EXIT_SYSTEM_EVENT = 24
-KVM_EXIT_RISCV_SBI = 35
-KVM_EXIT_RISCV_CSR = 36
-
-KVM_SYSTEM_EVENT_SHUTDOWN = 1
-KVM_SYSTEM_EVENT_RESET = 2
+from rvkvm.uapi.kvm import (  # noqa: F401  (re-exported: the exit vocabulary)
+    KVM_EXIT_DEBUG,
+    KVM_EXIT_FAIL_ENTRY,
+    KVM_EXIT_INTERNAL_ERROR,
+    KVM_EXIT_INTR,
+    KVM_EXIT_MMIO,
+    KVM_EXIT_RISCV_CSR,
+    KVM_EXIT_RISCV_SBI,
+    KVM_EXIT_SYSTEM_EVENT,
+    KVM_EXIT_UNKNOWN,
+    KVM_SYSTEM_EVENT_RESET,
+    KVM_SYSTEM_EVENT_SHUTDOWN,
+)
+from rvkvm.v1 import kvm_pb2 as pb
 
 SBI_ERR_NOT_SUPPORTED = -2
 U64_MASK = (1 << 64) - 1
@@ -48,6 +48,12 @@ class Exit:
 
 @dataclass
 class MmioExit(Exit):
+    """KVM_EXIT_MMIO: a guest load or store outside RAM (or a store to a
+    read-only slot), not yet performed. A store's bytes are in ``data``
+    (``value`` as an integer); for a load set ``value`` (or ``data``) and
+    the next ``run()`` writes it to the destination register. An unanswered
+    load reads 0."""
+
     phys_addr: int
     len: int
     is_write: bool
@@ -57,6 +63,7 @@ class MmioExit(Exit):
 
     @property
     def value(self) -> int:
+        """``data`` as an unsigned little-endian integer of ``len`` bytes."""
         return int.from_bytes(bytes(self.data[:self.len]), "little")
 
     @value.setter
@@ -64,6 +71,7 @@ class MmioExit(Exit):
         self.data[:self.len] = (value & ((1 << (8 * self.len)) - 1)).to_bytes(self.len, "little")
 
     def completion(self) -> Optional[pb.Completion]:
+        """A load's value as ``MmioCompletion``; None for a store."""
         if self.is_write:
             return None
         return pb.Completion(mmio=pb.MmioCompletion(data=bytes(self.data[:self.len])))
@@ -71,6 +79,12 @@ class MmioExit(Exit):
 
 @dataclass
 class SbiExit(Exit):
+    """KVM_EXIT_RISCV_SBI: an SBI call KVM forwards to the VMM (a7 =
+    ``extension_id``, a6 = ``function_id``, ``args`` = a0..a5), e.g. the DBCN
+    console (extension 0x4442434E, function 0: write ``args[0]`` bytes at
+    ``args[1]``). Set ``ret`` = [SBI error, value] for a0/a1; left as is,
+    the guest gets SBI_ERR_NOT_SUPPORTED."""
+
     extension_id: int
     function_id: int
     args: List[int]
@@ -79,6 +93,7 @@ class SbiExit(Exit):
     reason = KVM_EXIT_RISCV_SBI
 
     def completion(self) -> Optional[pb.Completion]:
+        """``ret`` as ``SbiCompletion`` (error as a signed 64-bit value)."""
         error = self.ret[0] & U64_MASK
         error -= (error >> 63) << 64  # as the signed long a0 holds
         return pb.Completion(riscv_sbi=pb.SbiCompletion(error=error,
@@ -87,6 +102,10 @@ class SbiExit(Exit):
 
 @dataclass
 class CsrExit(Exit):
+    """KVM_EXIT_RISCV_CSR: a CSR access the VMM emulates (the Zkr ``seed``
+    CSR, 0x015): the instruction writes ``new_value`` under ``write_mask``;
+    set ``ret_value`` to the CSR's old value (what rd gets)."""
+
     csr_num: int
     new_value: int
     write_mask: int
@@ -94,11 +113,17 @@ class CsrExit(Exit):
     reason = KVM_EXIT_RISCV_CSR
 
     def completion(self) -> Optional[pb.Completion]:
+        """``ret_value`` as ``CsrCompletion``."""
         return pb.Completion(riscv_csr=pb.CsrCompletion(ret_value=self.ret_value))
 
 
 @dataclass
 class SystemEventExit(Exit):
+    """KVM_EXIT_SYSTEM_EVENT: the guest's SBI SRST call. ``type``:
+    ``KVM_SYSTEM_EVENT_SHUTDOWN`` (1) or ``_RESET`` (2); ``data[0]``: the SBI
+    reset reason (0 none, 1 system failure). Every vCPU of the VM is then
+    STOPPED."""
+
     type: int
     data: List[int]
     reason = KVM_EXIT_SYSTEM_EVENT
@@ -106,17 +131,25 @@ class SystemEventExit(Exit):
 
 @dataclass
 class DebugExit(Exit):
+    """KVM_EXIT_DEBUG: an ``ebreak`` with guest debug enabled (pc at it)."""
+
     reason = KVM_EXIT_DEBUG
 
 
 @dataclass
 class IntrExit(Exit):
+    """KVM_EXIT_INTR: ``run()`` returned without a guest event: ``why`` is
+    ``INTR_BUDGET`` (the instruction budget ran out), ``INTR_IDLE`` (idle
+    for ``idle_timeout``) or ``INTR_KICK`` (``kick()`` or a deadline)."""
+
     why: str  # INTR_KICK, INTR_BUDGET or INTR_IDLE
     reason = KVM_EXIT_INTR
 
 
 @dataclass
 class FailEntryExit(Exit):
+    """KVM_EXIT_FAIL_ENTRY: the vCPU could not be entered."""
+
     hardware_entry_failure_reason: int
     cpu: int
     reason = KVM_EXIT_FAIL_ENTRY
@@ -124,6 +157,9 @@ class FailEntryExit(Exit):
 
 @dataclass
 class InternalErrorExit(Exit):
+    """KVM_EXIT_INTERNAL_ERROR: the emulator failed on this guest state
+    (``data[0]`` = pc, ``message`` says what failed)."""
+
     suberror: int
     data: List[int]
     message: str
@@ -132,10 +168,13 @@ class InternalErrorExit(Exit):
 
 @dataclass
 class UnknownExit(Exit):
+    """An exit reason this client does not know (``reason`` is its number)."""
+
     reason: int = KVM_EXIT_UNKNOWN  # type: ignore[misc]
 
 
 def from_pb(msg: pb.Exit) -> Exit:
+    """The ``Exit`` of an ``rvkvm.v1.Exit`` message."""
     kind = msg.WhichOneof("kind")
     if kind == "mmio":
         m = msg.mmio

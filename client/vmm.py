@@ -2,7 +2,7 @@
 device tree, and a run loop that serves SBI calls (the DBCN console) and
 MMIO devices from tables.
 
-    vmm = Vmm(Kvm(channel), ram_size=256 << 20)
+    vmm = Vmm(Kvm.connect("127.0.0.1:50051"), ram_size=256 << 20)
     entry = vmm.load_elf("guest.elf")
     vmm.boot(entry, vmm.place_dtb(vmm.device_tree()))
     result = vmm.run()          # until a system event, a failure or the timeout
@@ -53,9 +53,13 @@ ELFCLASS64 = 2
 class MmioDevice(Protocol):
     """An MMIO device: accesses with offsets relative to its base."""
 
-    def read(self, offset: int, size: int) -> int: ...
+    def read(self, offset: int, size: int) -> int:
+        """A guest load of ``size`` bytes at ``offset``: the value."""
+        ...
 
-    def write(self, offset: int, size: int, value: int) -> None: ...
+    def write(self, offset: int, size: int, value: int) -> None:
+        """A guest store of ``size`` bytes at ``offset``."""
+        ...
 
 
 @dataclass
@@ -69,6 +73,7 @@ class RunResult:
 
     @property
     def clean_shutdown(self) -> bool:
+        """True for an SBI SRST shutdown with reason "none"."""
         e = self.exit
         return (isinstance(e, X.SystemEventExit) and e.type == X.KVM_SYSTEM_EVENT_SHUTDOWN
                 and (e.data or [0])[0] == SRST_REASON_NONE)
@@ -78,6 +83,23 @@ SbiHandler = Callable[["Vmm", X.SbiExit], None]
 
 
 class Vmm:
+    """A one-vCPU VMM, as ``rvkvm run`` uses it: creates a VM on ``kvm``
+    (``abi_profile``: see ``Kvm.create_vm``), maps ``ram_size`` bytes of RAM
+    at ``ram_base`` (slot 0), creates vCPU 0 (``self.vcpu``) and turns its
+    SBI DBCN console on; ``console`` receives the guest's output (default
+    stdout). ``sbi_handlers`` maps SBI extension ids to handlers of
+    forwarded calls (DBCN and the legacy putchar are preset); ``add_mmio``
+    and ``add_uart`` add devices served from MMIO exits. Raises
+    ``KvmError`` from the calls it makes; ``close()`` destroys the VM.
+
+        vmm = Vmm(Kvm.connect(address))
+        vmm.add_uart()
+        entry = vmm.load_elf("client/guests/uart.elf")
+        vmm.boot(entry, vmm.place_dtb(vmm.device_tree()))
+        result = vmm.run(timeout=10)
+        vmm.close()
+    """
+
     def __init__(self, kvm: Kvm, ram_size: int = 256 << 20, ram_base: int = RAM_BASE,
                  abi_profile: str = "", console: Optional[BinaryIO] = None) -> None:
         self.kvm = kvm
@@ -262,6 +284,7 @@ class Vmm:
         exit_.ret = [SBI_SUCCESS, 0]
 
     def close(self) -> None:
+        """Destroy the VM (DestroyVm)."""
         self.vm.destroy()
 
 

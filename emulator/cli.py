@@ -1,4 +1,4 @@
-"""``python -m emulator run``: the bare-metal runner."""
+"""``python -m rvkvm.emulator run``: the bare-metal runner."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .elf import ElfError
 from .hart import ENGINES
 from .machine import Machine
 
-PROG = "python -m emulator"
+PROG = "python -m rvkvm.emulator"
 
 EXIT_FAIL = 1
 EXIT_BUDGET = 2

@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by ``python -m emulator`` and
+"""Command-line plumbing shared by ``python -m rvkvm.emulator`` and
 ``rvkvm-server``: subcommand parsers that report their own unknown options,
 and ``guarded``, which turns any exception of a command into one line
 ``PROG: error: ...`` and exit status 1 (the traceback too with ``--debug``

@@ -1,4 +1,4 @@
-"""``rvkvm-server`` / ``python -m server``: run the rvkvm gRPC service.
+"""``rvkvm-server`` / ``python -m rvkvm.server``: run the rvkvm gRPC service.
 
 Every failure is one line on stderr and a non-zero status: 2 for bad
 options (``--listen`` syntax, host extensions), 1 when the address cannot
@@ -23,8 +23,8 @@ from typing import List, Optional
 
 import structlog
 
-from emulator.cmdline import EXIT_INTERRUPTED, debug_wanted, guarded, version
-from emulator.hart import ENGINES
+from rvkvm.emulator.cmdline import EXIT_INTERRUPTED, debug_wanted, guarded, version
+from rvkvm.emulator.hart import ENGINES
 
 from .kvm import HostProfile
 from .rpc import ServerConfig, create_server
@@ -70,7 +70,7 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
                              "by another rvkvm-server too, is refused")
     parser.add_argument("--engine", type=engine_name, default="fast", metavar="{fast,reference}",
                         help="emulator engine of the harts: the block translator (fast) or "
-                             "the reference interpreter, as in `python -m emulator run`")
+                             "the reference interpreter, as in `python -m rvkvm.emulator run`")
     parser.add_argument("--max-vms", type=int, default=0, help="VMs at once (0: no limit)")
     parser.add_argument("--host-plus", default="", metavar="EXT,...",
                         help="add host ISA extensions or capabilities (e.g. v,ssaia)")

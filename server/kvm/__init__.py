@@ -4,6 +4,8 @@ and the runtime (``KvmSystem`` -> ``Vm`` -> ``Vcpu``, exits in ``exits``).
 Plain Python objects and errno-style errors (``KvmError``); no gRPC here.
 """
 
+from rvkvm.uapi.onereg import RegId, decode_id, make_id, name_of, parse_name, reg_size, short_name
+
 from .backend import InMemoryVcpuBackend, VcpuRegisterBackend
 from .errors import ENOTSUPP, KvmError
 from .exits import Exit
@@ -17,7 +19,6 @@ from .profiles import (
     kernel_profile,
     platform,
 )
-from .regid import RegId, decode_id, make_id, name_of, parse_name, reg_size, short_name
 from .reglist import OneRegMap, copy_reg_list, reg_list
 from .system import KvmSystem
 from .vcpu import Vcpu

@@ -12,25 +12,23 @@ from __future__ import annotations
 
 from typing import List
 
+from rvkvm.uapi.kvm import (  # noqa: F401  (re-exported: the exit vocabulary)
+    KVM_EXIT_DEBUG,
+    KVM_EXIT_FAIL_ENTRY,
+    KVM_EXIT_INTERNAL_ERROR,
+    KVM_EXIT_INTR,
+    KVM_EXIT_MMIO,
+    KVM_EXIT_RISCV_CSR,
+    KVM_EXIT_RISCV_SBI,
+    KVM_EXIT_SYSTEM_EVENT,
+    KVM_EXIT_UNKNOWN,
+    KVM_INTERNAL_ERROR_EMULATION,
+    KVM_SYSTEM_EVENT_RESET,
+    KVM_SYSTEM_EVENT_SHUTDOWN,
+)
+
 U64_MASK = (1 << 64) - 1
 
-# Exit reasons (include/uapi/linux/kvm.h); RISC-V KVM produces these.
-KVM_EXIT_UNKNOWN = 0
-KVM_EXIT_DEBUG = 4
-KVM_EXIT_MMIO = 6
-KVM_EXIT_FAIL_ENTRY = 9
-KVM_EXIT_INTR = 10
-KVM_EXIT_INTERNAL_ERROR = 17
-KVM_EXIT_SYSTEM_EVENT = 24
-KVM_EXIT_RISCV_SBI = 35
-KVM_EXIT_RISCV_CSR = 36
-
-# struct kvm_run.system_event.type
-KVM_SYSTEM_EVENT_SHUTDOWN = 1
-KVM_SYSTEM_EVENT_RESET = 2
-
-# struct kvm_run.internal.suberror
-KVM_INTERNAL_ERROR_EMULATION = 1
 
 # Why an INTR exit happened (KVM has one reason, a pending signal; the
 # emulated host says which of its "signals" it was).

@@ -62,20 +62,28 @@ def fwft_call(vcpu: Vcpu, fid: int, args: Tuple[int, ...]) -> SbiRet:
     state = vcpu.config.fwft[feature.feature_id]
     if state.flags & FWFT_SET_FLAG_LOCK:
         return SBI_ERR_DENIED_LOCKED, 0
-    # 6.18 stores the flags before the setter runs, so a failing set with
-    # LOCK still locks the feature (kvm-riscv-sbi.md 7.3 step 6).
-    state.flags = flags
+    # 6.18-7.0 store the flags before the setter runs, so a failing set with
+    # LOCK still locks the feature; newer kernels record them only after a
+    # successful set (kvm-riscv-sbi.md 7.3 step 6).
+    after = vcpu.vm.platform.kernel.has("fwft_flags_after_set")
+    if not after:
+        state.flags = flags
     enc = vcpu.vm.platform.fwft_encoding(feature, value)
     if enc is None:
         return SBI_ERR_INVALID_PARAM, 0
+    # the SBI path writes the hypervisor word at once (no fence)
     old = backend.get_hyp(feature.word)
     backend.set_hyp(feature.word, (old & ~feature.mask) | enc.bits)
+    if after:
+        state.flags = flags
     return SBI_SUCCESS, 0
 
 
 def fwft_reset(vcpu: Vcpu) -> None:
-    """vCPU reset: locks cleared, every supported feature back to its reset
-    value; ``enable`` survives (kvm-riscv-sbi.md 7.6)."""
+    """FWFT's reset hook: locks cleared, every supported feature back to its
+    reset value (PMLEN 0, misaligned delegation off, ADUE cleared);
+    ``enable`` survives (kvm-riscv-sbi.md 7.6). The vCPU runs it only while
+    FWFT is enabled."""
     plat = vcpu.vm.platform
     backend = vcpu.backend
     for feature in plat.fwft_features():

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict
 
-from emulator import csr as C
-from emulator.hart import NO_DEADLINE, PRV_S, PRV_U
+from rvkvm.emulator import csr as C
+from rvkvm.emulator.hart import NO_DEADLINE, PRV_S, PRV_U
 
 from .backend import KVM_RISCV_MODE_S, KVM_RISCV_MODE_U, U64_MASK
 from .profiles import ISA_BY_NAME_ID
 from .sbi_ext import STA_SHMEM_DISABLED
 
 if TYPE_CHECKING:
-    from emulator.hart import Hart
+    from rvkvm.emulator.hart import Hart
 
     from .vcpu import Vcpu
 
@@ -55,13 +55,13 @@ class HartBackend:
         self.sta_shmem = STA_SHMEM_DISABLED
 
     def reset(self) -> None:
-        """Timer disarmed (compare all-ones), STA off, extra registers zero."""
+        """Timer disarmed (compare all-ones), extra registers zero (STA has its
+        own reset hook, run by the vCPU)."""
         self.extra_csrs.clear()
         self.vector_csrs.clear()
         self.vregs.clear()
         self.timer_compare = U64_MASK
         self.armed = False
-        self.sta_shmem = STA_SHMEM_DISABLED
         self.hart.sbi_timecmp = NO_DEADLINE
 
     # -- CORE -------------------------------------------------------------

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
+from rvkvm.uapi.onereg import ISA_EXT_NAMES
+
 from .conditions import ALWAYS, NEVER, Cond
 
 
@@ -157,6 +159,8 @@ def by_name(name: str) -> IsaExt:
 
 
 def _check_table() -> None:
+    if tuple(row.name for row in ISA_EXTS) != ISA_EXT_NAMES:
+        raise AssertionError("ISA_EXTS rows must follow enum KVM_RISCV_ISA_EXT_ID (rvkvm.uapi)")
     for expected_id, row in enumerate(ISA_EXTS):
         if row.kvm_id != expected_id:
             raise AssertionError(f"ISA_EXTS not contiguous at {row.name}")

@@ -1,9 +1,9 @@
 """Kernel ABI profiles, host profiles, and the extension rules they imply.
 
 * ``KernelProfile``: which Linux KVM RISC-V ABI a VM follows: how many ISA
-  and SBI extension ids exist, which behaviour flags apply, the SBI spec
-  version KVM reports. ``linux-6.13``, ``linux-6.18`` and ``latest``
-  (mainline after 7.0; the default).
+  and SBI extension ids exist, the kernel release whose behaviour it has,
+  the SBI spec version KVM reports. ``linux-6.13``, ``linux-6.18`` and
+  ``latest`` (mainline after 7.0; the default).
 * ``HostProfile``: the emulated host hardware: its ISA extensions and the
   few host facts KVM consults (hardware A/D updating, PMLEN support, ...).
 * ``VcpuConfig``: KVM's per-vCPU configuration state (enabled ISA/SBI
@@ -11,19 +11,10 @@
 * ``Platform``: a kernel profile on a host; every enable/disable rule and
   its errno is decided here, from the tables in ``isa_ext``/``sbi_ext``.
 
-Kernel behaviour flags (``KernelProfile.flags``):
-
-``smnpm_disable``        SMNPM may be disabled through ONE_REG (6.18 FWFT
-                         pointer-masking series; 6.13 refused: EINVAL).
-``block_size_from_host`` CONFIG zicbo*_block_size exist iff the *host* has
-                         the extension (6.18); before, iff the *vCPU* had it.
-``sbi_state_callbacks``  SBI_STATE goes through per-extension callbacks
-                         (6.18): owner extension must be enabled, bad index
-                         ENOENT; before: STA only, no enabled check, EINVAL.
-``fwft_pte_ad``          FWFT PTE_AD_HW_UPDATING exists (2026, after 7.0).
-``fwft_support_dynamic`` FWFT "supported" follows the current vCPU ISA, so
-                         disabling SMNPM hides POINTER_MASKING_PMLEN (after
-                         7.0); 6.18 fixed it at vCPU creation.
+Every behaviour that differs between the kernels is one row of
+``ABI_CHANGES``: a flag, the release it first appeared in, the Linux file it
+comes from. A profile has a flag iff its release is at least the row's, so
+handlers ask ``kernel.has(flag)`` and never compare versions.
 """
 
 from __future__ import annotations
@@ -41,17 +32,101 @@ DEFAULT_KERNEL = "latest"
 
 
 @dataclass(frozen=True)
+class AbiChange:
+    """One behaviour of Linux KVM RISC-V, present from ``since`` on."""
+
+    flag: str
+    since: Tuple[int, int]  # first release (major, minor) with the behaviour
+    source: str  # arch/riscv/kvm file and the change that made it
+    summary: str  # the new behaviour (and what it was before)
+
+
+# Releases after v7.0 are written (7, 1): merged after the v7.0 tag, so
+# first released in 7.1; ``latest`` (mainline of that time) has them.
+ABI_CHANGES: Tuple[AbiChange, ...] = (
+    AbiChange("sbi_fid_not_supported", (6, 14),
+              "vcpu_sbi_replace.c: Fix SBI TIME / SBI IPI error generation",
+              "TIME and IPI answer an unknown FID with NOT_SUPPORTED (was INVALID_PARAM)"),
+    AbiChange("ipi_mask_checked", (6, 14),
+              "vcpu_sbi_replace.c: Fix SBI IPI error generation",
+              "IPI with hart_mask_base != -1: INVALID_PARAM unless every mask bit named a "
+              "vCPU; the scan stops at the first vCPU whose bit is >= XLEN (was SUCCESS)"),
+    AbiChange("hsm_status_target_blocking", (6, 14),
+              "vcpu_sbi_hsm.c: Fix hart suspend status check",
+              "hart_get_status reports SUSPENDED when the *target* is blocked (was: when "
+              "the caller was, which never holds during its own ecall)"),
+    AbiChange("hsm_suspend_type_32bit", (6, 14),
+              "vcpu_sbi_hsm.c: Fix hart suspend_type use",
+              "hart_suspend compares only the low 32 bits of suspend_type (was all of a0)"),
+    AbiChange("rfence_hfence_not_supported", (6, 16),
+              "vcpu_sbi_replace.c: Don't treat SBI HFENCE calls as NOPs",
+              "RFENCE FIDs 3-6 (hfence) answer NOT_SUPPORTED (was SUCCESS, no operation)"),
+    AbiChange("mp_state_reset_cap", (6, 16),
+              "vm.c/vcpu.c: add KVM_CAP_RISCV_MP_STATE_RESET",
+              "KVM_ENABLE_CAP(MP_STATE_RESET) accepted, then MP_STATE INIT_RECEIVED resets "
+              "the vCPU (was EINVAL for both)"),
+    AbiChange("sbi_reset_enabled_only", (6, 16),
+              "vcpu_sbi.c kvm_riscv_vcpu_sbi_reset: SBI extension reset callbacks",
+              "a vCPU reset runs the STA/FWFT reset only if that extension is enabled "
+              "(was: STA state reset unconditionally)"),
+    AbiChange("scounteren_reset_zero", (6, 16),
+              "vcpu.c kvm_riscv_vcpu_context_reset (vCPU reset fixes)",
+              "a vCPU reset leaves the guest's scounteren 0 (was 7: CY, TM, IR)"),
+    AbiChange("sbi_spec_3_0", (6, 18),
+              "kvm_vcpu_sbi.h KVM_SBI_VERSION_MAJOR/MINOR",
+              "BASE get_spec_version reports 3.0 (was 2.0)"),
+    AbiChange("smnpm_disable", (6, 18),
+              "vcpu_onereg.c (FWFT pointer-masking series)",
+              "ISA_EXT SMNPM may be disabled through ONE_REG (was EINVAL)"),
+    AbiChange("block_size_from_host", (6, 18),
+              "vcpu_onereg.c",
+              "CONFIG zicbo*_block_size exist iff the host has the extension (was: iff the "
+              "vCPU had it)"),
+    AbiChange("sbi_state_callbacks", (6, 18),
+              "vcpu_sbi.c SBI_STATE callbacks (FWFT ONE_REG series)",
+              "SBI_STATE goes through per-extension callbacks: owner extension must be "
+              "enabled, bad index ENOENT (was: STA only, no enabled check, EINVAL)"),
+    AbiChange("dbcn_forward_all", (6, 19),
+              "vcpu_sbi_forward.c: Convert kvm_riscv_vcpu_sbi_forward() into extension handler",
+              "DBCN forwards every FID to the VMM (was: FIDs >= 3 NOT_SUPPORTED in the kernel)"),
+    AbiChange("fwft_pte_ad", (7, 1),
+              "vcpu_sbi_fwft.c",
+              "FWFT PTE_AD_HW_UPDATING exists (ONE_REG slot 2)"),
+    AbiChange("fwft_support_dynamic", (7, 1),
+              "vcpu_sbi_fwft.c",
+              "FWFT support follows the current vCPU ISA, so disabling SMNPM hides "
+              "POINTER_MASKING_PMLEN (was fixed at vCPU creation)"),
+    AbiChange("fwft_flags_after_set", (7, 1),
+              "vcpu_sbi_fwft.c kvm_sbi_fwft_set",
+              "fwft_set records the flags only after the setter succeeded (6.18-7.0: "
+              "before it, so a failing set with LOCK still locked the feature)"),
+)
+
+ABI_CHANGE_BY_FLAG: Dict[str, AbiChange] = {c.flag: c for c in ABI_CHANGES}
+
+
+@dataclass(frozen=True)
 class KernelProfile:
     name: str
-    linux_version: Tuple[int, int, int]
+    linux_version: Tuple[int, int, int]  # LINUX_VERSION_CODE (SBI impl version)
+    release: Tuple[int, int]  # the release whose ABI_CHANGES rows apply
     isa_ext_max: int  # KVM_RISCV_ISA_EXT_MAX
     sbi_ext_max: int  # KVM_RISCV_SBI_EXT_MAX
-    sbi_spec_version: Tuple[int, int]
     config_regs: int  # members of struct kvm_riscv_config
-    flags: FrozenSet[str] = frozenset()
+
+    @property
+    def flags(self) -> FrozenSet[str]:
+        return frozenset(c.flag for c in ABI_CHANGES if c.since <= self.release)
 
     def has(self, flag: str) -> bool:
-        return flag in self.flags
+        change = ABI_CHANGE_BY_FLAG.get(flag)
+        if change is None:
+            raise ValueError(f"unknown kernel behaviour flag {flag!r}")
+        return change.since <= self.release
+
+    @property
+    def sbi_spec_version(self) -> Tuple[int, int]:
+        return (3, 0) if self.has("sbi_spec_3_0") else (2, 0)
 
     @property
     def isa_multi_reg_last(self) -> int:
@@ -87,18 +162,12 @@ KERNEL_PROFILES: Dict[str, KernelProfile] = {
     for p in (
         # ISA ids up to SVADU (65) and SBI ids up to STA (10): the 6.14 uapi
         # update appended SVVPTC/ZABHA/ZICCRSE and SBI SUSP after them.
-        KernelProfile("linux-6.13", (6, 13, 0), 66, 11, (2, 0), 7),
-        KernelProfile(
-            "linux-6.18", (6, 18, 0), 75, 13, (3, 0), 8,
-            frozenset({"smnpm_disable", "block_size_from_host", "sbi_state_callbacks"}),
-        ),
-        KernelProfile(
-            "latest", (7, 0, 0), 78, 14, (3, 0), 8,
-            frozenset({
-                "smnpm_disable", "block_size_from_host", "sbi_state_callbacks",
-                "fwft_pte_ad", "fwft_support_dynamic",
-            }),
-        ),
+        # 6.13.0 as released: the March 2025 stable backports (6.13.y) of the
+        # 6.14 SBI error fixes are not in it.
+        KernelProfile("linux-6.13", (6, 13, 0), (6, 13), 66, 11, 7),
+        KernelProfile("linux-6.18", (6, 18, 0), (6, 18), 75, 13, 8),
+        # mainline after v7.0: LINUX_VERSION_CODE still 7.0.0 until 7.1-rc1
+        KernelProfile("latest", (7, 0, 0), (7, 1), 78, 14, 8),
     )
 }
 
@@ -434,7 +503,7 @@ def platform(kernel: str = DEFAULT_KERNEL, host: Optional[HostProfile] = None) -
     return Platform(kernel_profile(kernel), host or HostProfile.default())
 
 
-_KNOWN_ABI_FLAGS = frozenset(flag for p in KERNEL_PROFILES.values() for flag in p.flags)
+_KNOWN_ABI_FLAGS = frozenset(ABI_CHANGE_BY_FLAG)
 
 
 def _check_conditions(conds: Iterable[Cond]) -> None:

@@ -19,17 +19,7 @@ from __future__ import annotations
 import errno
 from typing import Callable, Dict, Iterable, Iterator, List, Sequence, Tuple, Union
 
-from .backend import KVM_RISCV_MODE_S, KVM_RISCV_MODE_U, U64_MASK, VcpuRegisterBackend
-from .errors import KvmError
-from .profiles import (
-    ISA_BY_NAME_ID,
-    SBI_BY_NAME,
-    HostProfile,
-    KernelProfile,
-    Platform,
-    VcpuConfig,
-)
-from .regid import (
+from rvkvm.uapi.onereg import (
     CONFIG_REGS,
     CORE_MODE,
     CORE_REGS,
@@ -49,6 +39,17 @@ from .regid import (
     decode_id,
     make_id,
     reg_size,
+)
+
+from .backend import KVM_RISCV_MODE_S, KVM_RISCV_MODE_U, U64_MASK, VcpuRegisterBackend
+from .errors import KvmError
+from .profiles import (
+    ISA_BY_NAME_ID,
+    SBI_BY_NAME,
+    HostProfile,
+    KernelProfile,
+    Platform,
+    VcpuConfig,
 )
 from .sbi_ext import (
     FWFT_SET_FLAG_LOCK,
@@ -386,6 +387,8 @@ class OneRegMap:
     def _get_csr(self, rid: RegId) -> Value:
         name = self._csr_name(rid)
         value = self.backend.get_csr(name)
+        # Linux also passes hvip bits >= 14 through unshifted; this vCPU has
+        # no interrupts above LCOFI (13), so those bits are always 0.
         return value & VSIP_VALID_MASK if name == "sip" else value
 
     def _set_csr(self, rid: RegId, data: bytes) -> None:

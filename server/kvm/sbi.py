@@ -11,15 +11,18 @@ its handler returns one of:
 * or raises ``Trap``: a fault KVM hit on the guest's behalf, redirected
   into the guest with sepc at the ecall.
 
-Facts: kvm-riscv-sbi.md (``arch/riscv/kvm/vcpu_sbi*.c``).
+Facts: kvm-riscv-sbi.md (``arch/riscv/kvm/vcpu_sbi*.c``). Where kernels
+differ, a handler asks ``kernel.has(flag)`` for a row of
+``profiles.ABI_CHANGES``; ``tests/server/data/sbi_conformance.json`` lists
+every answer with the Linux file it comes from.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
 
-from emulator import csr as C
-from emulator.events import Trap
+from rvkvm.emulator import csr as C
+from rvkvm.emulator.events import Trap
 
 from . import exits as X
 from .fwft import fwft_call
@@ -80,13 +83,22 @@ def forward(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
 # -- target selection ---------------------------------------------------
 
 
-def _hart_mask_targets(vcpu: Vcpu, hmask: int, hbase: int) -> Tuple[List[Vcpu], int]:
-    """vCPUs selected by (hart_mask, hart_mask_base) and the mask bits they used."""
+def _hart_mask_targets(vcpu: Vcpu, hmask: int, hbase: int,
+                       stop_past_xlen: bool = False) -> Tuple[List[Vcpu], int]:
+    """vCPUs selected by (hart_mask, hart_mask_base), in creation order, and
+    the mask bits they used; ``stop_past_xlen``: the scan ends at the first
+    vCPU whose bit is >= 64 (IPI since 6.14, vcpu_sbi_replace.c)."""
     targets, used = [], 0
     for target in vcpu.vm.vcpus:
         if hbase != U64_MASK:
             bit = target.id - hbase
-            if bit < 0 or bit >= 64 or not hmask >> bit & 1:
+            if bit < 0:
+                continue
+            if bit >= 64:
+                if stop_past_xlen:
+                    break
+                continue
+            if not hmask >> bit & 1:
                 continue
             used |= 1 << bit
         targets.append(target)
@@ -108,7 +120,7 @@ def _system_reset(vcpu: Vcpu, event_type: int, reason: int) -> Result:
     """kvm_riscv_vcpu_sbi_system_reset: every vCPU stops, userspace decides."""
     for target in vcpu.vm.vcpus:
         target.power_off()
-    return X.SystemEventExit(event_type, [reason & U64_MASK])
+    return X.SystemEventExit(event_type, [reason])
 
 
 # -- extensions ---------------------------------------------------------
@@ -156,47 +168,60 @@ def _v01(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
     return SBI_SUCCESS, None
 
 
+def _unknown_fid(vcpu: Vcpu) -> Result:
+    """TIME/IPI answer to a FID they do not define (vcpu_sbi_replace.c)."""
+    if vcpu.vm.platform.kernel.has("sbi_fid_not_supported"):
+        return _err(SBI_ERR_NOT_SUPPORTED)
+    return _err(SBI_ERR_INVALID_PARAM)
+
+
 def _time(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
     if fid != 0:
-        return _err(SBI_ERR_INVALID_PARAM)  # KVM's choice (vcpu_sbi_replace.c)
+        return _unknown_fid(vcpu)
     vcpu.backend.timer_arm(args[0])
     return _ok()
 
 
 def _ipi(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
     if fid != 0:
-        return _err(SBI_ERR_INVALID_PARAM)
+        return _unknown_fid(vcpu)
     hmask, hbase = args[0], args[1]
-    targets, used = _hart_mask_targets(vcpu, hmask, hbase)
+    checked = vcpu.vm.platform.kernel.has("ipi_mask_checked")
+    targets, used = _hart_mask_targets(vcpu, hmask, hbase, stop_past_xlen=checked)
     _fence(targets, REQ_IPI)
-    if hbase != U64_MASK and hmask != used:
+    if checked and hbase != U64_MASK and hmask != used:
         return _err(SBI_ERR_INVALID_PARAM)  # mask names vCPUs that do not exist
     return _ok()
 
 
 def _rfence(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
-    if fid > 6:
-        return _err(SBI_ERR_NOT_SUPPORTED)
     if fid <= 2:
+        # Every remote sfence is a full flush here, a superset of any range
+        # (so 6.16's "size all-ones = full flush" needs no rule of its own).
         targets, _ = _hart_mask_targets(vcpu, args[0], args[1])
         _fence(targets, REQ_FENCE_I if fid == 0 else REQ_SFENCE_VMA)
-    # hfence (3..6): no nested virtualisation, nothing to flush
-    return _ok()
+        return _ok()
+    if fid <= 6 and not vcpu.vm.platform.kernel.has("rfence_hfence_not_supported"):
+        return _ok()  # hfence treated as a no-op before 6.16
+    return _err(SBI_ERR_NOT_SUPPORTED)
 
 
 def _srst(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
     if fid != 0:
         return _err(SBI_ERR_NOT_SUPPORTED)
-    reset_type = args[0] & 0xFFFF_FFFF
+    # type and reason are u32 in kvm_sbi_ext_srst_handler: data[0] is the
+    # reason's low 32 bits
+    reset_type, reason = args[0] & 0xFFFF_FFFF, args[1] & 0xFFFF_FFFF
     if reset_type == SBI_SRST_SHUTDOWN:
-        return _system_reset(vcpu, X.KVM_SYSTEM_EVENT_SHUTDOWN, args[1])
+        return _system_reset(vcpu, X.KVM_SYSTEM_EVENT_SHUTDOWN, reason)
     if reset_type in (SBI_SRST_COLD_REBOOT, SBI_SRST_WARM_REBOOT):
-        return _system_reset(vcpu, X.KVM_SYSTEM_EVENT_RESET, args[1])
+        return _system_reset(vcpu, X.KVM_SYSTEM_EVENT_RESET, reason)
     return _err(SBI_ERR_NOT_SUPPORTED)
 
 
 def _hsm(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
     vm = vcpu.vm
+    kernel = vm.platform.kernel
     if fid == 0:  # hart_start(hartid, start_addr, opaque)
         target = vm.find_vcpu(args[0])
         if target is None:
@@ -206,22 +231,25 @@ def _hsm(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
         target.request_start(args[1], args[2])
         target.power_on()
         return _ok()
-    if fid == 1:  # hart_stop
+    if fid == 1:  # hart_stop: never forwarded, with or without MP_STATE_RESET
         if vcpu.stopped:
             return _err(SBI_ERR_FAILURE)
         vcpu.power_off()
-        if vm.mp_state_reset:
-            return forward(vcpu, eid, fid, args)
         return _ok()
     if fid == 2:  # hart_get_status(hartid)
         target = vm.find_vcpu(args[0])
         if target is None:
-            return _err(SBI_ERR_INVALID_PARAM)
+            # The handler keeps err_val 0 when the status is negative (since
+            # 6.3's switch to SBI error codes): SUCCESS, value 0.
+            return _ok(0)
         if target.stopped:
             return _ok(SBI_HSM_STATE_STOPPED)
-        return _ok(SBI_HSM_STATE_SUSPENDED if target.idle else SBI_HSM_STATE_STARTED)
+        # Before 6.14 KVM tested the *caller's* blocking flag, never set
+        # while the caller is in its own ecall.
+        blocked = target.idle and kernel.has("hsm_status_target_blocking")
+        return _ok(SBI_HSM_STATE_SUSPENDED if blocked else SBI_HSM_STATE_STARTED)
     if fid == 3:  # hart_suspend(type, resume_addr, opaque)
-        suspend_type = args[0] & 0xFFFF_FFFF
+        suspend_type = args[0] & 0xFFFF_FFFF if kernel.has("hsm_suspend_type_32bit") else args[0]
         if suspend_type == SBI_HSM_SUSPEND_RET_DEFAULT:
             # retentive suspend behaves like WFI (the hart waits after the ecall)
             vcpu.hart.waiting = True
@@ -242,7 +270,7 @@ def _pmu(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
 def _sta(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
     if fid != 0:
         return _err(SBI_ERR_NOT_SUPPORTED)
-    lo, hi, flags = args[0], args[1], args[2]
+    lo, hi, flags = args[0], args[1], args[2] & 0xFFFF_FFFF  # u32 flags (vcpu_sbi_sta.c)
     if flags != 0:
         return _err(SBI_ERR_INVALID_PARAM)
     if lo == U64_MASK and hi == U64_MASK:
@@ -261,18 +289,27 @@ def _sta(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
 def _susp(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
     if fid != 0:
         return _err(SBI_ERR_NOT_SUPPORTED)
-    if args[0] != 0:  # only SUSPEND_TO_RAM
+    if args[0] & 0xFFFF_FFFF != 0:  # only SUSPEND_TO_RAM (sleep_type is 32 bits)
         return _err(SBI_ERR_INVALID_PARAM)
+    if not vcpu.hart.mstatus & C.MS_SPP:  # the guest's sstatus.SPP
+        return _err(SBI_ERR_FAILURE)
     if not vcpu.vm.memory.is_ram(args[1]):
         return _err(SBI_ERR_INVALID_ADDRESS)
     if any(not t.stopped for t in vcpu.vm.vcpus if t is not vcpu):
         return _err(SBI_ERR_DENIED)
-    exit_ = X.SbiExit(eid, fid, list(args))
-    if vcpu.vm.mp_state_reset:
-        return exit_
     resume, opaque = args[1], args[2]
-    # userspace implements the suspend; re-entering resumes at resume_addr
-    return vcpu.sbi_exit(exit_, then=lambda: vcpu.request_start(resume, opaque))
+    # Userspace implements the suspend; the SBI reset is requested in every
+    # kernel, with or without MP_STATE_RESET, and re-entry resumes at resume_addr.
+    return vcpu.sbi_exit(X.SbiExit(eid, fid, list(args)),
+                         then=lambda: vcpu.request_start(resume, opaque))
+
+
+def _dbcn(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
+    # write, read, write_byte; since 6.19 the generic forward handler
+    # forwards undefined FIDs too
+    if fid > 2 and not vcpu.vm.platform.kernel.has("dbcn_forward_all"):
+        return _err(SBI_ERR_NOT_SUPPORTED)
+    return forward(vcpu, eid, fid, args)
 
 
 def _fwft(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
@@ -290,7 +327,7 @@ HANDLERS: Dict[str, Handler] = {
     "PMU": _pmu,
     "EXPERIMENTAL": forward,
     "VENDOR": forward,
-    "DBCN": forward,
+    "DBCN": _dbcn,
     "STA": _sta,
     "SUSP": _susp,
     "FWFT": _fwft,

@@ -18,6 +18,13 @@ import errno
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
+from rvkvm.uapi.onereg import (  # noqa: F401  (STA_REGS, FWFT_FIELDS re-exported)
+    FWFT_FIELDS,
+    FWFT_MEMBERS,
+    SBI_EXT_NAMES,
+    STA_REGS,
+)
+
 from .conditions import ALWAYS, NEVER, Cond
 from .errors import ENOTSUPP
 
@@ -67,11 +74,13 @@ SBI_EXTS: Tuple[SbiExt, ...] = (
     SbiExt(6, "PMU", _one(0x504D55), True, IN_KERNEL, ("host:sbi_pmu",)),
     SbiExt(7, "EXPERIMENTAL", ((0x08000000, 0x08FFFFFF),), True, FORWARDED),
     SbiExt(8, "VENDOR", ((0x09000000, 0x09FFFFFF),), True, FORWARDED),
+    # FIDs >= 3 were answered NOT_SUPPORTED in the kernel before 6.19
+    # (ABI_CHANGES "dbcn_forward_all"); since, every FID is forwarded.
     SbiExt(9, "DBCN", _one(0x4442434E), False, FORWARDED),
     SbiExt(10, "STA", _one(0x535441), True, IN_KERNEL, ("host:sched_info",), STATE_STA),
     SbiExt(11, "SUSP", _one(0x53555350), False, PARTLY_FORWARDED),
-    SbiExt(12, "FWFT", _one(0x46574654), True, IN_KERNEL, ALWAYS, STATE_FWFT),
-    SbiExt(13, "MPXY", _one(0x4D505859), False, FORWARDED),
+    SbiExt(12, "FWFT", _one(0x46574654), True, IN_KERNEL, ALWAYS, STATE_FWFT),  # 6.18
+    SbiExt(13, "MPXY", _one(0x4D505859), False, FORWARDED),  # 6.19
 )
 
 SBI_EXT_MAX = len(SBI_EXTS)
@@ -85,7 +94,6 @@ KVM_TABLE_ORDER: Tuple[str, ...] = (
     "DBCN", "SUSP", "STA", "FWFT", "MPXY", "EXPERIMENTAL", "VENDOR",
 )
 
-STA_REGS: Tuple[str, ...] = ("shmem_lo", "shmem_hi")
 STA_SHMEM_DISABLED = (1 << 64) - 1
 
 
@@ -136,7 +144,6 @@ def sbi_error_to_errno(sbi_error: int) -> int:
 
 FWFT_SET_FLAG_LOCK = 1
 # ONE_REG fields of each implemented feature, in struct kvm_riscv_sbi_fwft order.
-FWFT_FIELDS: Tuple[str, ...] = ("enable", "flags", "value")
 
 HEDELEG_MISALIGNED = (1 << 4) | (1 << 6)  # load/store misaligned causes
 ENVCFG_PMM = 3 << 32
@@ -231,6 +238,12 @@ def fwft_reg_name(feature: FwftFeature, field_index: int) -> str:
 
 
 def _check_tables() -> None:
+    if tuple(row.name for row in SBI_EXTS) != SBI_EXT_NAMES:
+        raise AssertionError("SBI_EXTS rows must follow enum KVM_RISCV_SBI_EXT_ID (rvkvm.uapi)")
+    members = tuple(f.onereg for f in sorted(FWFT_FEATURES, key=lambda f: f.slot or 0)
+                    if f.slot is not None)
+    if members != FWFT_MEMBERS:
+        raise AssertionError("FWFT slots must follow struct kvm_riscv_sbi_fwft (rvkvm.uapi)")
     for expected_id, row in enumerate(SBI_EXTS):
         if row.kvm_id != expected_id:
             raise AssertionError(f"SBI_EXTS not contiguous at {row.name}")

@@ -27,9 +27,16 @@ import errno
 import threading
 from typing import TYPE_CHECKING, Callable, List, Optional, Set, Tuple
 
-from emulator import csr as C
-from emulator.events import GuestExit, Stop, Trap
-from emulator.hart import FETCH, LOAD, NO_DEADLINE, PRV_S, STORE, Hart
+from rvkvm.emulator import csr as C
+from rvkvm.emulator.events import GuestExit, Stop, Trap
+from rvkvm.emulator.hart import FETCH, LOAD, NO_DEADLINE, PRV_S, STORE, Hart
+from rvkvm.uapi.kvm import (
+    KVM_GUESTDBG_ENABLE,
+    KVM_INTERRUPT_SET,
+    KVM_MP_STATE_INIT_RECEIVED,
+    KVM_MP_STATE_RUNNABLE,
+    KVM_MP_STATE_STOPPED,
+)
 
 from . import exits as X
 from .backend import HEDELEG_DEFAULT
@@ -40,23 +47,13 @@ from .insn import decode_mem_insn, sign_extend
 from .profiles import ISA_BY_NAME_ID
 from .reglist import OneRegMap
 from .sbi import REQ_FENCE_I, REQ_IPI, REQ_SFENCE_VMA, handle_ecall
-from .sbi_ext import FWFT_FEATURES
+from .sbi_ext import FWFT_FEATURES, STA_SHMEM_DISABLED
 
 if TYPE_CHECKING:
     from .vm import Vm
 
 U64_MASK = (1 << 64) - 1
 
-# KVM_MP_STATE_* (RISC-V uses RUNNABLE and STOPPED; INIT_RECEIVED resets).
-KVM_MP_STATE_RUNNABLE = 0
-KVM_MP_STATE_INIT_RECEIVED = 2
-KVM_MP_STATE_STOPPED = 5
-
-# KVM_INTERRUPT arguments (struct kvm_interrupt.irq).
-KVM_INTERRUPT_SET = 0xFFFF_FFFF
-KVM_INTERRUPT_UNSET = 0xFFFF_FFFE
-
-KVM_GUESTDBG_ENABLE = 1
 HEDELEG_BREAKPOINT = 1 << C.CAUSE_BREAKPOINT
 # hideleg = VSSIP | VSTIP | VSEIP; on a hart without H the S bits stand for them.
 HIDELEG_DEFAULT = C.SSIP | C.STIP | C.SEIP
@@ -78,12 +75,25 @@ _REDIRECTED = frozenset({
 })
 
 _PMLEN = next(f for f in FWFT_FEATURES if f.name == "POINTER_MASKING_PMLEN")
+_FWFT_FIELDS = {word: sum({f.mask for f in FWFT_FEATURES if f.word == word})
+                for word in ("hedeleg", "henvcfg")}
 
 _FIRST_RUN_ENVCFG: Tuple[Tuple[str, int], ...] = (
     ("SVPBMT", C.ENV_PBMTE),
     ("SSTC", C.ENV_STCE),
     ("ZICBOM", C.ENV_CBIE | C.ENV_CBCFE),
     ("ZICBOZ", C.ENV_CBZE),
+)
+
+
+def _sta_reset(vcpu: Vcpu) -> None:
+    vcpu.backend.set_sta_shmem(STA_SHMEM_DISABLED)
+
+
+# (KVM SBI extension, reset hook) in KVM's extension-table order.
+_SBI_RESET_HOOKS: Tuple[Tuple[str, Callable[[Vcpu], None]], ...] = (
+    ("STA", _sta_reset),
+    ("FWFT", fwft_reset),
 )
 
 
@@ -264,17 +274,28 @@ class Vcpu:
     def reset(self) -> None:
         """KVM's vCPU reset (creation, HSM start, MP_STATE INIT_RECEIVED)."""
         hart = self.hart
+        # The FWFT fields of hedeleg/henvcfg are vCPU configuration (vcpu->arch.cfg):
+        # a reset keeps them and only FWFT's reset hook clears them.
+        kept_deleg = hart.medeleg & _FWFT_FIELDS["hedeleg"]
+        kept_envcfg = hart.menvcfg & _FWFT_FIELDS["henvcfg"]
         hart.x[:] = [0] * 32
         hart.f[:] = [0] * 32
         hart.reset_csrs()
         hart.pc = 0
         hart.priv = PRV_S
         hart.mstatus |= C.MS_SPP | C.MS_SPIE
-        hart.medeleg = HEDELEG_DEFAULT
+        hart.medeleg = HEDELEG_DEFAULT | kept_deleg
         hart.mideleg = HIDELEG_DEFAULT
         hart.mcounteren = GUEST_COUNTERS
-        hart.menvcfg = self._envcfg
+        if not self.vm.platform.kernel.has("scounteren_reset_zero"):
+            hart.scounteren = GUEST_COUNTERS  # before 6.16 the reset context set CY|TM|IR
+        hart.menvcfg = self._envcfg | kept_envcfg
         hart.irq_lines = 0
+        with self._lock:
+            # Interrupts raised before the reset are pending ones, and
+            # kvm_riscv_reset_vcpu clears irqs_pending: they are lost.
+            self._requests &= ~REQ_IPI
+            self._seip = None
         hart.waiting = False
         hart.reservation = None
         hart.mtimecmp = NO_DEADLINE
@@ -282,11 +303,23 @@ class Vcpu:
         self._apply_debug()
         has_fp = _has(self.config.isa, "F") or _has(self.config.isa, "D")
         self.backend.fp_reset(has_fp)
-        fwft_reset(self)
+        self._sbi_reset_hooks()
         self._completion = None
         self._last_exit = None
         hart.update_ctx()
         hart.irq_dirty = True
+
+    def _sbi_reset_hooks(self) -> None:
+        """The SBI extensions' reset hooks (STA shared memory off, FWFT); since
+        6.16 only those of enabled extensions run (vcpu_sbi.c)."""
+        plat = self.vm.platform
+        only_enabled = plat.kernel.has("sbi_reset_enabled_only")
+        for name, hook in _SBI_RESET_HOOKS:
+            if name not in (row.name for row in plat.kernel.sbi_exts):
+                continue
+            if only_enabled and not plat.sbi_enabled(self.config, name):
+                continue
+            hook(self)
 
     def close(self) -> None:
         self._closed = True
@@ -359,14 +392,15 @@ class Vcpu:
         """Apply queued requests; an SBI reset (``start``) only on entry to
         the guest, as KVM handles KVM_REQ_VCPU_RESET in KVM_RUN."""
         with self._lock:
-            requests, self._requests = self._requests, 0
-            seip, self._seip = self._seip, None
             start_state = self._start if start else None
             if start:
                 self._start = None
-        hart = self.hart
         if start_state is not None:
             self._load_start_state(*start_state)
+        with self._lock:
+            requests, self._requests = self._requests, 0
+            seip, self._seip = self._seip, None
+        hart = self.hart
         if requests & REQ_IPI:
             hart.mip |= C.SSIP
         if requests & REQ_SFENCE_VMA:
@@ -379,10 +413,10 @@ class Vcpu:
         hart.irq_dirty = True
 
     def _load_start_state(self, pc: int, opaque: int) -> None:
-        # kvm_riscv_vcpu_sbi_load_reset_state; a full reset first unless the
-        # VMM took over resets (KVM_CAP_RISCV_MP_STATE_RESET).
-        if not self.vm.mp_state_reset:
-            self.reset()
+        # KVM_REQ_VCPU_RESET: always a full reset, then
+        # kvm_riscv_vcpu_sbi_load_reset_state (KVM_CAP_RISCV_MP_STATE_RESET
+        # changes nothing here).
+        self.reset()
         hart = self.hart
         hart.mstatus &= ~C.MS_SIE
         hart.satp = 0

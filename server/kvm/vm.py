@@ -19,20 +19,17 @@ import threading
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from emulator.hart import Hart
-from emulator.memory import PAGE_MASK, PAGE_SHIFT, PhysMemory, RamRegion
+from rvkvm.emulator.hart import Hart
+from rvkvm.emulator.memory import PAGE_MASK, PAGE_SHIFT, PhysMemory, RamRegion
+from rvkvm.uapi.kvm import KVM_CAP_RISCV_MP_STATE_RESET, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
 
 from .caps import KVM_MAX_VCPU_IDS, KVM_MAX_VCPUS, KVM_MEM_SLOTS_NUM, check_extension, gpa_bits
 from .errors import KvmError
 from .profiles import Platform
 from .vcpu import MmioAccess, Vcpu
 
-KVM_MEM_LOG_DIRTY_PAGES = 1
-KVM_MEM_READONLY = 2
 KVM_MEM_MAX_NR_PAGES = (1 << 31) - 1
 KVM_ADDRESS_SPACE_NUM = 1  # RISC-V has one address space
-
-KVM_CAP_RISCV_MP_STATE_RESET = 242
 
 
 @dataclass
@@ -93,12 +90,14 @@ class Vm:
         return check_extension(cap, self.platform.host)
 
     def enable_cap(self, cap: int, flags: int = 0, args: Tuple[int, ...] = ()) -> None:
-        """KVM_ENABLE_CAP on the VM: only KVM_CAP_RISCV_MP_STATE_RESET (6.16+)."""
+        """KVM_ENABLE_CAP on the VM: only KVM_CAP_RISCV_MP_STATE_RESET (6.16+;
+        before, riscv had no enable_cap and every cap was EINVAL)."""
         self._check_alive()
+        if cap != KVM_CAP_RISCV_MP_STATE_RESET or not self.platform.kernel.has(
+                "mp_state_reset_cap"):
+            raise _einval(f"capability {cap} cannot be enabled")
         if flags != 0:
             raise _einval("KVM_ENABLE_CAP flags must be 0")
-        if cap != KVM_CAP_RISCV_MP_STATE_RESET:
-            raise _einval(f"capability {cap} cannot be enabled")
         self.mp_state_reset = True
 
     # ------------------------------------------------------------------

@@ -2,7 +2,7 @@
 ``rvkvm.v1`` messages to calls on the KVM model (``server.kvm``) and back.
 
 ``create_server(address, config)`` builds a ready-to-start ``grpc.aio``
-server; ``python -m server`` runs one.
+server; ``python -m rvkvm.server`` runs one.
 """
 
 from .app import Server, create_server

@@ -10,10 +10,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from emulator.hart import ENGINES
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
-from rvkvm_proto.rvkvm.v1 import kvm_pb2_grpc as pb_grpc
-from server.kvm import KvmSystem
+from rvkvm.emulator.hart import ENGINES
+from rvkvm.server.kvm import KvmSystem
+from rvkvm.v1 import kvm_pb2 as pb
+from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
 from .config import ServerConfig
 from .interceptors import KvmErrorInterceptor, LoggingInterceptor

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from server.kvm import HostProfile
+from rvkvm.server.kvm import HostProfile
 
 
 @dataclass

@@ -5,15 +5,15 @@ from __future__ import annotations
 import errno
 from typing import Iterable, List, Optional
 
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
-from server.kvm import HostProfile, KvmError
-from server.kvm import exits as X
-from server.kvm.caps import KVM_MAX_VCPU_IDS, KVM_MAX_VCPUS, KVM_MEM_SLOTS_NUM, gpa_bits
-from server.kvm.isa_ext import ISA_EXTS
-from server.kvm.profiles import DEFAULT_KERNEL, KERNEL_PROFILES
-from server.kvm.regid import RegType, SbiStateSubtype, Size, make_id
-from server.kvm.sbi_ext import FWFT_BY_ID, FWFT_FEATURES, SBI_EXTS, FwftFeature
-from server.kvm.system import KVM_API_VERSION
+from rvkvm.server.kvm import HostProfile, KvmError
+from rvkvm.server.kvm import exits as X
+from rvkvm.server.kvm.caps import KVM_MAX_VCPU_IDS, KVM_MAX_VCPUS, KVM_MEM_SLOTS_NUM, gpa_bits
+from rvkvm.server.kvm.isa_ext import ISA_EXTS
+from rvkvm.server.kvm.profiles import DEFAULT_KERNEL, KERNEL_PROFILES
+from rvkvm.server.kvm.sbi_ext import FWFT_BY_ID, FWFT_FEATURES, SBI_EXTS, FwftFeature
+from rvkvm.server.kvm.system import KVM_API_VERSION
+from rvkvm.uapi.onereg import RegType, SbiStateSubtype, Size, make_id
+from rvkvm.v1 import kvm_pb2 as pb
 
 U64_MASK = (1 << 64) - 1
 

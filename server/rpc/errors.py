@@ -17,8 +17,8 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
-from server.kvm.errors import ENOTSUPP, KvmError, errno_name
+from rvkvm.server.kvm.errors import ENOTSUPP, KvmError, errno_name
+from rvkvm.v1 import kvm_pb2 as pb
 
 ERROR_DOMAIN = "rvkvm.v1"
 

@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 import grpc
 import structlog
 
-from server.kvm import KvmError
+from rvkvm.server.kvm import KvmError
 
 from .errors import to_status
 

@@ -21,9 +21,9 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
-from server.kvm import DEFAULT_KERNEL, KvmError, KvmSystem, Vcpu, Vm
-from server.kvm import exits as X
+from rvkvm.server.kvm import DEFAULT_KERNEL, KvmError, KvmSystem, Vcpu, Vm
+from rvkvm.server.kvm import exits as X
+from rvkvm.v1 import kvm_pb2 as pb
 
 from .convert import fill_completion
 

@@ -16,10 +16,10 @@ from typing import Any, AsyncIterator, Callable, List, TypeAlias, TypeVar
 
 import grpc
 
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
-from rvkvm_proto.rvkvm.v1 import kvm_pb2_grpc as pb_grpc
-from server.kvm import KvmError, copy_reg_list, short_name
-from server.kvm import exits as X
+from rvkvm.server.kvm import KvmError, copy_reg_list, short_name
+from rvkvm.server.kvm import exits as X
+from rvkvm.v1 import kvm_pb2 as pb
+from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
 from . import convert
 from .errors import OK, kvm_errno

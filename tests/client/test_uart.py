@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import List
 
-from client.devices import (
+from rvkvm.client.devices import (
     IER_DLM,
     IIR_FCR,
     LCR,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
-from emulator.hart import Hart
-from emulator.memory import PhysMemory
+from rvkvm.emulator.hart import Hart
+from rvkvm.emulator.memory import PhysMemory
 
 from .rvasm import words
 

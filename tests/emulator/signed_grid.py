@@ -12,9 +12,9 @@ from __future__ import annotations
 import itertools
 from typing import Dict, List, Tuple
 
-import emulator.translator as tr
-from emulator.hart import Hart
-from emulator.memory import PhysMemory
+import rvkvm.emulator.translator as tr
+from rvkvm.emulator.hart import Hart
+from rvkvm.emulator.memory import PhysMemory
 from tests.emulator import rvasm as A
 
 BASE = 0x8000_0000

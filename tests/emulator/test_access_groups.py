@@ -10,9 +10,9 @@ from typing import List
 
 import pytest
 
-import emulator.translator as tr
-from emulator.hart import Hart
-from emulator.memory import PhysMemory
+import rvkvm.emulator.translator as tr
+from rvkvm.emulator.hart import Hart
+from rvkvm.emulator.memory import PhysMemory
 
 from . import rvasm as A
 
@@ -132,7 +132,7 @@ def test_group_storing_into_its_own_code_page() -> None:
 
 
 def test_access_groups_found() -> None:
-    from emulator.isa import decode
+    from rvkvm.emulator.isa import decode
 
     def dec(words: List[int]):
         return [decode(w, BASE + 4 * k) for k, w in enumerate(words)]
@@ -150,7 +150,7 @@ def test_typed_views_are_let_go_on_close() -> None:
     closing the memory must still work (an mmap with live views cannot be
     closed) while a hart's TLB still holds them, and a stale view fails
     loudly instead of reading freed memory."""
-    from emulator.memory import NATIVE_VIEWS
+    from rvkvm.emulator.memory import NATIVE_VIEWS
 
     mem = PhysMemory()
     ram = mem.add_ram(BASE, 1 << 16)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from emulator import bench
+from rvkvm.emulator import bench
 
 
 def test_cold_run_in_a_fresh_process_matches_an_in_process_run() -> None:

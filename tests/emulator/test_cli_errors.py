@@ -1,5 +1,5 @@
-"""``python -m emulator``'s command line: its own usage for unknown options,
-``--version``, and one line ``python -m emulator: error: ...`` for an
+"""``python -m rvkvm.emulator``'s command line: its own usage for unknown options,
+``--version``, and one line ``python -m rvkvm.emulator: error: ...`` for an
 unexpected exception (the traceback only with RVKVM_DEBUG=1)."""
 
 from __future__ import annotations
@@ -11,24 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from emulator import cli
-from emulator.cmdline import guarded
+from rvkvm.emulator import cli
+from rvkvm.emulator.cmdline import guarded
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = ROOT / "emulator" / "guests" / "hello.elf"
 
 
 def emulator(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "emulator", *args], cwd=ROOT, timeout=60,
+    return subprocess.run([sys.executable, "-m", "rvkvm.emulator", *args], cwd=ROOT, timeout=60,
                           capture_output=True, text=True)
 
 
 def test_unknown_options_show_runs_usage() -> None:
     r = emulator("run", "--bogus", str(HELLO))
     assert r.returncode == 2
-    assert r.stderr.startswith("usage: python -m emulator run ")
+    assert r.stderr.startswith("usage: python -m rvkvm.emulator run ")
     assert r.stderr.splitlines()[-1] == (
-        "python -m emulator run: error: unrecognized arguments: --bogus")
+        "python -m rvkvm.emulator run: error: unrecognized arguments: --bogus")
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "many"])
@@ -47,7 +47,7 @@ def test_engines_are_fast_and_reference() -> None:
 
 def test_version() -> None:
     r = emulator("--version")
-    assert r.returncode == 0 and r.stdout == f"python -m emulator {metadata.version('rvkvm')}\n"
+    assert r.returncode == 0 and r.stdout == f"python -m rvkvm.emulator {metadata.version('rvkvm')}\n"
 
 
 def test_unexpected_errors_are_one_line(capsys: pytest.CaptureFixture,
@@ -58,7 +58,7 @@ def test_unexpected_errors_are_one_line(capsys: pytest.CaptureFixture,
     monkeypatch.setattr(cli, "Machine", broken)
     monkeypatch.delenv("RVKVM_DEBUG", raising=False)
     assert cli.main(["run", str(HELLO)]) == 1
-    assert capsys.readouterr().err == "python -m emulator: error: MemoryError: mmap failed\n"
+    assert capsys.readouterr().err == "python -m rvkvm.emulator: error: MemoryError: mmap failed\n"
     assert cli.main(["--debug", "run", str(HELLO)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Traceback") and err.endswith("MemoryError: mmap failed\n")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from typing import List, Tuple
 
-from emulator import csr as C
+from rvkvm.emulator import csr as C
 
 from . import rvasm as A
 from .harts import BASE, make_hart

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import emulator.codegen as cg
-from emulator.interp import generated_globals
+import rvkvm.emulator.codegen as cg
+from rvkvm.emulator.interp import generated_globals
 
 
 def _fn(i: int, pad: int = 0) -> object:

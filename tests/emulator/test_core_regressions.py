@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.hart import Hart
-from emulator.memory import PhysMemory
+from rvkvm.emulator.hart import Hart
+from rvkvm.emulator.memory import PhysMemory
 
 from .rvasm import ECALL, WFI, addi, csrrs, csrrw, words
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emulator.hart import Hart
-from emulator.memory import PhysMemory
+from rvkvm.emulator.hart import Hart
+from rvkvm.emulator.memory import PhysMemory
 
 from . import rvasm as A
 
@@ -192,7 +192,7 @@ def signed_program(draw: st.DrawFn) -> list:
 def test_signed_flavour_agrees(prog: list, init: list, budget: int) -> None:
     """The PyPy flavour of generated code (signed register locals, see
     emulator.signed) computes the same state; checked here on CPython."""
-    import emulator.translator as tr
+    import rvkvm.emulator.translator as tr
 
     code = A.words(prog)
     ref = run("reference", code, init, budget)

@@ -10,10 +10,10 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from emulator.context import Ctx
-from emulator.events import Trap
-from emulator.interp import compile_insn, generated_globals
-from emulator.isa import Insn, decode, fd
+from rvkvm.emulator.context import Ctx
+from rvkvm.emulator.events import Trap
+from rvkvm.emulator.interp import compile_insn, generated_globals
+from rvkvm.emulator.isa import Insn, decode, fd
 
 NV, DZ, OF, UF, NX = 16, 8, 4, 2, 1
 BOX = 0xFFFFFFFF00000000

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.machine import Machine
+from rvkvm.emulator.machine import Machine
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURE_GUESTS = sorted((ROOT / "tests" / "guests").glob("*.elf"))
@@ -91,8 +91,8 @@ def test_cli_budget_exhausted() -> None:
 def test_cli_failing_guest_reports_test_number(tmp_path: Path) -> None:
     # Patch hello: make its first instruction jump to a routine that writes
     # (7 << 1) | 1 to tohost. Built from hello's own symbols, no toolchain.
-    from emulator.elf import load_elf
-    from emulator.memory import PhysMemory
+    from rvkvm.emulator.elf import load_elf
+    from rvkvm.emulator.memory import PhysMemory
 
     mem = PhysMemory()
     mem.add_ram(0x8000_0000, 1 << 24)
@@ -154,7 +154,7 @@ def test_cli_rejects_segments_outside_ram() -> None:
 @pytest.fixture
 def signed_locals(monkeypatch: pytest.MonkeyPatch) -> None:
     """The translator's PyPy flavour (signed register locals), on CPython."""
-    import emulator.translator as tr
+    import rvkvm.emulator.translator as tr
 
     monkeypatch.setattr(tr, "SIGNED_LOCALS", True)
 
@@ -163,7 +163,7 @@ def signed_locals(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_signed_flavour_passes_and_retires_the_same(path: Path, signed_locals: None) -> None:
     outcome, code, text, instret = run_guest(path, "fast")
     assert (outcome, code) == ("exit", 0), text
-    import emulator.translator as tr
+    import rvkvm.emulator.translator as tr
 
     tr.SIGNED_LOCALS = False
     assert run_guest(path, "fast")[3] == instret

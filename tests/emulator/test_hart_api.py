@@ -8,10 +8,10 @@ import resource
 
 import pytest
 
-from emulator.batch import get_regs, run_harts, set_regs
-from emulator.events import GuestExit
-from emulator.hart import Hart
-from emulator.memory import BusError, PhysMemory
+from rvkvm.emulator.batch import get_regs, run_harts, set_regs
+from rvkvm.emulator.events import GuestExit
+from rvkvm.emulator.hart import Hart
+from rvkvm.emulator.memory import BusError, PhysMemory
 
 from . import rvasm as A
 

@@ -18,14 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from emulator.bench import pypy_site
+from rvkvm.bootstrap import python_command
+from rvkvm.emulator.bench import pypy_site
 
 from .test_guests import BENCH_GUESTS, FEATURE_GUESTS, HELLO, ROOT, run_guest
 
 DRIVER = r"""
 import json, sys
-import emulator.translator as tr
-from emulator.machine import Machine
+import rvkvm.emulator.translator as tr
+from rvkvm.emulator.machine import Machine
 from tests.emulator.signed_grid import all_programs, check, small_grid
 
 assert tr.SIGNED_LOCALS, "PyPy must use the signed flavour"
@@ -58,8 +59,8 @@ def pypy_results() -> dict:
     assert site is not None, "could not install pyelftools for PyPy"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), site]))
     paths = [str(p) for p in FEATURE_GUESTS + BENCH_GUESTS + [HELLO]]
-    proc = subprocess.run([pypy, "-c", DRIVER, *paths], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(python_command(pypy, DRIVER, paths), cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -14,8 +14,8 @@ import struct
 
 import pytest
 
-from emulator.isa import ILLEGAL, decode, decode_word
-from emulator.isa.rvc import expand
+from rvkvm.emulator.isa import ILLEGAL, decode, decode_word
+from rvkvm.emulator.isa.rvc import expand
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "rvc_vectors.json")
 

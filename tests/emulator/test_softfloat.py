@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from emulator import softfloat as sf
+from rvkvm.emulator import softfloat as sf
 
 NV, DZ, OF, UF, NX = 16, 8, 4, 2, 1
 # SOFTFLOAT_EXAMPLES=5000 for a thorough run.

@@ -272,7 +272,7 @@ def test_loop_entered_in_two_places_still_runs() -> None:
 def test_compiler_limits_fall_back_to_the_dispatcher(monkeypatch) -> None:
     """If Python refuses a structured region (its compiler limits nesting),
     the region is built again with its loops run by the dispatcher."""
-    import emulator.translator as tr
+    import rvkvm.emulator.translator as tr
 
     real = tr.compile_function
     refused = []
@@ -328,7 +328,7 @@ def test_budget_is_exact_across_consecutive_unrolled_loops() -> None:
 def test_one_block_loops_only(monkeypatch) -> None:
     """With NESTED_LOOPS off (PyPy's setting) only one-block loops become
     Python loops; everything else goes through the dispatcher, exactly."""
-    import emulator.translator as tr
+    import rvkvm.emulator.translator as tr
 
     monkeypatch.setattr(tr, "NESTED_LOOPS", False)
     code = two_unrolled_loops()

@@ -11,8 +11,8 @@ from typing import List, Tuple
 
 import pytest
 
-from emulator.hart import Hart
-from emulator.memory import PhysMemory
+from rvkvm.emulator.hart import Hart
+from rvkvm.emulator.memory import PhysMemory
 
 from .rvasm import addi, b, i, words
 

@@ -35,9 +35,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from emulator.hart import Hart
-from emulator.isa import ILLEGAL, decode_word
-from emulator.memory import PhysMemory
+from rvkvm.emulator.hart import Hart
+from rvkvm.emulator.isa import ILLEGAL, decode_word
+from rvkvm.emulator.memory import PhysMemory
 
 unicorn = pytest.importorskip("unicorn")
 from unicorn import UC_ARCH_RISCV, UC_HOOK_INTR, UC_MODE_RISCV64, Uc  # noqa: E402
@@ -167,7 +167,7 @@ DOUBLES = [0, 1 << 63, 0x3FF0000000000000, 0xBFF0000000000000, 0x7FF000000000000
 
 
 def _zb_rows() -> List[Tuple[int, int, str]]:
-    from emulator.isa import ALL
+    from rvkvm.emulator.isa import ALL
 
     return [(i.match, i.mask, i.fmt) for i in ALL
             if i.ext in ("zba", "zbb", "zbc", "zbs", "zicond")]
@@ -454,7 +454,7 @@ def compare(a: State, b: State, names: Tuple[str, str], code: bytes, fp: bool,
 
 def disasm(code: bytes) -> str:
     """Instruction listing for failure messages (our decoder's names)."""
-    from emulator.isa import decode
+    from rvkvm.emulator.isa import decode
 
     out, pc = [], 0
     while pc < len(code):

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emulator.hart import Hart
-from emulator.memory import PhysMemory
+from rvkvm.emulator.hart import Hart
+from rvkvm.emulator.memory import PhysMemory
 
 from . import rvasm as A
 from .harts import make_hart, translated_source
@@ -152,8 +152,8 @@ def test_unknown_or_overflowing_bounds_keep_full_forms() -> None:
 def test_known_bounds_hold(code: List[List[int]], init: List[int]) -> None:
     """Every bound the translator records for a register holds for the value
     the reference interpreter computes (edge values reach the bounds)."""
-    from emulator.isa import decode
-    from emulator.translator import BlockEmitter, Translator
+    from rvkvm.emulator.isa import decode
+    from rvkvm.emulator.translator import BlockEmitter, Translator
 
     words = [w for seq in code for w in seq]
     mem = PhysMemory()

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emulator.hart import Hart
-from emulator.isa import ALL, decode_word
-from emulator.isa import zb as ZB
-from emulator.memory import PhysMemory
+from rvkvm.emulator.hart import Hart
+from rvkvm.emulator.isa import ALL, decode_word
+from rvkvm.emulator.isa import zb as ZB
+from rvkvm.emulator.memory import PhysMemory
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
@@ -326,6 +326,6 @@ def test_clmul_helpers(a: int, b: int) -> None:
 
 
 def test_globals_do_not_clash_with_helpers() -> None:
-    from emulator.helpers import GLOBALS as HELPERS
+    from rvkvm.emulator.helpers import GLOBALS as HELPERS
 
     assert not set(ZB.GLOBALS) & set(HELPERS)

@@ -14,9 +14,9 @@ from typing import Any, Iterator, Optional
 import grpc
 import pytest
 
-from client import Kvm
-from emulator.hart import ENGINES
-from server.rpc import Server, ServerConfig, create_server
+from rvkvm.client import Kvm
+from rvkvm.emulator.hart import ENGINES
+from rvkvm.server.rpc import Server, ServerConfig, create_server
 
 
 class ServerThread:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
-from client import Kvm, Vcpu, Vm
-from client.kvm import KVM_GUESTDBG_ENABLE
+from rvkvm.client import Kvm, Vcpu, Vm
+from rvkvm.client.kvm import KVM_GUESTDBG_ENABLE
 from tests.emulator import rvasm as A
 from tests.server.kvm_runtime_guest import (  # noqa: F401 (re-exported encoders)
     EBREAK,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import errno
 
-from client import KvmError
-from client.exits import INTR_BUDGET, DebugExit, IntrExit, MmioExit
+from rvkvm.client import KvmError
+from rvkvm.client.exits import INTR_BUDGET, DebugExit, IntrExit, MmioExit
 from tests.emulator import rvasm as A
 
 from .guest import MMIO, RAM_BASE, jump_self, load, mmio_loads, new_vm

@@ -1,4 +1,4 @@
-"""``python -m server.bench --quick`` runs and prints its tables (figures
+"""``python -m bench.server --quick`` runs and prints its tables (figures
 are printed, never checked: timing depends on the machine)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ HEADINGS = ("== ONE_REG over gRPC", "== MMIO exits", "== Guest MIPS", "== Server
 
 
 def test_bench_quick_runs_and_prints_its_tables():
-    proc = subprocess.run([sys.executable, "-m", "server.bench", "--quick"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "bench.server", "--quick"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     for heading in HEADINGS:

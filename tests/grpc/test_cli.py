@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from client.cli import HELLO_GUEST
-from client.exits import SystemEventExit
-from client.fdt import Node, to_dtb
-from client.vmm import Vmm
+from rvkvm.client.cli import HELLO_GUEST
+from rvkvm.client.exits import SystemEventExit
+from rvkvm.client.fdt import Node, to_dtb
+from rvkvm.client.vmm import Vmm
 from tests.emulator import rvasm as A
 
 from .dtb import cells, parse_dtb
@@ -27,7 +27,7 @@ ENTRY = 0x8020_0000
 
 
 def rvkvm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "client", *args], cwd=ROOT, timeout=timeout,
+    return subprocess.run([sys.executable, "-m", "rvkvm.client", *args], cwd=ROOT, timeout=timeout,
                           capture_output=True, text=True)
 
 

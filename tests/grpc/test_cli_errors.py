@@ -17,8 +17,8 @@ from typing import List
 
 import pytest
 
-from client import cli
-from client.errors import KvmError
+from rvkvm.client import cli
+from rvkvm.client.errors import KvmError
 from tests.emulator import rvasm as A
 
 from .guest import jump_self, sbi_call
@@ -106,7 +106,7 @@ def test_an_htif_program_points_to_the_emulator(capsys):
     assert result.returncode == 3
     line = one_line(result)
     assert "bare-metal HTIF program (it has a 'tohost' symbol)" in line
-    assert line.endswith(f"run it with `python -m emulator run {HTIF_GUEST}`")
+    assert line.endswith(f"run it with `python -m rvkvm.emulator run {HTIF_GUEST}`")
 
 
 # -- reaching a server -----------------------------------------------------
@@ -220,7 +220,7 @@ def test_an_error_without_errno_says_its_code():
 def _start_spinning(tmp_path, *extra: str) -> subprocess.Popen:
     elf = tmp_path / "spin.elf"
     elf.write_bytes(spin_elf_bytes())
-    proc = subprocess.Popen([sys.executable, "-m", "client", "run", str(elf), *extra], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "rvkvm.client", "run", str(elf), *extra], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     assert proc.stdout.read(1) == b"!"  # the guest runs

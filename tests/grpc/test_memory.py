@@ -9,11 +9,11 @@ import os
 import grpc
 import pytest
 
-from client import KvmError
-from client.exits import DebugExit, MmioExit
-from client.kvm import KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
-from rvkvm_proto.rvkvm.v1 import kvm_pb2_grpc as pb_grpc
+from rvkvm.client import KvmError
+from rvkvm.client.exits import DebugExit, MmioExit
+from rvkvm.client.kvm import KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
+from rvkvm.v1 import kvm_pb2 as pb
+from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
 from .guest import EBREAK, REG_A0, REG_A1, li, load, new_vm, sd
 

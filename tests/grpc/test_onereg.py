@@ -12,13 +12,13 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from client import KvmError, parse_name
-from client.exits import INTR_BUDGET, IntrExit
-from client.kvm import KVM_CAP_RISCV_MP_STATE_RESET, KVM_MP_STATE_INIT_RECEIVED
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
-from rvkvm_proto.rvkvm.v1 import kvm_pb2_grpc as pb_grpc
-from server.kvm import ENOTSUPP
-from server.rpc.errors import ERRNO_TO_CODE
+from rvkvm.client import KvmError, parse_name
+from rvkvm.client.exits import INTR_BUDGET, IntrExit
+from rvkvm.client.kvm import KVM_CAP_RISCV_MP_STATE_RESET, KVM_MP_STATE_INIT_RECEIVED
+from rvkvm.server.kvm import ENOTSUPP
+from rvkvm.server.rpc.errors import ERRNO_TO_CODE
+from rvkvm.v1 import kvm_pb2 as pb
+from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
 from .guest import jump_self, load, new_vm
 

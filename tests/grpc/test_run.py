@@ -9,8 +9,8 @@ import time
 import grpc
 import pytest
 
-from client import Kvm, KvmError
-from client.exits import (
+from rvkvm.client import Kvm, KvmError
+from rvkvm.client.exits import (
     INTR_BUDGET,
     INTR_IDLE,
     INTR_KICK,

@@ -10,10 +10,10 @@ import errno
 import grpc
 import pytest
 
-from client import Kvm, KvmError
-from client.exits import DebugExit, MmioExit
-from server.kvm import HostProfile
-from server.rpc import ServerConfig
+from rvkvm.client import Kvm, KvmError
+from rvkvm.client.exits import DebugExit, MmioExit
+from rvkvm.server.kvm import HostProfile
+from rvkvm.server.rpc import ServerConfig
 from tests.emulator import rvasm as A
 
 from .conftest import ServerThread

@@ -12,8 +12,8 @@ import grpc
 import pytest
 import structlog
 
-from client import Kvm, KvmError
-from server.rpc import ServerConfig
+from rvkvm.client import Kvm, KvmError
+from rvkvm.server.rpc import ServerConfig
 
 from .conftest import ServerThread
 
@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_rvkvm_server_listens_serves_and_stops_on_sigterm():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "--listen", "127.0.0.1:0", "--log-level", "warning",
+        [sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0", "--log-level", "warning",
          "--host-minus", "ssnpm"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -37,7 +37,7 @@ def test_rvkvm_server_listens_serves_and_stops_on_sigterm():
 
 
 def test_unknown_host_extension_is_a_usage_error():
-    result = subprocess.run([sys.executable, "-m", "server", "--host-plus", "nope"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "rvkvm.server", "--host-plus", "nope"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "nope" in result.stderr
 

@@ -13,15 +13,15 @@ from importlib import metadata
 
 import pytest
 
-from client.cli import HELLO_GUEST
-from server.__main__ import main as server_main
-from server.rpc import ServerConfig, create_server
+from rvkvm.client.cli import HELLO_GUEST
+from rvkvm.server.__main__ import main as server_main
+from rvkvm.server.rpc import ServerConfig, create_server
 
 from .test_cli import HELLO_TEXT, ROOT, rvkvm
 
 
 def rvkvm_server(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "server", *args], cwd=ROOT, timeout=timeout,
+    return subprocess.run([sys.executable, "-m", "rvkvm.server", *args], cwd=ROOT, timeout=timeout,
                           capture_output=True, text=True)
 
 
@@ -92,7 +92,7 @@ def test_version():
 @pytest.mark.parametrize("engine", ["reference", "interp"])
 def test_the_reference_engine_serves_guests(engine):
     # `--engine interp` (the old spelling) made every CreateVcpu fail with UNKNOWN
-    proc = subprocess.Popen([sys.executable, "-m", "server", "--listen", "127.0.0.1:0",
+    proc = subprocess.Popen([sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0",
                              "--engine", engine, "--log-level", "warning"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -113,7 +113,9 @@ def test_unexpected_errors_are_one_line(capsys, monkeypatch):
     def broken(*args: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("server.__main__.serve", broken)
+    monkeypatch.setattr("rvkvm.server.__main__.serve", broken)
+    # structlog's configuration is process-wide: keep the other tests' one
+    monkeypatch.setattr("rvkvm.server.__main__._configure_logging", lambda *args: None)
     monkeypatch.delenv("RVKVM_DEBUG", raising=False)
     assert server_main(["--listen", "127.0.0.1:0"]) == 1
     assert capsys.readouterr().err == "rvkvm-server: error: RuntimeError: boom\n"
@@ -121,7 +123,7 @@ def test_unexpected_errors_are_one_line(capsys, monkeypatch):
 
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
 def test_signals_stop_the_server_quietly(sig, status):
-    proc = subprocess.Popen([sys.executable, "-m", "server", "--listen", "127.0.0.1:0"],
+    proc = subprocess.Popen([sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     assert "listening on" in proc.stdout.readline()
@@ -131,7 +133,7 @@ def test_signals_stop_the_server_quietly(sig, status):
 
 
 def test_exit_on_stdin_eof():
-    proc = subprocess.Popen([sys.executable, "-m", "server", "--listen", "127.0.0.1:0",
+    proc = subprocess.Popen([sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0",
                              "--exit-on-stdin-eof"], cwd=ROOT, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdin is not None

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
-from server.kvm import exits as X
-from server.rpc.registry import Pacing, VcpuSession
+from rvkvm.server.kvm import exits as X
+from rvkvm.server.rpc.registry import Pacing, VcpuSession
+from rvkvm.v1 import kvm_pb2 as pb
 from tests.server.kvm_runtime_guest import A1, PC, WFI, jump_self, load, new_vm
 
 from .guest import mmio_loads

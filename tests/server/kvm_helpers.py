@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any, Dict, Optional
 
-from server.kvm import HostProfile, InMemoryVcpuBackend, OneRegMap, platform
+from rvkvm.server.kvm import HostProfile, InMemoryVcpuBackend, OneRegMap, platform
 
 DATA_DIR = os.path.join(os.path.dirname(__file__), "data")
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 
-from server.kvm import HostProfile, parse_name
-from server.kvm.exits import DebugExit, Exit
-from server.kvm.system import KvmSystem
-from server.kvm.vcpu import KVM_GUESTDBG_ENABLE, Vcpu
-from server.kvm.vm import Vm
+from rvkvm.server.kvm import HostProfile, parse_name
+from rvkvm.server.kvm.exits import DebugExit, Exit
+from rvkvm.server.kvm.system import KvmSystem
+from rvkvm.server.kvm.vcpu import Vcpu
+from rvkvm.server.kvm.vm import Vm
+from rvkvm.uapi.kvm import KVM_GUESTDBG_ENABLE
 from tests.emulator import rvasm as A
 
 RAM_BASE = 0x8000_0000

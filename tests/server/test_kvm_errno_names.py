@@ -6,9 +6,9 @@ import errno
 
 import pytest
 
-from client.errors import errno_name as client_name
-from server.kvm.errors import ENOTSUPP
-from server.kvm.errors import errno_name as server_name
+from rvkvm.client.errors import errno_name as client_name
+from rvkvm.server.kvm.errors import ENOTSUPP
+from rvkvm.server.kvm.errors import errno_name as server_name
 
 
 @pytest.mark.parametrize("name_of", [server_name, client_name])

@@ -13,8 +13,8 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import pytest
 
-from server.kvm import HostProfile, KvmError, OneRegMap, make_id
-from server.kvm.regid import RegType, Size
+from rvkvm.server.kvm import HostProfile, KvmError, OneRegMap, make_id
+from rvkvm.uapi.onereg import RegType, Size
 from tests.server.kvm_helpers import hex_ids, load_data, new_vcpu, rich_host
 
 SUBLISTS = load_data("get_reg_list_sublists.json")["sublists"]
@@ -39,8 +39,8 @@ def sbi_reg(kvm_id: int) -> int:
 
 
 def _feature_reg(feature_type: str, name: str) -> int:
-    from server.kvm.isa_ext import by_name as isa_by_name
-    from server.kvm.sbi_ext import by_name as sbi_by_name
+    from rvkvm.server.kvm.isa_ext import by_name as isa_by_name
+    from rvkvm.server.kvm.sbi_ext import by_name as sbi_by_name
 
     if feature_type == "ISA_EXT":
         return isa_reg(isa_by_name(name).kvm_id)

@@ -10,9 +10,9 @@ import errno
 
 import pytest
 
-from server.kvm import ENOTSUPP, HostProfile, KvmError, make_id, parse_name
-from server.kvm.regid import CsrSubtype, ExtSubtype, RegType, Size
-from server.kvm.sbi_ext import ENVCFG_ADUE, ENVCFG_PMM, HEDELEG_MISALIGNED
+from rvkvm.server.kvm import ENOTSUPP, HostProfile, KvmError, make_id, parse_name
+from rvkvm.server.kvm.sbi_ext import ENVCFG_ADUE, ENVCFG_PMM, HEDELEG_MISALIGNED
+from rvkvm.uapi.onereg import CsrSubtype, ExtSubtype, RegType, Size
 from tests.server.kvm_helpers import new_vcpu, rich_host
 
 U64 = (1 << 64) - 1

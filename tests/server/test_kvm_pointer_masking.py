@@ -10,8 +10,8 @@ import errno
 
 import pytest
 
-from server.kvm import HostProfile, KvmError, make_id, parse_name
-from server.kvm.regid import RegType
+from rvkvm.server.kvm import HostProfile, KvmError, make_id, parse_name
+from rvkvm.uapi.onereg import RegType
 from tests.server.kvm_helpers import new_vcpu
 
 SMNPM = parse_name("isa_ext SMNPM")

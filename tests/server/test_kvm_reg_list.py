@@ -7,9 +7,9 @@ import errno
 
 import pytest
 
-from server.kvm import HostProfile, KvmError, copy_reg_list, make_id, parse_name, reg_list
-from server.kvm.isa_ext import ISA_EXTS
-from server.kvm.regid import RegType, Size
+from rvkvm.server.kvm import HostProfile, KvmError, copy_reg_list, make_id, parse_name, reg_list
+from rvkvm.server.kvm.isa_ext import ISA_EXTS
+from rvkvm.uapi.onereg import RegType, Size
 from tests.server.kvm_helpers import hex_ids, load_data, new_vcpu, rich_host
 
 SUBLISTS = load_data("get_reg_list_sublists.json")["sublists"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.kvm import HostProfile, parse_name
-from server.kvm.exits import DebugExit, MmioExit
+from rvkvm.server.kvm import HostProfile, parse_name
+from rvkvm.server.kvm.exits import DebugExit, MmioExit
 from tests.emulator import rvasm as A
 from tests.server.kvm_runtime_guest import (
     A1,

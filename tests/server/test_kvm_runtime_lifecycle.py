@@ -10,17 +10,19 @@ import time
 
 import pytest
 
-from server.kvm import KvmError, parse_name
-from server.kvm.exits import InternalErrorExit, IntrExit
-from server.kvm.system import KvmSystem
-from server.kvm.vcpu import (
+from rvkvm.server.kvm import KvmError, parse_name
+from rvkvm.server.kvm.exits import InternalErrorExit, IntrExit
+from rvkvm.server.kvm.system import KvmSystem
+from rvkvm.uapi.kvm import (
+    KVM_CAP_RISCV_MP_STATE_RESET,
     KVM_INTERRUPT_SET,
     KVM_INTERRUPT_UNSET,
+    KVM_MEM_LOG_DIRTY_PAGES,
+    KVM_MEM_READONLY,
     KVM_MP_STATE_INIT_RECEIVED,
     KVM_MP_STATE_RUNNABLE,
     KVM_MP_STATE_STOPPED,
 )
-from server.kvm.vm import KVM_CAP_RISCV_MP_STATE_RESET, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
 from tests.emulator import rvasm as A
 from tests.server.kvm_runtime_guest import (
     A0,

@@ -7,9 +7,9 @@ import errno
 
 import pytest
 
-from server.kvm import HostProfile, KvmError, parse_name
-from server.kvm.exits import CsrExit, DebugExit, MmioExit
-from server.kvm.vm import KVM_MEM_READONLY
+from rvkvm.server.kvm import HostProfile, KvmError, parse_name
+from rvkvm.server.kvm.exits import CsrExit, DebugExit, MmioExit
+from rvkvm.uapi.kvm import KVM_MEM_READONLY
 from tests.emulator import rvasm as A
 from tests.server.kvm_runtime_guest import (
     A1,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
-from server.kvm import parse_name
-from server.kvm.exits import (
+import pytest
+
+from rvkvm.server.kvm import parse_name
+from rvkvm.server.kvm.exits import (
     KVM_SYSTEM_EVENT_RESET,
     KVM_SYSTEM_EVENT_SHUTDOWN,
     DebugExit,
@@ -14,7 +16,8 @@ from server.kvm.exits import (
     SbiExit,
     SystemEventExit,
 )
-from server.kvm.vcpu import KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_STOPPED
+from rvkvm.server.kvm.system import KvmSystem
+from rvkvm.uapi.kvm import KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_STOPPED
 from tests.emulator import rvasm as A
 from tests.server.kvm_runtime_guest import (
     A0,
@@ -22,6 +25,7 @@ from tests.server.kvm_runtime_guest import (
     DATA,
     EBREAK,
     RAM_BASE,
+    RAM_SIZE,
     REG_A0,
     REG_A1,
     REG_A2,
@@ -244,3 +248,21 @@ def test_hsm_retentive_suspend_waits_like_wfi():
     vcpu.interrupt(0xFFFF_FFFF)
     run_to_end(vcpu)
     assert vcpu.get_value(A0) == 0
+
+
+def _vm_with_vcpu_ids(profile, ids):
+    vm = KvmSystem().create_vm(profile=profile)
+    vm.set_user_memory_region(0, 0, RAM_BASE, RAM_SIZE)
+    return vm, [vm.create_vcpu(i) for i in ids]
+
+
+@pytest.mark.parametrize("profile,error,delivered", [
+    ("linux-6.13", 0, True), ("linux-6.18", -3, False), ("latest", -3, False)])
+def test_ipi_scan_stops_at_the_first_vcpu_past_xlen(profile, error, delivered):
+    """Since 6.14 the IPI scan (in vCPU creation order) ends at the first vCPU
+    whose bit is >= XLEN, so vCPU 1 created after vCPU 70 is not reached."""
+    vm, (boot, _, one) = _vm_with_vcpu_ids(profile, [0, 70, 1])
+    load(vm, boot, sbi_call(IPI, 0, 0b10, 0) + [EBREAK])
+    run_to_end(boot)
+    assert boot.get_value(A0) == error & U64
+    assert bool(one.get_value(parse_name("csr sip")) & 0x2) == delivered

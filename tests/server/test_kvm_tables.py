@@ -6,12 +6,11 @@ import itertools
 
 import pytest
 
-from server.kvm import HostProfile, make_id, platform
-from server.kvm.conditions import ALWAYS, NEVER, holds
-from server.kvm.isa_ext import ISA_EXTS
-from server.kvm.profiles import KERNEL_PROFILES, kernel_profile
-from server.kvm.regid import RegType
-from server.kvm.sbi_ext import (
+from rvkvm.server.kvm import HostProfile, make_id, platform
+from rvkvm.server.kvm.conditions import ALWAYS, NEVER, holds
+from rvkvm.server.kvm.isa_ext import ISA_EXTS
+from rvkvm.server.kvm.profiles import KERNEL_PROFILES, kernel_profile
+from rvkvm.server.kvm.sbi_ext import (
     FORWARDED,
     FWFT_BY_ID,
     FWFT_FEATURES,
@@ -20,6 +19,7 @@ from server.kvm.sbi_ext import (
     SBI_EXTS,
     SYSTEM_EVENT,
 )
+from rvkvm.uapi.onereg import RegType
 from tests.server.kvm_helpers import load_data, rich_host
 
 ISA_ROWS = load_data("isa_ext_ids.json")["rows"]

@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, ROOT)
 
-from emulator.isa.rvc import expand  # noqa: E402
+from rvkvm.emulator.isa.rvc import expand  # noqa: E402
 
 AS = "riscv64-unknown-elf-as"
 OBJCOPY = "riscv64-unknown-elf-objcopy"

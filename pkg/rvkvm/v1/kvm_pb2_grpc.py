@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from rvkvm_proto.rvkvm.v1 import kvm_pb2 as rvkvm_dot_v1_dot_kvm__pb2
+from rvkvm.v1 import kvm_pb2 as rvkvm_dot_v1_dot_kvm__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -271,7 +271,9 @@ class KvmServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateVcpu(self, request, context):
-        """KVM_CREATE_VCPU.
+        """KVM_CREATE_VCPU. The new vCPU is at pc 0 in S-mode; the VM's first
+        vCPU is RUNNABLE, later ones STOPPED (as in Linux: the guest starts them
+        with SBI HSM hart_start, or the client with SetMpState).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -303,6 +305,17 @@ class KvmServicer:
     def Run(self, request, context):
         """KVM_RUN: applies the completion of the previous exit, runs the vCPU and
         returns the next exit.
+
+        After a shutdown or reset (an SBI SRST call, returned as a
+        SystemEventExit) every vCPU of the VM is STOPPED (MpState 5) with its pc
+        still at the guest's ecall. A later Run runs no guest instruction: it
+        waits, as KVM_RUN of a stopped vCPU does, and returns an INTR exit with
+        why = IDLE after RunRequest.idle_timeout_ms, or (idle_timeout_ms = 0)
+        only when woken: Kick or the RPC's deadline / cancellation (why =
+        KICK). SetMpState(RUNNABLE) from another call lets the vCPU run again,
+        from that ecall (which repeats the SRST call); a VMM that wants a
+        reboot resets the registers itself (or uses MP_STATE INIT_RECEIVED
+        with KVM_CAP_RISCV_MP_STATE_RESET). A client normally destroys the VM.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

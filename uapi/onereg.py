@@ -1,4 +1,6 @@
-"""ONE_REG register ids in the exact Linux RISC-V encoding, and their names.
+"""ONE_REG register ids in the exact Linux RISC-V encoding, and their names
+(``arch/riscv/include/uapi/asm/kvm.h``): the one copy of these facts that the
+server and the clients share.
 
 An id is a u64::
 
@@ -25,9 +27,6 @@ import re
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Dict, Optional, Tuple
-
-from .isa_ext import ISA_EXTS
-from .sbi_ext import FWFT_FEATURES, FWFT_FIELDS, SBI_EXTS, STA_REGS, fwft_reg_name
 
 KVM_REG_ARCH_MASK = 0xFF00_0000_0000_0000
 KVM_REG_RISCV = 0x8000_0000_0000_0000
@@ -130,8 +129,33 @@ FP_REGS: Tuple[str, ...] = tuple(f"f[{i}]" for i in range(32)) + ("fcsr",)
 VECTOR_CSR_REGS: Tuple[str, ...] = ("vstart", "vl", "vtype", "vcsr", "vlenb")
 VECTOR_DATAP = 5  # struct member ``datap``: never a register
 VECTOR_REG_BASE = 6
-ISA_MULTI_REG_LAST = (len(ISA_EXTS) - 1) // 64
-SBI_MULTI_REG_LAST = (len(SBI_EXTS) - 1) // 64
+
+# enum KVM_RISCV_ISA_EXT_ID, in order (the index is the ONE_REG index); the
+# uapi name is ``KVM_RISCV_ISA_EXT_`` + name. Append-only ABI.
+ISA_EXT_NAMES: Tuple[str, ...] = tuple((
+    "A C D F H I M SVPBMT SSTC SVINVAL ZIHINTPAUSE ZICBOM ZICBOZ ZBB SSAIA V SVNAPOT ZBA ZBS "
+    "ZICNTR ZICSR ZIFENCEI ZIHPM SMSTATEEN ZICOND ZBC ZBKB ZBKC ZBKX ZKND ZKNE ZKNH ZKR ZKSED "
+    "ZKSH ZKT ZVBB ZVBC ZVKB ZVKG ZVKNED ZVKNHA ZVKNHB ZVKSED ZVKSH ZVKT ZFH ZFHMIN ZIHINTNTL "
+    "ZVFH ZVFHMIN ZFA ZTSO ZACAS SSCOFPMF ZIMOP ZCA ZCB ZCD ZCF ZCMOP ZAWRS SMNPM SSNPM SVADE "
+    "SVADU SVVPTC ZABHA ZICCRSE ZAAMO ZALRSC ZICBOP ZFBFMIN ZVFBFMIN ZVFBFWMA ZCLSD ZILSD ZALASR"
+).split())
+# enum KVM_RISCV_SBI_EXT_ID, in order; uapi name ``KVM_RISCV_SBI_EXT_`` + name.
+SBI_EXT_NAMES: Tuple[str, ...] = tuple(
+    "V01 TIME IPI RFENCE SRST HSM PMU EXPERIMENTAL VENDOR DBCN STA SUSP FWFT MPXY".split())
+# struct kvm_riscv_sbi_sta, SBI_STATE subtype STA.
+STA_REGS: Tuple[str, ...] = ("shmem_lo", "shmem_hi")
+# struct kvm_riscv_sbi_fwft: one struct kvm_riscv_sbi_fwft_feature per
+# member, in order, each of the fields below (SBI_STATE subtype FWFT, index
+# = 3 * member + field).
+FWFT_MEMBERS: Tuple[str, ...] = ("misaligned_deleg", "pointer_masking", "pte_ad_hw_updating")
+FWFT_FIELDS: Tuple[str, ...] = ("enable", "flags", "value")
+ISA_MULTI_REG_LAST = (len(ISA_EXT_NAMES) - 1) // 64
+SBI_MULTI_REG_LAST = (len(SBI_EXT_NAMES) - 1) // 64
+
+
+def fwft_reg_index(member: str, field: str) -> int:
+    """ONE_REG index of ``member.field`` in struct kvm_riscv_sbi_fwft."""
+    return len(FWFT_FIELDS) * FWFT_MEMBERS.index(member) + FWFT_FIELDS.index(field)
 
 
 @dataclass(frozen=True)
@@ -263,24 +287,22 @@ def _catalogue() -> Dict[_Key, _Named]:
     for v in range(32):
         add((RegType.VECTOR, 0, VECTOR_REG_BASE + v), "vector", f"v{v}", Size.U128,
             f"KVM_REG_RISCV_VECTOR_REG({v})")
-    for ext_type, cls, rows in (
-        (RegType.ISA_EXT, "isa_ext", ISA_EXTS),
-        (RegType.SBI_EXT, "sbi_ext", SBI_EXTS),
+    for ext_type, cls, names in (
+        (RegType.ISA_EXT, "isa_ext", ISA_EXT_NAMES),
+        (RegType.SBI_EXT, "sbi_ext", SBI_EXT_NAMES),
     ):
         kind = "ISA" if ext_type == RegType.ISA_EXT else "SBI"
-        for row in rows:
-            add((ext_type, ExtSubtype.SINGLE, row.kvm_id), cls, row.name, SIZE_ULONG,
-                f"KVM_REG_RISCV_{kind}_SINGLE | {row.uapi_name}")
+        for i, n in enumerate(names):
+            add((ext_type, ExtSubtype.SINGLE, i), cls, n, SIZE_ULONG,
+                f"KVM_REG_RISCV_{kind}_SINGLE | KVM_RISCV_{kind}_EXT_{n}")
     for i, n in enumerate(STA_REGS):
         add((RegType.SBI_STATE, SbiStateSubtype.STA, i), "sta", n, SIZE_ULONG,
             f"KVM_REG_RISCV_SBI_STA | KVM_REG_RISCV_SBI_STA_REG({n})")
-    for feature in FWFT_FEATURES:
-        if feature.slot is None:
-            continue
-        for field in range(len(FWFT_FIELDS)):
-            n = fwft_reg_name(feature, field)
-            add((RegType.SBI_STATE, SbiStateSubtype.FWFT, feature.first_reg() + field), "fwft", n,
-                SIZE_ULONG, f"KVM_REG_RISCV_SBI_FWFT | KVM_REG_RISCV_SBI_FWFT_REG({n})")
+    for member in FWFT_MEMBERS:
+        for field in FWFT_FIELDS:
+            n = f"{member}.{field}"
+            add((RegType.SBI_STATE, SbiStateSubtype.FWFT, fwft_reg_index(member, field)), "fwft",
+                n, SIZE_ULONG, f"KVM_REG_RISCV_SBI_FWFT | KVM_REG_RISCV_SBI_FWFT_REG({n})")
     return cat
 
 
@@ -433,3 +455,12 @@ def parse_name(name: str) -> int:
     if text.startswith("KVM_REG_RISCV "):
         return _parse_linux(text)
     return _parse_short(text)
+
+
+def reg_id(reg: object) -> int:
+    """An id given as an int or as a name (see ``parse_name``)."""
+    if isinstance(reg, int):
+        return reg
+    if isinstance(reg, str):
+        return parse_name(reg)
+    raise TypeError(f"register must be an int id or a name, not {type(reg).__name__}")

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.kvm import decode_id, make_id, name_of, parse_name, reg_size, short_name
-from server.kvm.regid import (
+from rvkvm.uapi.onereg import (
     _CATALOGUE,
     KVM_REG_RISCV,
     CsrSubtype,
@@ -16,6 +15,12 @@ from server.kvm.regid import (
     RegType,
     SbiStateSubtype,
     Size,
+    decode_id,
+    make_id,
+    name_of,
+    parse_name,
+    reg_size,
+    short_name,
 )
 from tests.server.kvm_helpers import hex_ids, load_data
 

@@ -1,9 +1,9 @@
 """Benchmark of the rvkvm service, figures side by side in one run.
 
-    python -m server.bench [--quick] [--vms N] [--seconds S]
+    python -m bench.server [--quick] [--vms N] [--seconds S]
 
 Prints (never asserts) four tables, measured against rvkvm servers started
-as subprocesses (``python -m server --listen 127.0.0.1:0``) on loopback:
+as subprocesses (``python -m rvkvm.server --listen 127.0.0.1:0``) on loopback:
 
 1. ONE_REG: single GetOneReg RPCs per second vs BatchOneReg gets per second
    (registers per second) and their ratio (target: batched >= 20x single).
@@ -33,12 +33,12 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import grpc
 
-from client import Kvm, Vcpu, Vm
-from client.exits import IntrExit, MmioExit, SystemEventExit
-from client.kvm import Reg
-from client.regnames import reg_id
-from emulator.hart import PRV_S, Hart
-from emulator.memory import PhysMemory
+from rvkvm.client import Kvm, Vcpu, Vm
+from rvkvm.client.exits import IntrExit, MmioExit, SystemEventExit
+from rvkvm.client.kvm import Reg
+from rvkvm.emulator.hart import PRV_S, Hart
+from rvkvm.emulator.memory import PhysMemory
+from rvkvm.uapi.onereg import reg_id
 
 RAM_BASE = 0x8000_0000
 MMIO = 0x1000_0000  # no memory slot there
@@ -126,13 +126,13 @@ def mmio_loop() -> List[int]:
 
 
 class ServerProcess:
-    """``python -m server --listen 127.0.0.1:0`` as a child process."""
+    """``python -m rvkvm.server --listen 127.0.0.1:0`` as a child process."""
 
     def __init__(self, extra: Optional[List[str]] = None) -> None:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-        cmd = [sys.executable, "-m", "server", "--listen", "127.0.0.1:0",
+        cmd = [sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0",
                "--log-level", "warning"] + (extra or [])
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, cwd=root, text=True)
         assert self.proc.stdout is not None
@@ -329,7 +329,7 @@ def bench_memory(vms: int, ram: int) -> Dict[str, float]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m server.bench")
+    ap = argparse.ArgumentParser(prog="python -m bench.server")
     ap.add_argument("--quick", action="store_true", help="a small run (seconds, not minutes)")
     ap.add_argument("--seconds", type=float, default=None,
                     help="measuring time of each rate (default 2, quick 0.3)")
