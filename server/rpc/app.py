@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from rvkvm.emulator.hart import ENGINES
 from rvkvm.server.kvm import KvmSystem
 from rvkvm.v1 import kvm_pb2 as pb
 from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
@@ -20,6 +21,8 @@ from .registry import Pacing, VmRegistry
 from .servicer import KvmServicer
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Kvm"].full_name
+# A port is never shared: a second server on it must fail, not split the clients.
+NO_PORT_REUSE = [("grpc.so_reuseport", 0)]
 
 
 class Server:
@@ -55,6 +58,8 @@ async def create_server(address: str,
     """A server for ``address`` (``host:port``; port 0 picks one) and the
     port it bound; call ``await server.start()``."""
     config = config or ServerConfig()
+    if config.engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {config.engine!r}")
     system = KvmSystem(config.host, engine=config.engine)
     registry = VmRegistry(system, config.max_vms,
                           Pacing(config.run_slice, config.idle_slice, config.run_quantum,
@@ -64,7 +69,7 @@ async def create_server(address: str,
     server = grpc.aio.server(
         # the first is outermost: logging sees the KvmError before it becomes a status
         interceptors=[KvmErrorInterceptor(), LoggingInterceptor()],
-        options=config.grpc_options,
+        options=NO_PORT_REUSE + list(config.grpc_options),
     )
     pb_grpc.add_KvmServicer_to_server(
         KvmServicer(registry, config.max_transfer, config.max_vms, ops_pool, run_pool), server)
@@ -75,7 +80,10 @@ async def create_server(address: str,
     if config.reflection:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as err:  # grpc's "Failed to bind to address"
+        raise OSError(f"cannot listen on {address}: {err}") from None
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     return Server(server, registry, health_servicer, (run_pool, ops_pool)), port
