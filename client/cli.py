@@ -21,6 +21,7 @@ from typing import Iterator, List, Optional
 
 import grpc
 
+from . import boot
 from . import exits as X
 from .errors import KvmError
 from .kvm import Kvm
@@ -169,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(regs)
     regs.add_argument("--abi", default="", help="kernel ABI profile")
     regs.set_defaults(func=cmd_regs)
+
+    boot.register(sub, common, parse_size)
     return parser
 
 
