@@ -253,6 +253,8 @@ class BootOptions:
     timeout: Optional[float] = None
     abi: str = ""
     disable_isa_ext: Tuple[str, ...] = ()
+    dump_dtb: Optional[str] = None  # write the DTB here and stop before running
+    dump_initrd: Optional[str] = None  # write the initrd here and stop before running
 
 
 def boot(kvm: Kvm, opts: BootOptions, stdin_fd: Optional[int] = None,
@@ -268,6 +270,8 @@ def boot(kvm: Kvm, opts: BootOptions, stdin_fd: Optional[int] = None,
                 vcpu.set_reg(f"isa_ext {name.upper()}", 0)
         vmm.add_uart()
         layout = load_linux(vmm, opts.kernel, opts.initrd, opts.append)
+        if opts.dump_dtb or opts.dump_initrd:
+            return _dump(vmm, layout, opts, stderr)
         enabled = opts.progress if opts.progress is not None else stderr.isatty()
         progress = Progress(vmm, stderr, enabled)
         vmm.console_hooks.append(progress.console_output)
@@ -295,6 +299,23 @@ def boot(kvm: Kvm, opts: BootOptions, stdin_fd: Optional[int] = None,
             return 1
         return capture.status
     return 0 if result.clean_shutdown else 1
+
+
+def _dump(vmm: Vmm, layout: Layout, opts: BootOptions, stderr: IO[str]) -> int:
+    """--dump-dtb/--dump-initrd: the files and where they would go."""
+    if opts.dump_dtb:
+        dtb = vmm.vm.read_memory(layout.dtb, 8)
+        size = int.from_bytes(dtb[4:8], "big")
+        with open(opts.dump_dtb, "wb") as f:
+            f.write(vmm.vm.read_memory(layout.dtb, size))
+    if opts.dump_initrd and opts.initrd is not None:
+        with open(opts.dump_initrd, "wb") as f:
+            f.write(opts.initrd)
+    k = layout.kernel
+    initrd = "none" if layout.initrd is None else f"{layout.initrd[0]:#x}-{layout.initrd[1]:#x}"
+    print(f"kernel {k.kind} {k.start:#x}-{k.end:#x} entry {k.entry:#x}; initrd {initrd}; "
+          f"dtb {layout.dtb:#x}", file=stderr)
+    return 0
 
 
 def _why(result: RunResult) -> str:
@@ -345,7 +366,8 @@ def boot_options(args: argparse.Namespace) -> BootOptions:
     return BootOptions(kernel=kernel, initrd=initrd, append=append, cpus=args.cpus,
                        ram=args.ram, run=args.run, progress=args.progress,
                        timeout=args.timeout, abi=args.abi,
-                       disable_isa_ext=tuple(args.disable_isa_ext))
+                       disable_isa_ext=tuple(args.disable_isa_ext),
+                       dump_dtb=args.dump_dtb, dump_initrd=args.dump_initrd)
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -402,6 +424,10 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None],
     p.add_argument("--abi", default="", help="kernel ABI profile (default: the server's)")
     p.add_argument("--disable-isa-ext", action="append", default=[], metavar="NAME",
                    help="turn an ISA extension off on every vCPU (ONE_REG) before boot")
+    p.add_argument("--dump-dtb", metavar="FILE",
+                   help="write the device tree to FILE and exit without running")
+    p.add_argument("--dump-initrd", metavar="FILE",
+                   help="write the initrd to FILE and exit without running")
     common(p)
     p.set_defaults(func=cmd_boot)
 
