@@ -4,12 +4,16 @@ An exit that needs an answer carries the slot the caller fills before the
 next ``run()``, as a VMM fills ``struct kvm_run``: ``MmioExit.data`` (the
 loaded value of an MMIO read), ``SbiExit.ret`` (a0/a1), ``CsrExit.ret_value``.
 ``UnknownExit`` stands for reasons this client does not know.
+
+Every exit carries ``coalesced_mmio``: the stores the VM's coalesced-MMIO
+ring took since the last drain (``CoalescedMmio`` entries, oldest first);
+apply them to the devices before serving the exit itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, NamedTuple, Optional, Sequence
 
 from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
 
@@ -36,10 +40,29 @@ _INTR_WHY = {pb.INTR_REASON_KICK: INTR_KICK, pb.INTR_REASON_BUDGET: INTR_BUDGET,
              pb.INTR_REASON_IDLE: INTR_IDLE}
 
 
+class CoalescedMmio(NamedTuple):
+    """One write from the coalesced-MMIO ring (struct kvm_coalesced_mmio)."""
+
+    phys_addr: int
+    len: int
+    pio: int
+    data: bytes
+
+    @property
+    def value(self) -> int:
+        return int.from_bytes(self.data[:self.len], "little")
+
+
+def coalesced_from_pb(entries: Sequence[pb.CoalescedMmio]) -> List[CoalescedMmio]:
+    return [CoalescedMmio(e.phys_addr, e.len, e.pio, e.data) for e in entries]
+
+
 class Exit:
     """Base of all exits; ``reason`` is the KVM_EXIT_* number."""
 
     reason = KVM_EXIT_UNKNOWN
+    # ring entries delivered with this exit (set per instance when there are any)
+    coalesced_mmio: Sequence[CoalescedMmio] = ()
 
     def completion(self) -> Optional[pb.Completion]:
         """The answer the next run() sends (None: this exit needs none)."""
@@ -136,6 +159,13 @@ class UnknownExit(Exit):
 
 
 def from_pb(msg: pb.Exit) -> Exit:
+    exit_ = _exit_from_pb(msg)
+    if msg.coalesced_mmio:
+        exit_.coalesced_mmio = coalesced_from_pb(msg.coalesced_mmio)
+    return exit_
+
+
+def _exit_from_pb(msg: pb.Exit) -> Exit:
     kind = msg.WhichOneof("kind")
     if kind == "mmio":
         m = msg.mmio

@@ -49,6 +49,7 @@ KVM_INTERRUPT_SET = 0xFFFF_FFFF
 KVM_INTERRUPT_UNSET = 0xFFFF_FFFE
 KVM_GUESTDBG_ENABLE = 1
 KVM_CAP_RISCV_MP_STATE_RESET = 242
+KVM_CAP_COALESCED_MMIO = 15
 
 
 def _same(response: Any) -> Any:
@@ -237,6 +238,27 @@ class Vm:
         return self._caller.unary("BatchOneReg", pb.BatchOneRegRequest(
             vm_id=self.id, ops=msgs, stop_on_error=stop_on_error), convert)
 
+    # coalesced MMIO (KVM_CAP_COALESCED_MMIO)
+
+    def register_coalesced_mmio(self, addr: int, size: int, pio: int = 0) -> Any:
+        """KVM_REGISTER_COALESCED_MMIO: stores wholly inside [addr, addr +
+        size) queue in the VM's ring instead of exiting (loads still exit)."""
+        return self._caller.unary("RegisterCoalescedMmio", pb.RegisterCoalescedMmioRequest(
+            vm_id=self.id, zone=pb.CoalescedMmioZone(addr=addr, size=size, pio=pio)), _none)
+
+    def unregister_coalesced_mmio(self, addr: int, size: int, pio: int = 0) -> Any:
+        """KVM_UNREGISTER_COALESCED_MMIO: drops the zones containing the range."""
+        return self._caller.unary("UnregisterCoalescedMmio", pb.UnregisterCoalescedMmioRequest(
+            vm_id=self.id, zone=pb.CoalescedMmioZone(addr=addr, size=size, pio=pio)), _none)
+
+    def drain_coalesced_mmio(self) -> Any:
+        """The ring's queued writes (``CoalescedMmio``), oldest first. Exits
+        carry the ring too (``Exit.coalesced_mmio``); this flushes it while
+        no vCPU exits."""
+        return self._caller.unary("DrainCoalescedMmio",
+                                  pb.DrainCoalescedMmioRequest(vm_id=self.id),
+                                  lambda r: X.coalesced_from_pb(r.entries))
+
     def run_many(self, vcpus: Sequence[Vcpu], budget: int = 0, idle_timeout: float = 0.0) -> Any:
         """Run several vCPUs concurrently (each answers its own last exit);
         returns an ``Exit`` or a ``KvmError`` per vCPU, in order."""
@@ -305,9 +327,10 @@ class Vcpu:
 
     # KVM_RUN
 
-    def _run_request(self, budget: int, idle_timeout: float) -> pb.RunRequest:
+    def _run_request(self, budget: int, idle_timeout: float,
+                     interrupt: Optional[int] = None) -> pb.RunRequest:
         request = pb.RunRequest(vcpu=self.ref, budget=budget,
-                                idle_timeout_ms=int(idle_timeout * 1000))
+                                idle_timeout_ms=int(idle_timeout * 1000), interrupt=interrupt)
         completion = self.last_exit.completion() if self.last_exit is not None else None
         if completion is not None:
             request.completion.CopyFrom(completion)
@@ -318,13 +341,14 @@ class Vcpu:
         return self.last_exit
 
     def run(self, budget: int = 0, idle_timeout: float = 0.0,
-            timeout: Optional[float] = None) -> Any:
+            timeout: Optional[float] = None, interrupt: Optional[int] = None) -> Any:
         """KVM_RUN: answers ``last_exit`` and returns the next exit.
         ``budget``: instructions (0: none); ``idle_timeout``: seconds idle
         before an INTR exit (0: wait until woken); ``timeout``: RPC deadline
-        (the server kicks the vCPU when it passes)."""
-        return self._caller.unary("Run", self._run_request(budget, idle_timeout), self._took,
-                                  timeout=timeout)
+        (the server kicks the vCPU when it passes); ``interrupt``: a
+        KVM_INTERRUPT value applied first (no separate Interrupt call)."""
+        return self._caller.unary("Run", self._run_request(budget, idle_timeout, interrupt),
+                                  self._took, timeout=timeout)
 
     def run_stream(self) -> Any:
         """A ``RunStream`` session: its ``run()`` is this vCPU's ``run()``
@@ -383,9 +407,10 @@ class RunStream:
                 return
             yield request
 
-    def run(self, budget: int = 0, idle_timeout: float = 0.0) -> X.Exit:
+    def run(self, budget: int = 0, idle_timeout: float = 0.0,
+            interrupt: Optional[int] = None) -> X.Exit:
         with self._lock:
-            self._requests.put(self._vcpu._run_request(budget, idle_timeout))
+            self._requests.put(self._vcpu._run_request(budget, idle_timeout, interrupt))
             try:
                 return self._vcpu._took(next(self._responses))
             except grpc.RpcError as err:
@@ -408,9 +433,10 @@ class AsyncRunStream:
         self._vcpu = vcpu
         self._call = vcpu._caller.stub.RunStream()
 
-    async def run(self, budget: int = 0, idle_timeout: float = 0.0) -> X.Exit:
+    async def run(self, budget: int = 0, idle_timeout: float = 0.0,
+                  interrupt: Optional[int] = None) -> X.Exit:
         try:
-            await self._call.write(self._vcpu._run_request(budget, idle_timeout))
+            await self._call.write(self._vcpu._run_request(budget, idle_timeout, interrupt))
             return self._vcpu._took(await self._call.read())
         except grpc.RpcError as err:
             raise KvmError.from_rpc_error(err) from None

@@ -19,15 +19,16 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from elftools.elf.elffile import ELFFile
 
 from . import exits as X
-from .devices import UART_BASE, UART_SIZE, Uart16550
+from .devices import UART_BASE, UART_IRQ, UART_SIZE, Uart16550
 from .errors import KvmError
 from .fdt import Node, to_dtb
 from .kvm import Kvm, Vcpu
+from .plic import PLIC_BASE, PLIC_SIZE, Plic, VcpuInterruptLine
 from .regnames import ISA_EXT_NAMES
 
 RAM_BASE = 0x8000_0000
@@ -156,6 +157,8 @@ class Vmm:
         self._mmio: List[Tuple[int, int, MmioDevice]] = []
         self._dt_devices: List[Node] = []
         self.uarts: List[Uart16550] = []
+        self.plic: Optional[Plic] = None
+        self._irq_lines: Dict[int, VcpuInterruptLine] = {}  # vCPU id -> its external line
         self.error: Optional[BaseException] = None
         self._stdout_path = ""
         self.sbi_handlers: Dict[int, SbiHandler] = {
@@ -174,13 +177,43 @@ class Vmm:
         self._mmio_starts.insert(i, base)
         self._mmio.insert(i, (base, base + size, device))
 
-    def add_uart(self, base: int = UART_BASE) -> Uart16550:
+    def add_plic(self) -> Plic:
+        """A PLIC at QEMU virt's address whose S context of each hart drives
+        that vCPU's external interrupt (KVM_INTERRUPT), as kvmtool wires it
+        on hosts without the in-kernel AIA."""
+        plic = Plic(len(self.vcpus))
+        self.add_mmio(PLIC_BASE, PLIC_SIZE, plic)
+        for vcpu in self.vcpus:
+            self._irq_lines[vcpu.id] = plic.connect_vcpu(vcpu.id, vcpu)
+        self.plic = plic
+        return plic
+
+    @property
+    def plic_phandle(self) -> int:
+        """The PLIC's phandle (after the cpu interrupt controllers')."""
+        return self.cpu_intc_phandle(len(self.vcpus))
+
+    def add_uart(self, base: int = UART_BASE, coalesce_thr: bool = False,
+                 irq: Optional[int] = None) -> Uart16550:
         """An NS16550A at ``base`` (QEMU virt's address by default) writing
-        to the console, listed in the device tree as the stdout device."""
-        uart = Uart16550(self._write_console)
+        to the console, listed in the device tree as the stdout device.
+        ``coalesce_thr``: THR writes go through the coalesced-MMIO ring
+        (no exit per transmitted byte; LSR polls still exit). ``irq``: its
+        PLIC source (QEMU virt: 10); default 10 when ``add_plic`` came first."""
+        if irq is None and self.plic is not None:
+            irq = UART_IRQ
+        line = None
+        if irq is not None:
+            if self.plic is None:
+                raise ValueError("a UART interrupt needs add_plic() first")
+            line = self.plic.irq_line(irq)
+        uart = Uart16550(self._write_console, irq=line)
         self.add_mmio(base, UART_SIZE, uart)
         self.uarts.append(uart)
-        node = uart.dt_node(base)
+        if coalesce_thr:
+            self.vm.register_coalesced_mmio(base, 1)
+        node = uart.dt_node(base, irq=irq,
+                            interrupt_parent=self.plic_phandle if irq is not None else None)
         self._dt_devices.append(node)
         self._stdout_path = self._stdout_path or "/" + node.name
         return uart
@@ -255,6 +288,9 @@ class Vmm:
         root.add(Node(f"memory@{base:x}", {
             "device_type": "memory",
             "reg": [base >> 32, base & 0xFFFF_FFFF, size >> 32, size & 0xFFFF_FFFF]}))
+        if self.plic is not None:
+            root.add(self.plic.dt_node([self.cpu_intc_phandle(v.id) for v in self.vcpus],
+                                       self.plic_phandle))
         for node in self._dt_devices:
             root.add(node)
         return root
@@ -335,11 +371,17 @@ class Vmm:
 
     def _run_vcpu(self, vcpu: Vcpu, max_budget: int) -> None:
         budget = min(max_budget, BUDGET_MIN) if max_budget else 0
+        line = self._irq_lines.get(vcpu.id)
+        if line is not None:
+            line.run_thread = threading.get_ident()  # line changes ride on this thread's Runs
         try:
             with vcpu.run_stream() as stream:
                 while not self._stop.is_set():
                     started = time.monotonic()
-                    exit_ = stream.run(budget=budget)
+                    irq = line.take() if line is not None else None
+                    exit_ = stream.run(budget=budget, interrupt=irq)
+                    with self._lock:
+                        self.apply_coalesced(exit_.coalesced_mmio)
                     if self._stop.is_set():
                         return
                     if isinstance(exit_, X.SbiExit):
@@ -360,17 +402,36 @@ class Vmm:
         except BaseException as err:  # a failed RPC ends the whole run; run() raises it
             self.error = self.error or err
             self._finish(RunResult(X.IntrExit(why=X.INTR_KICK)))
+        finally:
+            if line is not None:
+                line.run_thread = None
+
+    def _device_at(self, phys_addr: int) -> Optional[Tuple[int, MmioDevice]]:
+        i = bisect.bisect(self._mmio_starts, phys_addr) - 1
+        if i < 0 or phys_addr >= self._mmio[i][1]:
+            return None
+        base, _, device = self._mmio[i]
+        return base, device
 
     def _serve_mmio(self, exit_: X.MmioExit) -> None:
-        i = bisect.bisect(self._mmio_starts, exit_.phys_addr) - 1
-        if i < 0 or exit_.phys_addr >= self._mmio[i][1]:
+        found = self._device_at(exit_.phys_addr)
+        if found is None:
             return  # no device: reads return 0, writes are dropped
-        base, _, device = self._mmio[i]
+        base, device = found
         offset = exit_.phys_addr - base
         if exit_.is_write:
             device.write(offset, exit_.len, exit_.value)
         else:
             exit_.value = device.read(offset, exit_.len)
+
+    def apply_coalesced(self, entries: Sequence[X.CoalescedMmio]) -> None:
+        """Replay coalesced-MMIO ring entries as device writes, in order
+        (before the exit that carried them is served)."""
+        for entry in entries:
+            found = self._device_at(entry.phys_addr)
+            if found is not None:
+                base, device = found
+                device.write(entry.phys_addr - base, entry.len, entry.value)
 
     def _write_console(self, data: bytes) -> None:
         self.console.write(data)

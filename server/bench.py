@@ -9,6 +9,11 @@ as subprocesses (``python -m server --listen 127.0.0.1:0``) on loopback:
    (registers per second) and their ratio (target: batched >= 20x single).
 2. MMIO exits per second of a guest looping on MMIO loads and stores outside
    any memory slot, answered by the client: unary Run vs RunStream.
+2b. Console bytes per second of a guest printing through the NS16550A as
+   Linux's 8250 console does (an LSR read, then a THR write, per byte),
+   served by the client's ``Vmm`` over RunStream: every access an exit, vs
+   THR writes through the coalesced-MMIO ring (the LSR reads still exit),
+   pairs run back to back and the median of their ratios.
 3. Guest MIPS of one ALU loop (S-mode, ends in an SBI SRST shutdown) through
    the server's Run vs directly on an emulator ``Hart`` with
    ``intercept_mtraps``, and the ratio (target: >= 90%).
@@ -21,6 +26,7 @@ as subprocesses (``python -m server --listen 127.0.0.1:0``) on loopback:
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import platform
 import statistics
@@ -34,9 +40,11 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 import grpc
 
 from client import Kvm, Vcpu, Vm
+from client.devices import UART_BASE
 from client.exits import IntrExit, MmioExit, SystemEventExit
 from client.kvm import Reg
 from client.regnames import reg_id
+from client.vmm import Vmm
 from emulator.hart import PRV_S, Hart
 from emulator.memory import PhysMemory
 
@@ -115,6 +123,22 @@ def alu_loop(iterations: int) -> Tuple[List[int], int]:
     tail = li_u32(A7, SBI_EXT_SRST) + li(A6, 0) + li(A0, 0) + li(A1, 0) + [ECALL]
     program = head + body + tail
     return program, len(head) + iterations * len(body) + len(tail)
+
+
+def uart_print_loop(nbytes: int, uart: int) -> List[int]:
+    """Print ``nbytes`` through an NS16550A at ``uart`` as Linux's 8250
+    console does: poll LSR until THRE, write THR; then SBI SRST shutdown."""
+    head = li(A0, uart) + li(T0, nbytes) + li(A2, ord("x"))
+    body = [
+        _i(0x03, 4, A1, A0, 5),  # poll: lbu a1, 5(a0)    (LSR)
+        _i(0x13, 7, A1, A1, 0x20),  # andi a1, a1, THRE
+        _b(0, A1, 0, -8),  # beqz a1, poll
+        _s(0, A0, A2, 0),  # sb a2, 0(a0)    (THR)
+        _i(0x13, 0, T0, T0, -1),  # addi t0, t0, -1
+        _b(1, T0, 0, -20),  # bnez t0, poll
+    ]
+    tail = li_u32(A7, SBI_EXT_SRST) + li(A6, 0) + li(A0, 0) + li(A1, 0) + [ECALL]
+    return head + body + tail
 
 
 def mmio_loop() -> List[int]:
@@ -241,6 +265,43 @@ def bench_mmio(kvm: Kvm, seconds: float) -> Dict[str, float]:
     return {"unary": unary, "stream": streamed, "ratio": streamed / unary}
 
 
+# -- 2b. console bytes through the UART ----------------------------------------
+
+
+def console_run(kvm: Kvm, nbytes: int, coalesce: bool) -> Tuple[float, int]:
+    """Bytes per second of ``uart_print_loop`` through the client's ``Vmm``
+    (RunStream, the NS16550A model answering each exit), and the bytes the
+    console got; ``coalesce``: THR writes through the coalesced-MMIO ring."""
+    out = io.BytesIO()
+    vmm = Vmm(kvm, ram_size=1 << 20, console=out)
+    vmm.add_uart(coalesce_thr=coalesce)
+    vmm.vm.write_memory(RAM_BASE, words(uart_print_loop(nbytes, UART_BASE)))
+    vmm.boot(RAM_BASE, 0)
+    t0 = time.perf_counter()
+    result = vmm.run(timeout=600)
+    dt = time.perf_counter() - t0
+    vmm.close()
+    if not result.clean_shutdown:
+        raise RuntimeError(f"console guest ended with {result.exit!r}")
+    return len(out.getvalue()) / dt, len(out.getvalue())
+
+
+def bench_console(kvm: Kvm, nbytes: int, rounds: int) -> Dict[str, float]:
+    """``rounds`` pairs (plain, then coalesced THR): best rates and the
+    median of the pairs' ratios."""
+    plain, coalesced, ratios = [], [], []
+    for _ in range(rounds):
+        p, n1 = console_run(kvm, nbytes, False)
+        c, n2 = console_run(kvm, nbytes, True)
+        if n1 != nbytes or n2 != nbytes:
+            raise RuntimeError(f"console got {n1} / {n2} bytes of {nbytes}")
+        plain.append(p)
+        coalesced.append(c)
+        ratios.append(c / p)
+    return {"bytes": nbytes, "plain": max(plain), "coalesced": max(coalesced),
+            "ratio": statistics.median(ratios)}
+
+
 # -- 3. guest MIPS -------------------------------------------------------------
 
 
@@ -346,6 +407,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     iterations = args.iterations or (100_000 if args.quick else 1_000_000)
     repeat = args.repeat or (1 if args.quick else 9)
     vms = args.vms if args.vms is not None else (50 if args.quick else 1000)
+    console_bytes = 300 if args.quick else 3000
+    rounds = 1 if args.quick else 3
 
     print(f"rvkvm server benchmark ({platform.python_implementation()} "
           f"{platform.python_version()}, {'quick' if args.quick else 'full'} run)")
@@ -366,6 +429,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("\n== MMIO exits (guest loop of ld/sd outside any slot, client answers) ==")
             print(f"{'unary Run exits/s':>18} {'RunStream exits/s':>18} {'stream/unary':>13}")
             print(f"{m['unary']:>18,.0f} {m['stream']:>18,.0f} {m['ratio']:>12.2f}x", flush=True)
+
+            c = bench_console(kvm, console_bytes, rounds)
+            print(f"\n== Console through the UART ({c['bytes']:,} bytes, LSR poll + THR write "
+                  f"per byte, Vmm over RunStream, {rounds} pairs) ==")
+            print(f"{'every access exits B/s':>23} {'THR coalesced B/s':>18} "
+                  f"{'coalesced/plain (median of pairs)':>34}")
+            print(f"{c['plain']:>23,.0f} {c['coalesced']:>18,.0f} {c['ratio']:>33.2f}x",
+                  flush=True)
 
             p = bench_mips(kvm, iterations, args.budget, repeat)
             print(f"\n== Guest MIPS (ALU loop, {p['insns']:,.0f} instructions, S-mode, "

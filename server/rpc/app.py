@@ -57,7 +57,8 @@ async def create_server(address: str,
     config = config or ServerConfig()
     system = KvmSystem(config.host, engine=config.engine)
     registry = VmRegistry(system, config.max_vms,
-                          Pacing(config.run_slice, config.idle_slice, config.run_quantum))
+                          Pacing(config.run_slice, config.idle_slice, config.run_quantum,
+                                 config.inline_slice))
     ops_pool = ThreadPoolExecutor(config.ops_threads, thread_name_prefix="rvkvm-ops")
     run_pool = ThreadPoolExecutor(config.run_threads, thread_name_prefix="rvkvm-run")
     server = grpc.aio.server(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import errno
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Sequence
 
 from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
 from server.kvm import HostProfile, KvmError
 from server.kvm import exits as X
 from server.kvm.caps import KVM_MAX_VCPU_IDS, KVM_MAX_VCPUS, KVM_MEM_SLOTS_NUM, gpa_bits
+from server.kvm.coalesced_mmio import CoalescedMmio
 from server.kvm.isa_ext import ISA_EXTS
 from server.kvm.profiles import DEFAULT_KERNEL, KERNEL_PROFILES
 from server.kvm.regid import RegType, SbiStateSubtype, Size, make_id
@@ -27,9 +28,17 @@ _INTR_REASONS = {
 }
 
 
-def exit_to_pb(exit_: X.Exit) -> pb.Exit:
-    """struct kvm_run as an ``Exit`` message."""
+def coalesced_to_pb(entries: Sequence[CoalescedMmio]) -> List[pb.CoalescedMmio]:
+    return [pb.CoalescedMmio(phys_addr=e.phys_addr, len=e.len, pio=e.pio, data=e.data)
+            for e in entries]
+
+
+def exit_to_pb(exit_: X.Exit, coalesced: Sequence[CoalescedMmio] = ()) -> pb.Exit:
+    """struct kvm_run as an ``Exit`` message, with the coalesced-MMIO ring
+    entries drained as it is delivered."""
     msg = pb.Exit(reason=exit_.reason)
+    if coalesced:
+        msg.coalesced_mmio.extend(coalesced_to_pb(coalesced))
     if isinstance(exit_, X.MmioExit):
         data = bytes(exit_.data[:exit_.len]) if exit_.is_write else b""
         msg.mmio.CopyFrom(pb.MmioExit(phys_addr=exit_.phys_addr, data=data, len=exit_.len,

@@ -19,7 +19,6 @@ import grpc
 from rvkvm_proto.rvkvm.v1 import kvm_pb2 as pb
 from rvkvm_proto.rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 from server.kvm import KvmError, copy_reg_list, short_name
-from server.kvm import exits as X
 
 from . import convert
 from .errors import OK, kvm_errno
@@ -56,9 +55,14 @@ class KvmServicer(pb_grpc.KvmServicer):
             raise KvmError(errno.E2BIG, f"{size} bytes exceed the transfer limit "
                            f"{self._max_transfer}; use the streaming RPC")
 
-    async def _run(self, session: VcpuSession, request: pb.RunRequest) -> X.Exit:
-        return await session.run(request.completion, request.budget,
-                                 request.idle_timeout_ms / 1000, self._run_pool)
+    async def _run(self, session: VcpuSession, request: pb.RunRequest) -> pb.Exit:
+        """One KVM_RUN, delivered with the coalesced-MMIO ring drained after
+        the exit happened (so the entries precede it)."""
+        if request.HasField("interrupt"):
+            session.vcpu.interrupt(request.interrupt)
+        exit_ = await session.run(request.completion, request.budget,
+                                  request.idle_timeout_ms / 1000, self._run_pool)
+        return convert.exit_to_pb(exit_, session.vcpu.vm.coalesced_mmio.drain())
 
     # -- system ----------------------------------------------------------
 
@@ -168,13 +172,12 @@ class KvmServicer(pb_grpc.KvmServicer):
         return pb.GetRegListResponse(ids=ids, names=[short_name(i) for i in ids])
 
     async def Run(self, request: pb.RunRequest, context: Context) -> pb.Exit:
-        return convert.exit_to_pb(await self._run(self._session(request.vcpu), request))
+        return await self._run(self._session(request.vcpu), request)
 
     async def RunStream(self, request_iterator: AsyncIterator[pb.RunRequest],
                         context: Context) -> AsyncIterator[pb.Exit]:
         async for request in request_iterator:
-            exit_ = await self._run(self._session(request.vcpu), request)
-            yield convert.exit_to_pb(exit_)
+            yield await self._run(self._session(request.vcpu), request)
 
     async def Interrupt(self, request: pb.InterruptRequest,
                         context: Context) -> pb.InterruptResponse:
@@ -214,6 +217,27 @@ class KvmServicer(pb_grpc.KvmServicer):
                 await self._call(vcpu.set_value, convert.fwft_reg_id(feature, index), value)
         return await self._call(_get_fwft, vcpu, request.feature_id)
 
+    # -- coalesced MMIO --------------------------------------------------
+
+    async def RegisterCoalescedMmio(self, request: pb.RegisterCoalescedMmioRequest,
+                                    context: Context) -> pb.RegisterCoalescedMmioResponse:
+        vm = self._vm(request.vm_id).vm
+        zone = request.zone
+        await self._call(vm.register_coalesced_mmio, zone.addr, zone.size, zone.pio)
+        return pb.RegisterCoalescedMmioResponse()
+
+    async def UnregisterCoalescedMmio(self, request: pb.UnregisterCoalescedMmioRequest,
+                                      context: Context) -> pb.UnregisterCoalescedMmioResponse:
+        vm = self._vm(request.vm_id).vm
+        zone = request.zone
+        await self._call(vm.unregister_coalesced_mmio, zone.addr, zone.size, zone.pio)
+        return pb.UnregisterCoalescedMmioResponse()
+
+    async def DrainCoalescedMmio(self, request: pb.DrainCoalescedMmioRequest,
+                                 context: Context) -> pb.DrainCoalescedMmioResponse:
+        entries = self._vm(request.vm_id).vm.drain_coalesced_mmio()
+        return pb.DrainCoalescedMmioResponse(entries=convert.coalesced_to_pb(entries))
+
     # -- batch -----------------------------------------------------------
 
     async def BatchOneReg(self, request: pb.BatchOneRegRequest,
@@ -241,8 +265,7 @@ class KvmServicer(pb_grpc.KvmServicer):
             elif isinstance(outcome, BaseException):
                 raise outcome
             else:
-                results.append(pb.RunResult(vcpu_id=vcpu_id, status=OK,
-                                            exit=convert.exit_to_pb(outcome)))
+                results.append(pb.RunResult(vcpu_id=vcpu_id, status=OK, exit=outcome))
         return pb.RunManyResponse(results=results)
 
 

@@ -172,6 +172,21 @@ class KvmStub:
                 request_serializer=rvkvm_dot_v1_dot_kvm__pb2.RunManyRequest.SerializeToString,
                 response_deserializer=rvkvm_dot_v1_dot_kvm__pb2.RunManyResponse.FromString,
                 _registered_method=True)
+        self.RegisterCoalescedMmio = channel.unary_unary(
+                '/rvkvm.v1.Kvm/RegisterCoalescedMmio',
+                request_serializer=rvkvm_dot_v1_dot_kvm__pb2.RegisterCoalescedMmioRequest.SerializeToString,
+                response_deserializer=rvkvm_dot_v1_dot_kvm__pb2.RegisterCoalescedMmioResponse.FromString,
+                _registered_method=True)
+        self.UnregisterCoalescedMmio = channel.unary_unary(
+                '/rvkvm.v1.Kvm/UnregisterCoalescedMmio',
+                request_serializer=rvkvm_dot_v1_dot_kvm__pb2.UnregisterCoalescedMmioRequest.SerializeToString,
+                response_deserializer=rvkvm_dot_v1_dot_kvm__pb2.UnregisterCoalescedMmioResponse.FromString,
+                _registered_method=True)
+        self.DrainCoalescedMmio = channel.unary_unary(
+                '/rvkvm.v1.Kvm/DrainCoalescedMmio',
+                request_serializer=rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioRequest.SerializeToString,
+                response_deserializer=rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioResponse.FromString,
+                _registered_method=True)
 
 
 class KvmServicer:
@@ -386,6 +401,37 @@ class KvmServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterCoalescedMmio(self, request, context):
+        """---- coalesced MMIO (KVM_CAP_COALESCED_MMIO, VM ioctls) ----
+
+        KVM_REGISTER_COALESCED_MMIO: guest stores that lie wholly inside the
+        zone no longer exit; they queue in the VM's coalesced-MMIO ring (loads
+        still exit). Zones may overlap. Errors: pio not 0 or 1 (EINVAL), more
+        than 1000 zones on the MMIO or the PIO bus (ENOSPC, NR_IOBUS_DEVS).
+        RISC-V has no port I/O: a pio zone is accepted and never matches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnregisterCoalescedMmio(self, request, context):
+        """KVM_UNREGISTER_COALESCED_MMIO: removes every zone of the same pio kind
+        that contains [addr, addr + size). Succeeds even if none does, as Linux.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrainCoalescedMmio(self, request, context):
+        """Take every entry queued in the ring, oldest first (what a VMM reads from
+        the ring page KVM maps at KVM_COALESCED_MMIO_PAGE_OFFSET). Exit messages
+        also carry the ring (Exit.coalesced_mmio): a VMM that serves every exit
+        needs this call only to flush the ring while no vCPU exits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KvmServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -523,6 +569,21 @@ def add_KvmServicer_to_server(servicer, server):
                     servicer.RunMany,
                     request_deserializer=rvkvm_dot_v1_dot_kvm__pb2.RunManyRequest.FromString,
                     response_serializer=rvkvm_dot_v1_dot_kvm__pb2.RunManyResponse.SerializeToString,
+            ),
+            'RegisterCoalescedMmio': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterCoalescedMmio,
+                    request_deserializer=rvkvm_dot_v1_dot_kvm__pb2.RegisterCoalescedMmioRequest.FromString,
+                    response_serializer=rvkvm_dot_v1_dot_kvm__pb2.RegisterCoalescedMmioResponse.SerializeToString,
+            ),
+            'UnregisterCoalescedMmio': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnregisterCoalescedMmio,
+                    request_deserializer=rvkvm_dot_v1_dot_kvm__pb2.UnregisterCoalescedMmioRequest.FromString,
+                    response_serializer=rvkvm_dot_v1_dot_kvm__pb2.UnregisterCoalescedMmioResponse.SerializeToString,
+            ),
+            'DrainCoalescedMmio': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainCoalescedMmio,
+                    request_deserializer=rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioRequest.FromString,
+                    response_serializer=rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1257,6 +1318,87 @@ class Kvm:
             '/rvkvm.v1.Kvm/RunMany',
             rvkvm_dot_v1_dot_kvm__pb2.RunManyRequest.SerializeToString,
             rvkvm_dot_v1_dot_kvm__pb2.RunManyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterCoalescedMmio(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rvkvm.v1.Kvm/RegisterCoalescedMmio',
+            rvkvm_dot_v1_dot_kvm__pb2.RegisterCoalescedMmioRequest.SerializeToString,
+            rvkvm_dot_v1_dot_kvm__pb2.RegisterCoalescedMmioResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnregisterCoalescedMmio(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rvkvm.v1.Kvm/UnregisterCoalescedMmio',
+            rvkvm_dot_v1_dot_kvm__pb2.UnregisterCoalescedMmioRequest.SerializeToString,
+            rvkvm_dot_v1_dot_kvm__pb2.UnregisterCoalescedMmioResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainCoalescedMmio(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rvkvm.v1.Kvm/DrainCoalescedMmio',
+            rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioRequest.SerializeToString,
+            rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioResponse.FromString,
             options,
             channel_credentials,
             insecure,
