@@ -94,6 +94,10 @@ class Hart:
         self.exc_done = 0
         self._code: Dict[int, List[Tuple[Ctx, int]]] = {}  # ppn -> [(ctx, pc)]
         self.code_dirty = False
+        # counters a benchmark reads (bench_boot)
+        self.n_fence_i = 0
+        self.n_sfence_vma = 0
+        self.n_code_flushes = 0  # all translated code dropped
         mem.add_code_listener(self._code_written)
         self._mem_epoch = mem.epoch
         from .interp import Interpreter
@@ -190,6 +194,7 @@ class Hart:
             ctx.flush_tlb()
 
     def flush_code(self) -> None:
+        self.n_code_flushes += 1
         for ctx in self._ctxs.values():
             ctx.flush_code()
         self._code.clear()
@@ -367,6 +372,7 @@ class Hart:
     def sfence_vma(self, vaddr: int, asid: int, raw: int, pc: int) -> None:
         if self.priv == PRV_U or (self.priv == PRV_S and self.mstatus & C.MS_TVM):
             raise self._illegal(raw, pc)
+        self.n_sfence_vma += 1
         self.flush_tlbs()
         # Translated code stays, set aside: a block is used again when its
         # page still maps to the physical page it was read from (most
@@ -381,6 +387,7 @@ class Hart:
     def fence_i(self, raw: int, pc: int) -> None:
         # Stores to code pages already invalidated their blocks; FENCE.I
         # also drops everything so that DMA-like host writes are seen.
+        self.n_fence_i += 1
         self.flush_code()
 
     # ------------------------------------------------------------------

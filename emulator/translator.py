@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import platform
 import re
+import time
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
@@ -858,6 +859,10 @@ class Translator:
         self.max_code = MAX_HART_CODE
         self.code_chars = 0  # source of the regions built since the last flush
         self.code_flushes = 0
+        # cost of translating (discovery, code generation, compile()),
+        # in seconds: cheap counters a benchmark reads (bench_boot)
+        self.translate_seconds = 0.0
+        self.insns_translated = 0
 
     # -- discovery ----------------------------------------------------------
     def _discover(self, entry: int) -> Tuple[Dict[int, List[Decoded]], int]:
@@ -990,6 +995,14 @@ class Translator:
         if self.code_chars > self.max_code:
             h.flush_code()  # resets code_chars
             self.code_flushes += 1
+        t0 = time.perf_counter()
+        try:
+            return self._translate_new(ctx, pc)
+        finally:
+            self.translate_seconds += time.perf_counter() - t0
+
+    def _translate_new(self, ctx: Ctx, pc: int) -> Block:
+        h = self.h
         blocks, ppn = self._discover(pc)
         if pc not in blocks:
             blk = Block(None, NEVER, {}, pc)
@@ -1007,6 +1020,7 @@ class Translator:
         for leader in blk.entries:
             ctx.inner[leader] = (blk, ppn)  # the newest region: still live
         self.blocks_built += 1
+        self.insns_translated += sum(len(b) for b in blocks.values())
         self.code_chars += len(blk.src)
         return blk
 
