@@ -865,16 +865,18 @@ class Translator:
         self.insns_translated = 0
 
     # -- discovery ----------------------------------------------------------
-    def _discover(self, entry: int) -> Tuple[Dict[int, List[Decoded]], int]:
+    def _discover(self, entry: int) -> Tuple[Dict[int, List[Decoded]], int, int]:
         """The basic blocks reachable from ``entry`` through direct branches
-        and jumps inside its page: {leader pc: instructions}, and the page's
-        physical page number."""
+        and jumps inside its page: {leader pc: instructions}, the page's
+        physical page number, and the code-write count when it was marked
+        as a code page (Hart.mark_code_page), before it was read."""
         h = self.h
         try:
             buf, delta, ppn = h.fetch_page(entry)
         except Trap as t:
             t.pc = entry
             raise
+        since = h.mark_code_page(ppn)
         page = entry & ~PAGE_MASK
         insn_at: Dict[int, Decoded] = {}
         leaders = [entry]
@@ -943,7 +945,7 @@ class Translator:
                     # prefix's end (its size cap): split it at the entry.
                     blocks = self._form_blocks(leaders, leader_set, insn_at)
                     break
-        return blocks, ppn
+        return blocks, ppn, since
 
     @staticmethod
     def _form_blocks(leaders: List[int], stops: Set[int],
@@ -1003,7 +1005,7 @@ class Translator:
 
     def _translate_new(self, ctx: Ctx, pc: int) -> Block:
         h = self.h
-        blocks, ppn = self._discover(pc)
+        blocks, ppn, since = self._discover(pc)
         if pc not in blocks:
             blk = Block(None, NEVER, {}, pc)
         else:
@@ -1015,6 +1017,10 @@ class Translator:
                 # dispatcher, which nests nothing deeper than its search tree.
                 blk = self._build(ctx, pc, blocks, structured=False)
         blk.ppn = ppn
+        if not h.code_unchanged(since):
+            # another hart stored into a code page while this one read it:
+            # run what was read (the fetch came first), keep nothing
+            return blk
         ctx.blocks[pc] = blk
         h.note_code(ctx, pc, ppn)
         for leader in blk.entries:
