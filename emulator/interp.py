@@ -73,6 +73,7 @@ class Interpreter:
         if e is not None:
             return e  # type: ignore[return-value]
         try:
+            since = h.mark_code_page(h.fetch_page(pc)[2])  # before it is read
             raw, ppn = h.fetch(pc)
         except Trap as t:
             t.pc = pc
@@ -80,8 +81,9 @@ class Interpreter:
         d = decode(raw, pc)
         entry = (compile_insn(d, ctx, self.glb), d)
         # An instruction that straddles two pages is not cached: a write
-        # to its second page could not invalidate it.
-        if (pc & 0xFFF) + d.length <= 0x1000:
+        # to its second page could not invalidate it. Nor one whose page
+        # another hart wrote while this one read it.
+        if (pc & 0xFFF) + d.length <= 0x1000 and h.code_unchanged(since):
             ctx.insns[pc] = entry
             h.note_code(ctx, pc, ppn)
         return entry

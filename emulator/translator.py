@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import platform
 import re
+import time
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
@@ -858,18 +859,24 @@ class Translator:
         self.max_code = MAX_HART_CODE
         self.code_chars = 0  # source of the regions built since the last flush
         self.code_flushes = 0
+        # cost of translating (discovery, code generation, compile()),
+        # in seconds: cheap counters a benchmark reads (bench_boot)
+        self.translate_seconds = 0.0
+        self.insns_translated = 0
 
     # -- discovery ----------------------------------------------------------
-    def _discover(self, entry: int) -> Tuple[Dict[int, List[Decoded]], int]:
+    def _discover(self, entry: int) -> Tuple[Dict[int, List[Decoded]], int, int]:
         """The basic blocks reachable from ``entry`` through direct branches
-        and jumps inside its page: {leader pc: instructions}, and the page's
-        physical page number."""
+        and jumps inside its page: {leader pc: instructions}, the page's
+        physical page number, and the code-write count when it was marked
+        as a code page (Hart.mark_code_page), before it was read."""
         h = self.h
         try:
             buf, delta, ppn = h.fetch_page(entry)
         except Trap as t:
             t.pc = entry
             raise
+        since = h.mark_code_page(ppn)
         page = entry & ~PAGE_MASK
         insn_at: Dict[int, Decoded] = {}
         leaders = [entry]
@@ -938,7 +945,7 @@ class Translator:
                     # prefix's end (its size cap): split it at the entry.
                     blocks = self._form_blocks(leaders, leader_set, insn_at)
                     break
-        return blocks, ppn
+        return blocks, ppn, since
 
     @staticmethod
     def _form_blocks(leaders: List[int], stops: Set[int],
@@ -990,7 +997,15 @@ class Translator:
         if self.code_chars > self.max_code:
             h.flush_code()  # resets code_chars
             self.code_flushes += 1
-        blocks, ppn = self._discover(pc)
+        t0 = time.perf_counter()
+        try:
+            return self._translate_new(ctx, pc)
+        finally:
+            self.translate_seconds += time.perf_counter() - t0
+
+    def _translate_new(self, ctx: Ctx, pc: int) -> Block:
+        h = self.h
+        blocks, ppn, since = self._discover(pc)
         if pc not in blocks:
             blk = Block(None, NEVER, {}, pc)
         else:
@@ -1002,11 +1017,16 @@ class Translator:
                 # dispatcher, which nests nothing deeper than its search tree.
                 blk = self._build(ctx, pc, blocks, structured=False)
         blk.ppn = ppn
+        if not h.code_unchanged(since):
+            # another hart stored into a code page while this one read it:
+            # run what was read (the fetch came first), keep nothing
+            return blk
         ctx.blocks[pc] = blk
         h.note_code(ctx, pc, ppn)
         for leader in blk.entries:
             ctx.inner[leader] = (blk, ppn)  # the newest region: still live
         self.blocks_built += 1
+        self.insns_translated += sum(len(b) for b in blocks.values())
         self.code_chars += len(blk.src)
         return blk
 
