@@ -268,7 +268,8 @@ def boot(kvm: Kvm, opts: BootOptions, stdin_fd: Optional[int] = None,
         for name in opts.disable_isa_ext:
             for vcpu in vmm.vcpus:
                 vcpu.set_reg(f"isa_ext {name.upper()}", 0)
-        vmm.add_uart()
+        vmm.add_plic()
+        vmm.add_uart(coalesce_thr=True)  # on PLIC source 10, as on QEMU virt
         layout = load_linux(vmm, opts.kernel, opts.initrd, opts.append)
         if opts.dump_dtb or opts.dump_initrd:
             return _dump(vmm, layout, opts, stderr)
