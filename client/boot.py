@@ -208,7 +208,7 @@ def raw_terminal(fd: int) -> Iterator[bool]:
         yield False
         return
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    tty.setraw(fd, termios.TCSADRAIN)  # keep what was typed ahead (TCSAFLUSH drops it)
     try:
         yield True
     finally:

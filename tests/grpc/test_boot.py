@@ -168,3 +168,66 @@ def test_load_linux_places_kernel_initrd_and_dtb(kvm):
         assert cells(nodes["/chosen"]["linux,initrd-start"]) == [0, layout.initrd[0]]
     finally:
         vmm.close()
+
+
+ECHO_BUF = KERNEL_AT + 0xF80
+BYE = b"bye\n"
+
+
+def dbcn_echo_guest() -> bytes:
+    """Reads the console through SBI DBCN console_read one byte at a time
+    and echoes it with console_write_byte; 'q' prints bye and shuts down."""
+    t2 = 7
+    code = A.assemble(
+        [A.lbl("poll")] + sbi_call(SBI_DBCN, 1, 1, ECHO_BUF, 0)
+        + [A.br(BNE, REG_A0, 0, "poll"), A.br(BEQ, REG_A0 + 1, 0, "poll")]
+        + li(T0, ECHO_BUF) + [A.i(0x03, 4, T1, T0, 0)]  # lbu t1, 0(t0)
+        + li(t2, ord("q")) + [A.br(BEQ, T1, t2, "quit")]
+        + li(17, SBI_DBCN) + li(16, 2) + [A.addi(REG_A0, T1, 0), A.ECALL, A.jmp("poll"),
+                                          A.lbl("quit")]
+        + sbi_call(SBI_DBCN, 0, len(BYE), ECHO_BUF + 0x40, 0)
+        + sbi_call(SBI_SRST, 0, 0, 0) + [A.lbl("spin"), A.jmp("spin")])
+    blob = bytearray(0x1000)
+    blob[:len(code) * 4] = A.words(code)
+    blob[0xFC0:0xFC0 + len(BYE)] = BYE
+    return bytes(blob)
+
+
+def _on_a_terminal(server, tmp_path, typed: bytes, then: bytes = b"") -> subprocess.CompletedProcess:
+    """rvkvm boot of the echo guest with a pty as stdin: types ``typed``;
+    with ``then``, waits for the echo of ``typed`` and types ``then``."""
+    import os
+    import pty
+
+    kernel = tmp_path / "echo.bin"
+    kernel.write_bytes(dbcn_echo_guest())
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "client", "boot", "--server", server.address, "--kernel",
+             str(kernel), "--no-initrd", "--timeout", "60"],
+            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        os.write(master, typed)
+        echoed = b""
+        if then:
+            assert proc.stdout is not None
+            echoed = proc.stdout.read(len(typed))
+            os.write(master, then)
+        out, err = proc.communicate(timeout=90)
+        out = echoed + out
+    finally:
+        os.close(master)
+        os.close(slave)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_terminal_input_reaches_the_guest(server, tmp_path):
+    r = _on_a_terminal(server, tmp_path, b"hi there q")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"hi there bye\n"  # typed ahead of the boot, not lost
+
+
+def test_ctrl_a_x_leaves_the_console(server, tmp_path):
+    r = _on_a_terminal(server, tmp_path, b"ab", then=b"\x01x")
+    assert r.returncode == 1 and r.stdout == b"ab"
+    assert b"stopped" in r.stderr
