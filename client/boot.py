@@ -249,6 +249,7 @@ class BootOptions:
     cpus: int = 1
     ram: int = 256 << 20
     run: Optional[str] = None
+    run_in_initrd: bool = False  # the initrd's /init runs ``run`` itself (else: typed)
     progress: Optional[bool] = None  # None: when stderr is a terminal
     timeout: Optional[float] = None
     abi: str = ""
@@ -276,7 +277,7 @@ def boot(kvm: Kvm, opts: BootOptions, stdin_fd: Optional[int] = None,
         enabled = opts.progress if opts.progress is not None else stderr.isatty()
         progress = Progress(vmm, stderr, enabled)
         vmm.console_hooks.append(progress.console_output)
-        if opts.run is not None and opts.initrd is not None and b"rvkvm.run" not in opts.initrd:
+        if opts.run is not None and not opts.run_in_initrd:
             vmm.console_hooks.append(PromptTyper(vmm, opts.run).console_output)
         interactive = opts.run is None and stdin_fd is not None
         with raw_terminal(stdin_fd if interactive and stdin_fd is not None else -1):
@@ -365,7 +366,9 @@ def boot_options(args: argparse.Namespace) -> BootOptions:
     if append is None:
         append = DEFAULT_APPEND + (" quiet" if args.run is not None else "")
     return BootOptions(kernel=kernel, initrd=initrd, append=append, cpus=args.cpus,
-                       ram=args.ram, run=args.run, progress=args.progress,
+                       ram=args.ram, run=args.run,
+                       run_in_initrd=args.initrd is None and not args.no_initrd,
+                       progress=args.progress,
                        timeout=args.timeout, abi=args.abi,
                        disable_isa_ext=tuple(args.disable_isa_ext),
                        dump_dtb=args.dump_dtb, dump_initrd=args.dump_initrd)

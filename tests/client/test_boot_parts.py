@@ -48,3 +48,32 @@ def test_run_capture_without_status():
     cap = RunCapture(io.BytesIO())
     cap.write(b"rvkvm-run: begin\nstill running\n")
     assert cap.status is None and cap.started
+
+
+class _FedVmm:
+    def __init__(self) -> None:
+        self.fed = b""
+
+    def feed_console(self, data: bytes) -> None:
+        self.fed += data
+
+
+def test_prompt_typer_types_once_at_the_first_prompt_and_its_echo_is_no_marker():
+    from client.boot import PromptTyper
+
+    vmm = _FedVmm()
+    typer = PromptTyper(vmm, "uname -m")  # type: ignore[arg-type]
+    typer.console_output(b"[ 1.0] Run /init as init process\r\n")
+    assert vmm.fed == b""
+    typer.console_output(b"~ #")
+    typer.console_output(b" ")
+    assert b"uname -m\n" in vmm.fed and vmm.fed.endswith(b"poweroff -f\n")
+    typer.console_output(b"\r\n/ # ")
+    assert vmm.fed.count(b"uname -m") == 1
+    # the shell echoes the typed line: RunCapture must not take it for the markers
+    out = io.BytesIO()
+    cap = RunCapture(out)
+    cap.write(vmm.fed.replace(b"\n", b"\r\n"))
+    assert not cap.started and cap.status is None
+    cap.write(b"rvkvm-run: begin\r\nriscv64\r\nrvkvm-run: status 0\r\n")
+    assert (out.getvalue(), cap.status) == (b"riscv64\n", 0)
