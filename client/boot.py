@@ -83,8 +83,10 @@ def load_linux(vmm: Vmm, kernel_data: bytes, initrd: Optional[bytes], bootargs: 
 
 
 class Progress:
-    """A one-line status on a terminal: guest instructions, MIPS, seconds.
-    Console output clears it; it is redrawn once the console is quiet."""
+    """A one-line status on a terminal while the kernel boots: guest
+    instructions, MIPS, seconds. Console output clears it; it is redrawn
+    once the console is quiet, until a shell prompt shows (or a key is
+    typed), so it never sits on the interactive shell's line."""
 
     def __init__(self, vmm: Vmm, stream: IO[str], enabled: bool) -> None:
         self.vmm = vmm
@@ -93,6 +95,7 @@ class Progress:
         self.start = time.monotonic()
         self._shown = False
         self._last_output = 0.0
+        self._tail = b""
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
 
@@ -126,10 +129,17 @@ class Progress:
     def console_output(self, data: bytes) -> None:
         self._last_output = time.monotonic()
         self.clear()
+        self._tail = (self._tail + data)[-16:]
+        if _PROMPT.search(self._tail):
+            self.booted()
+
+    def booted(self) -> None:
+        """The shell is up: no more progress lines."""
+        self.enabled = False
 
     def _loop(self) -> None:
         while not self._done.wait(0.5):
-            if time.monotonic() - self._last_output >= 1.0:
+            if self.enabled and time.monotonic() - self._last_output >= 1.0:
                 self.stream.write("\r\x1b[K" + self.line())
                 self.stream.flush()
                 self._shown = True
@@ -215,7 +225,7 @@ def raw_terminal(fd: int) -> Iterator[bool]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def _forward_input(vmm: Vmm, fd: int) -> None:
+def _forward_input(vmm: Vmm, fd: int, progress: Progress) -> None:
     """Terminal bytes to the guest's console; Ctrl-A x ends the VM."""
     escape = False
     while True:
@@ -238,6 +248,7 @@ def _forward_input(vmm: Vmm, fd: int) -> None:
             else:
                 out.append(byte)
         if out:
+            progress.booted()
             vmm.feed_console(bytes(out))
 
 
@@ -282,7 +293,7 @@ def boot(kvm: Kvm, opts: BootOptions, stdin_fd: Optional[int] = None,
         interactive = opts.run is None and stdin_fd is not None
         with raw_terminal(stdin_fd if interactive and stdin_fd is not None else -1):
             if interactive and stdin_fd is not None:
-                threading.Thread(target=_forward_input, args=(vmm, stdin_fd),
+                threading.Thread(target=_forward_input, args=(vmm, stdin_fd, progress),
                                  name="console-input", daemon=True).start()
             with progress:
                 result = vmm.run(timeout=opts.timeout, budget=RUN_BUDGET)
