@@ -19,7 +19,7 @@ CtxKey = Tuple[int, int, bool, int, bool, int, bool, bool]
 class Ctx:
     __slots__ = ("key", "priv", "data_priv", "fs_on", "pmlen", "pm_sign", "satp",
                  "sum", "mxr", "blocks", "inner", "suspect", "insns", "rt", "wt", "xt", "vcode",
-                 "leaf_bits")
+                 "leaf_bits", "hot")
 
     def __init__(self, key: CtxKey) -> None:
         self.key = key
@@ -47,6 +47,9 @@ class Ctx:
         # the largest page (offset bits) a TLB entry of this context came
         # from: a fence of one address covers that much around it
         self.leaf_bits = PAGE_SHIFT
+        # entries whose first-tier block ran often enough for a region
+        # (kept across code flushes: still hot when translated again)
+        self.hot: Set[int] = set()
 
     def flush_tlb(self) -> None:
         self.rt.clear()

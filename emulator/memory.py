@@ -15,7 +15,7 @@ import bisect
 import mmap
 import struct
 import sys
-from typing import Any, Callable, List, Optional, Protocol, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -137,6 +137,7 @@ class PhysMemory:
         # it is unchanged before it keeps the code (another hart's thread
         # may store there meanwhile).
         self.code_writes = 0
+        self.code_page_writes: Dict[int, int] = {}  # ppn -> writes to its code
         # Optional fallback for accesses outside every region (the KVM host
         # turns them into MMIO exits).
         self.unmapped: Optional[MmioHandler] = None
@@ -221,6 +222,7 @@ class PhysMemory:
     def _code_written(self, ppn: int) -> None:
         self.code_pages.discard(ppn)
         self.code_writes += 1
+        self.code_page_writes[ppn] = self.code_page_writes.get(ppn, 0) + 1
         for listener in list(self._code_listeners):
             listener(ppn)
 

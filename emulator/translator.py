@@ -24,6 +24,7 @@ import time
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
+from . import tier1
 from .bits import M64
 from .codegen import Emitter, compile_function
 from .context import Ctx
@@ -863,6 +864,12 @@ class Translator:
         # in seconds: cheap counters a benchmark reads (bench_boot)
         self.translate_seconds = 0.0
         self.insns_translated = 0
+        # the first tier (emulator.tier1): entries before a region is built
+        self.hot_after = tier1.HOT_AFTER
+        self.tier1_views = not ON_PYPY
+        self.tier1_built = 0
+        self.tier1_insns = 0
+        self.tier1_seconds = 0.0
 
     # -- discovery ----------------------------------------------------------
     def _discover(self, entry: int) -> Tuple[Dict[int, List[Decoded]], int, int]:
@@ -997,11 +1004,51 @@ class Translator:
         if self.code_chars > self.max_code:
             h.flush_code()  # resets code_chars
             self.code_flushes += 1
+        if self.hot_after:
+            t0 = time.perf_counter()
+            try:
+                first = self._first_tier(ctx, pc)
+            finally:
+                self.tier1_seconds += time.perf_counter() - t0
+            if first is not None:
+                return first
         t0 = time.perf_counter()
         try:
             return self._translate_new(ctx, pc)
         finally:
             self.translate_seconds += time.perf_counter() - t0
+
+    def _first_tier(self, ctx: Ctx, pc: int) -> Optional[Block]:
+        """A first-tier block at ``pc`` (emulator.tier1), or None where
+        the region is due: the pc is hot (and its page not rewritten
+        often)."""
+        h = self.h
+        try:
+            buf, delta, ppn = h.fetch_page(pc)
+        except Trap as t:
+            t.pc = pc
+            raise
+        smc = h.mem.code_page_writes.get(ppn, 0) >= tier1.SMC_PAGE_WRITES
+        if pc in ctx.hot and not smc:
+            return None
+        since = h.mark_code_page(ppn)
+        body, term, end, index = tier1.straight_run(h, ctx, pc, self.tier1_views, self.glb,
+                                                    buf, delta)
+        if index:
+            ref: List[Any] = [None]
+            fn = tier1.make_runner(body, term, end, len(index), ctx, pc,
+                                   0 if smc else self.hot_after, ref)
+            blk = ref[0] = Block(fn, len(index), index, pc)
+        else:
+            blk = Block(None, NEVER, {}, pc)  # the interpreter's (a SYSTEM instruction)
+        blk.ppn = ppn
+        if not h.code_unchanged(since):
+            return blk  # see _translate_new
+        ctx.blocks[pc] = blk
+        h.note_code(ctx, pc, ppn)
+        self.tier1_built += 1
+        self.tier1_insns += len(index)
+        return blk
 
     def _translate_new(self, ctx: Ctx, pc: int) -> Block:
         h = self.h

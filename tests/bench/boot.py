@@ -170,7 +170,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     why = boot.run(args.seconds, args.until or list(FINISH))
     wall = time.perf_counter() - t0
     insns = hart.instret
-    trans = tr.translate_seconds
+    tier1 = getattr(tr, "tier1_seconds", 0.0)
+    trans = tr.translate_seconds + tier1
     running = wall - trans - boot.exit_seconds
     print(f"python            {platform.python_implementation()} {platform.python_version()}")
     print(f"engine            {args.engine}")
@@ -178,15 +179,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"instructions      {insns:,}")
     print(f"wall              {wall:.1f} s")
     print(f"MIPS              {insns / wall / 1e6:.3f}")
-    print(f"time translating  {trans:.1f} s ({100 * trans / wall:.1f}%)")
+    print(f"time translating  {trans:.1f} s ({100 * trans / wall:.1f}%), of which first-tier"
+          f" blocks {tier1:.1f} s")
     print(f"time running      {running:.1f} s ({100 * running / wall:.1f}%)")
     print(f"time in exits     {boot.exit_seconds:.2f} s ({100 * boot.exit_seconds / wall:.1f}%)"
           f", {boot.exits:,} exits")
     print(f"translations      {tr.blocks_built:,} regions, {tr.insns_translated:,} insns"
-          f" ({1e6 * trans / max(1, tr.insns_translated):.1f} us per insn translated)")
+          f" ({1e6 * tr.translate_seconds / max(1, tr.insns_translated):.1f} us per insn"
+          f" translated)")
     print(f"fence.i           {hart.n_fence_i:,}")
     print(f"sfence.vma        {hart.n_sfence_vma:,}")
     print(f"code flushes      {hart.n_code_flushes:,} (budget flushes {tr.code_flushes:,})")
+    if hasattr(tr, "tier1_built"):
+        print(f"first tier        {tr.tier1_built:,} blocks, {tr.tier1_insns:,} insns"
+              f" ({1e6 * tier1 / max(1, tr.tier1_insns):.1f} us per insn)")
     for name in ("evictions",):
         if hasattr(tr, name):
             print(f"{name:<17} {getattr(tr, name):,}")
