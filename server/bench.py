@@ -8,7 +8,10 @@ as subprocesses (``python -m server --listen 127.0.0.1:0``) on loopback:
 1. ONE_REG: single GetOneReg RPCs per second vs BatchOneReg gets per second
    (registers per second) and their ratio (target: batched >= 20x single).
 2. MMIO exits per second of a guest looping on MMIO loads and stores outside
-   any memory slot, answered by the client: unary Run vs RunStream.
+   any memory slot, answered by the client: unary Run vs RunStream, each
+   against this server and against a second one started with
+   ``--inline-slice 0`` (every Run slice on a run thread, the server before
+   Runs started inline), alternating, with the median ratios of the pairs.
 2b. Console bytes per second of a guest printing through the NS16550A as
    Linux's 8250 console does (an LSR read, then a THR write, per byte),
    served by the client's ``Vmm`` over RunStream: every access an exit, vs
@@ -265,6 +268,25 @@ def bench_mmio(kvm: Kvm, seconds: float) -> Dict[str, float]:
     return {"unary": unary, "stream": streamed, "ratio": streamed / unary}
 
 
+def bench_mmio_inline(kvm: Kvm, pooled: Kvm, seconds: float, rounds: int) -> Dict[str, float]:
+    """``bench_mmio`` against this server (Runs start inline after a guest
+    exit) and one started with ``--inline-slice 0`` (every slice on a run
+    thread, as before), alternating: best rates, median ratios of pairs."""
+    res: Dict[str, List[float]] = {"unary": [], "stream": [], "unary0": [], "stream0": []}
+    for _ in range(rounds):
+        a = bench_mmio(pooled, seconds)
+        b = bench_mmio(kvm, seconds)
+        res["unary0"].append(a["unary"])
+        res["stream0"].append(a["stream"])
+        res["unary"].append(b["unary"])
+        res["stream"].append(b["stream"])
+    ratio = {k: statistics.median(n / o for n, o in zip(res[k], res[k + "0"]))
+             for k in ("unary", "stream")}
+    out = {k: max(v) for k, v in res.items()}
+    out.update({"unary_ratio": ratio["unary"], "stream_ratio": ratio["stream"]})
+    return out
+
+
 # -- 2b. console bytes through the UART ----------------------------------------
 
 
@@ -425,10 +447,23 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"{r['single']:>24,.0f} {r['batched']:>19,.0f} {r['calls']:>14,.0f} "
                   f"{r['ratio']:>14.1f}x   (target >= 20x)", flush=True)
 
-            m = bench_mmio(kvm, seconds)
-            print("\n== MMIO exits (guest loop of ld/sd outside any slot, client answers) ==")
-            print(f"{'unary Run exits/s':>18} {'RunStream exits/s':>18} {'stream/unary':>13}")
-            print(f"{m['unary']:>18,.0f} {m['stream']:>18,.0f} {m['ratio']:>12.2f}x", flush=True)
+            pooled_server = ServerProcess(["--inline-slice", "0"])
+            try:
+                with grpc.insecure_channel(pooled_server.address) as pooled_channel:
+                    pooled = Kvm(pooled_channel, timeout=600)
+                    m = bench_mmio_inline(kvm, pooled, seconds, rounds)
+            finally:
+                pooled_server.stop()
+            print("\n== MMIO exits (guest loop of ld/sd outside any slot, client answers; "
+                  f"{rounds} alternating pairs against a server with --inline-slice 0) ==")
+            print(f"{'':>22} {'unary Run exits/s':>18} {'RunStream exits/s':>18} "
+                  f"{'stream/unary':>13}")
+            print(f"{'every slice pooled':>22} {m['unary0']:>18,.0f} {m['stream0']:>18,.0f} "
+                  f"{m['stream0'] / m['unary0']:>12.2f}x")
+            print(f"{'inline after an exit':>22} {m['unary']:>18,.0f} {m['stream']:>18,.0f} "
+                  f"{m['stream'] / m['unary']:>12.2f}x")
+            print(f"{'inline/pooled (median)':>22} {m['unary_ratio']:>17.2f}x "
+                  f"{m['stream_ratio']:>17.2f}x", flush=True)
 
             c = bench_console(kvm, console_bytes, rounds)
             print(f"\n== Console through the UART ({c['bytes']:,} bytes, LSR poll + THR write "

@@ -25,7 +25,7 @@ from __future__ import annotations
 import collections
 import errno
 import threading
-from typing import Deque, List, NamedTuple, Union
+from typing import Deque, List, NamedTuple, Tuple, Union
 
 from .errors import KvmError
 
@@ -73,7 +73,8 @@ class CoalescedMmioRing:
 
     def __init__(self) -> None:
         self._zones: List[CoalescedMmioZone] = []
-        self._mmio_zones: tuple = ()  # snapshot the vCPU threads read without the lock
+        # the MMIO zones as an immutable snapshot the vCPU threads read without the lock
+        self._mmio_zones: Tuple[CoalescedMmioZone, ...] = ()
         self._ring: Deque[CoalescedMmio] = collections.deque()
         self._lock = threading.Lock()
 

@@ -6,7 +6,12 @@ through THR and completes; 'q' makes it shut down."""
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
+import sys
 import threading
+
+import pytest
 
 from client.devices import UART_BASE, UART_IRQ
 from client.exits import INTR_IDLE, DebugExit, IntrExit
@@ -56,9 +61,12 @@ def main_program() -> list:
             + li(T2, PLIC_BASE + 4 * UART_IRQ) + li(T1, 1) + [sw(T1, T2, 0)]  # priority 1
             + li(T2, PLIC_BASE + ENABLE_BASE + ENABLE_STRIDE * S_CONTEXT)
             + li(T1, 1 << UART_IRQ) + [sw(T1, T2, 0)]  # enable source 10
+            # threshold 0, as Linux's PLIC driver sets it (firmware may leave 7)
+            + li(T2, PLIC_BASE + CONTEXT_BASE + CONTEXT_STRIDE * S_CONTEXT) + [sw(0, T2, 0)]
             + li(T1, 1) + [sb(T1, A0, 1)]  # IER = ERBFI
             + li(T1, SEIE) + [A.csrrs(0, SIE, T1)]
             + li(T1, SSTATUS_SIE) + [A.csrrs(0, SSTATUS, T1)]
+            + li(T1, ord(">")) + [sb(T1, A0, 0)]  # a prompt: ready for input
             + [A.WFI, A.j(0, -4)])  # wait for interrupts forever
 
 
@@ -88,6 +96,9 @@ def test_typed_input_reaches_the_guest_through_the_plic(kvm):
     stop = threading.Event()
 
     def type_keys() -> None:
+        while not console.getvalue().endswith(b">"):  # type once the guest prompts
+            if stop.wait(0.01):
+                return
         for byte in b"hi\nq":
             while uart.rx_room == 0:  # the guest has not read the last one yet
                 if stop.wait(0.01):
@@ -101,7 +112,7 @@ def test_typed_input_reaches_the_guest_through_the_plic(kvm):
     typist.join()
     vmm.close()
     assert result.clean_shutdown, result.exit
-    assert console.getvalue() == b"hi\n"
+    assert console.getvalue() == b">hi\n"
 
 
 def test_device_tree_wires_the_uart_to_the_plic(kvm):
@@ -132,3 +143,38 @@ def test_run_request_carries_kvm_interrupt(kvm):
     assert isinstance(exit_, DebugExit)  # the external interrupt reached stvec
     assert vcpu.get_reg("csr scause") == (1 << 63) | 9
     vm.destroy()
+
+
+QEMU = shutil.which("qemu-system-riscv64")
+QEMU_LOAD = 0x8020_0000  # where QEMU virt's OpenSBI enters S-mode
+
+
+@pytest.mark.skipif(QEMU is None, reason="qemu-system-riscv64 (Debian qemu-system-misc) "
+                    "is not installed")
+def test_the_same_guest_echoes_on_qemu_virt(tmp_path, monkeypatch):
+    """Differential check of the devices: the guest above, linked for QEMU's
+    virt machine (OpenSBI enters it in S-mode at 0x80200000), echoes the
+    same input through QEMU's own 16550 and PLIC and shuts down."""
+    monkeypatch.setattr(sys.modules[__name__], "HANDLER", QEMU_LOAD + 0x400)
+    image = A.words(main_program()).ljust(0x400, b"\0") + A.words(handler_program())
+    path = tmp_path / "echo.bin"
+    path.write_bytes(image)
+    assert QEMU is not None
+    proc = subprocess.Popen([QEMU, "-M", "virt", "-m", "128M", "-nographic", "-bios", "default",
+                             "-kernel", str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        seen = b""
+        while not seen.endswith(b"\n>"):  # type only once the guest prompts (the
+            chunk = proc.stdout.read1(4096)  # firmware resets the UART FIFOs before)
+            assert chunk, seen[-200:]
+            seen += chunk
+        proc.stdin.write(b"hi\nq")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    assert out == b"hi\n"
