@@ -42,7 +42,9 @@ INITRD_MAX_OFFSET = 128 << 20  # QEMU: the initrd at most 128 MiB above the kern
 RUN_BUDGET = 50_000_000  # instructions per Run call at most (progress updates)
 ESCAPE = 0x01  # Ctrl-A, then x: leave the console (as QEMU's -nographic)
 _STATUS = re.compile(rb"rvkvm-run: status (\d+)\r?\n")
-_PROMPT = re.compile(rb"[#$] $")
+# a shell prompt at the end of the output, maybe followed by terminal queries
+# (busybox ash asks for the cursor position with ESC [ 6 n)
+_PROMPT = re.compile(rb"[#$] (?:\x1b\[[0-9;?]*[A-Za-z])*$")
 
 
 @dataclass
