@@ -5,9 +5,14 @@ small bare-metal guest (a flat binary, loaded at RAM + 2 MiB)."""
 from __future__ import annotations
 
 import io
+import os
+import pty
+import shutil
 import struct
 import subprocess
 import sys
+
+import pytest
 
 from client.boot import load_linux
 from client.fdt import to_dtb
@@ -196,9 +201,6 @@ def dbcn_echo_guest() -> bytes:
 def _on_a_terminal(server, tmp_path, typed: bytes, then: bytes = b"") -> subprocess.CompletedProcess:
     """rvkvm boot of the echo guest with a pty as stdin: types ``typed``;
     with ``then``, waits for the echo of ``typed`` and types ``then``."""
-    import os
-    import pty
-
     kernel = tmp_path / "echo.bin"
     kernel.write_bytes(dbcn_echo_guest())
     master, slave = pty.openpty()
@@ -231,3 +233,21 @@ def test_ctrl_a_x_leaves_the_console(server, tmp_path):
     r = _on_a_terminal(server, tmp_path, b"ab", then=b"\x01x")
     assert r.returncode == 1 and r.stdout == b"ab"
     assert b"stopped" in r.stderr
+
+
+def test_dtc_reads_the_device_tree_without_warnings(kvm, tmp_path):
+    if shutil.which("dtc") is None:
+        pytest.skip("dtc (device-tree-compiler) not installed")
+    vmm = Vmm(kvm, ram_size=64 << 20, console=io.BytesIO(), cpus=2)
+    try:
+        vmm.add_plic()
+        vmm.add_uart()
+        (tmp_path / "vm.dtb").write_bytes(
+            to_dtb(vmm.device_tree("console=ttyS0", (0x8800_0000, 0x8810_0000))))
+    finally:
+        vmm.close()
+    r = subprocess.run(["dtc", "-I", "dtb", "-O", "dts", str(tmp_path / "vm.dtb")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == ""
+    assert 'riscv,isa-extensions = "i\\0m\\0a\\0f\\0d\\0c\\0' in r.stdout
+    assert "interrupts-extended = <0x01 0xffffffff 0x01 0x09 0x02 0xffffffff 0x02 0x09>" in r.stdout
