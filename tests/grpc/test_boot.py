@@ -25,7 +25,8 @@ from .guest import REG_A0, ld, li, sbi_call, sd
 KERNEL_AT = 0x8020_0000  # where a flat binary lands
 DATA = KERNEL_AT + 0x800
 FLAG = KERNEL_AT + 0xF00
-SBI_DBCN, SBI_HSM, SBI_SRST = 0x4442434E, 0x48534D, 0x53525354
+SBI_DBCN, SBI_HSM, SBI_SRST, SBI_IPI = 0x4442434E, 0x48534D, 0x53525354, 0x735049
+CSR_SIE, CSR_SIP, SIP_SSIP = 0x104, 0x144, 2
 T0, T1 = 5, 6
 BEQ, BNE = 0, 1
 BEGIN, HART1, STATUS3, NOHART = (b"rvkvm-run: begin\n", b"hart 1 up\n",
@@ -40,22 +41,35 @@ def _strings() -> dict:
     return out
 
 
+def wait_flag(value: int, label: str) -> list:
+    return ([A.lbl(label)] + li(T0, FLAG) + [ld(T0, T0, 0)] + li(T1, value)
+            + [A.br(BNE, T0, T1, label)])
+
+
+def set_flag(value: int) -> list:
+    return li(T0, FLAG) + li(T1, value) + [sd(T1, T0, 0)]
+
+
 def print_(text: bytes) -> list:
     return sbi_call(SBI_DBCN, 0, len(text), _strings()[text], 0)
 
 
 def two_hart_guest() -> bytes:
-    """Hart 0 prints the begin marker, starts hart 1 through HSM, waits for
-    its flag, prints status 3 and shuts down; status 4 if hart 1 cannot be
-    started. Hart 1 prints a line, sets the flag and stops."""
+    """Hart 0 prints the begin marker and starts hart 1 through SBI HSM
+    (status 4 if it cannot). Hart 1 prints a line, says it is ready (flag
+    1) and waits in WFI for a software interrupt; hart 0 sends it an IPI
+    through SBI; hart 1 clears sip.SSIP, sets flag 2 and stops; hart 0
+    prints status 3 and shuts down."""
     entry1 = KERNEL_AT + 0x400  # hart 1's entry, named in hart 0's hart_start
     hart0 = (print_(BEGIN) + sbi_call(SBI_HSM, 0, 1, entry1, 0)
-             + [A.br(BNE, REG_A0, 0, "nohart"), A.lbl("wait")] + li(T0, FLAG)
-             + [ld(T0, T0, 0), A.br(BEQ, T0, 0, "wait")] + print_(STATUS3)
+             + [A.br(BNE, REG_A0, 0, "nohart")] + wait_flag(1, "ready")
+             + sbi_call(SBI_IPI, 0, 0b10, 0) + wait_flag(2, "done") + print_(STATUS3)
              + [A.jmp("off"), A.lbl("nohart")] + print_(NOHART)
              + [A.lbl("off")] + sbi_call(SBI_SRST, 0, 0, 0) + [A.lbl("spin"), A.jmp("spin")])
-    second = (print_(HART1) + li(T0, FLAG) + li(T1, 1) + [sd(T1, T0, 0)]
-              + sbi_call(SBI_HSM, 1) + [A.lbl("spin1"), A.jmp("spin1")])
+    second = (print_(HART1) + li(T1, SIP_SSIP) + [A.csrrs(0, CSR_SIE, T1)] + set_flag(1)
+              + [A.lbl("sleep"), A.WFI, A.csrrs(T1, CSR_SIP, 0), A.i(0x13, 7, T1, T1, SIP_SSIP),
+                 A.br(BEQ, T1, 0, "sleep"), A.i(0x73, 3, 0, T1, CSR_SIP)]  # csrc sip, t1
+              + set_flag(2) + sbi_call(SBI_HSM, 1) + [A.lbl("spin1"), A.jmp("spin1")])
     code0 = A.assemble(hart0)
     assert len(code0) * 4 <= 0x400
     blob = bytearray(0x1000)
@@ -72,7 +86,7 @@ def rvkvm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
-def test_run_two_vcpus_through_hsm_and_exit_with_the_status(server, tmp_path):
+def test_run_two_vcpus_through_hsm_and_an_ipi_and_exit_with_the_status(server, tmp_path):
     kernel = tmp_path / "smp.bin"
     kernel.write_bytes(two_hart_guest())
     result = rvkvm("boot", "--server", server.address, "--kernel", str(kernel), "--no-initrd",
