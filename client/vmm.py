@@ -152,7 +152,9 @@ class Vmm:
         self._dbcn_input = bytearray()
         self._stop = threading.Event()
         self._result: Optional[RunResult] = None
-        self.instructions: Dict[int, int] = {}  # vCPU id -> guest timer ticks at its last budget exit
+        # vCPU id -> its deterministic guest clock (timer time: one tick per
+        # instruction plus WFI skips) at its last budget exit
+        self.instructions: Dict[int, int] = {}
         self._mmio_starts: List[int] = []
         self._mmio: List[Tuple[int, int, MmioDevice]] = []
         self._dt_devices: List[Node] = []
