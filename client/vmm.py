@@ -29,7 +29,6 @@ from .errors import KvmError
 from .fdt import Node, to_dtb
 from .kvm import Kvm, Vcpu
 from .plic import PLIC_BASE, PLIC_SIZE, Plic, VcpuInterruptLine
-from .regnames import ISA_EXT_NAMES
 
 RAM_BASE = 0x8000_0000
 PAGE = 4096
@@ -245,8 +244,9 @@ class Vmm:
         """Each vCPU's ISA extensions, MMU mode, timer frequency and cache
         block sizes as its ONE_REG registers give them (as kvmtool's
         riscv/fdt.c reads them), in one batch."""
+        # "isa_ext ZBB" (one extension each), not "isa_ext multi_en 0" (bitmaps)
         isa_regs = [name for _, name in self.vcpu.get_reg_names()
-                    if name.startswith("isa_ext ") and name.split()[1] in ISA_EXT_NAMES]
+                    if name.startswith("isa_ext ") and len(name.split()) == 2]
         per_cpu = isa_regs + ["config satp_mode", "timer frequency"] + [
             f"config {reg}" for _, reg, _ in CBO_BLOCK_SIZES]
         values = self.vm.batch_one_reg([(v.id, reg, None) for v in self.vcpus for reg in per_cpu])
