@@ -5,12 +5,11 @@ A first-tier block is the straight run of instructions at an entry (up to
 a branch or jump, a SYSTEM instruction, the page end or MAX_INSNS),
 executed by a small Python loop over per-instruction functions. Those
 functions come from the same ISA tables and emitters as everything else
-(``Insn.gen``): an instruction whose semantics do not depend on its
-address is generated once per instruction *word* with its address as a
-parameter (``PC``, only used to report traps) and shared process-wide by
-every address, hart and VM holding that word; pc-relative instructions
-(auipc, branches, jumps: at most one per block, its last) are generated
-per address as the reference interpreter does. Loads and stores take the
+(``Insn.gen``), generated once per instruction *word* with the address as
+the parameter ``PC`` (branch targets and return addresses become
+expressions of it, see SymPC) and shared process-wide by every address,
+hart and VM holding that word; only auipc is generated per address (it
+ends its block), as the reference interpreter does. Loads and stores take the
 software TLB inline, as translated regions do.
 
 Each block counts its entries; at ``HOT_AFTER`` it steps aside and the
@@ -22,6 +21,7 @@ a compile.
 
 from __future__ import annotations
 
+from types import CodeType, FunctionType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from .codegen import ListEmitter, compile_function
@@ -46,6 +46,32 @@ def key_mask(size: int) -> int:
     return ~(PAGE_MASK & ~(size - 1))
 
 
+class SymPC:
+    """The instruction's address as its generated code sees it: the
+    parameter ``PC``. Arithmetic on it (a branch target, a return address)
+    gives the expression, so pc-relative control transfers are generated
+    once per instruction word too."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str = "PC") -> None:
+        self.text = text
+
+    def __add__(self, other: int) -> SymPC:
+        return SymPC(f"({self.text} + {int(other)})")
+
+    __radd__ = __add__
+
+    def __and__(self, other: int) -> SymPC:
+        return SymPC(f"({self.text} & {int(other)})")
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __format__(self, spec: str) -> str:
+        return self.text
+
+
 class Tier1Emitter(ListEmitter):
     """Registers in ``X``; the instruction's address is the parameter
     ``PC``; loads and stores try the TLBs ``RT``/``WT`` first."""
@@ -57,7 +83,7 @@ class Tier1Emitter(ListEmitter):
     def begin(self, pc: int, raw: int, length: int) -> None:
         super().begin(0, raw, length)
         self.pc = "PC"  # type: ignore[assignment]
-        self.npc = "NPC"  # type: ignore[assignment]  # never emitted: no control transfers
+        self.npc = f"((PC + {length}) & {(1 << 64) - 1})"  # type: ignore[assignment]
 
     def load_value(self, addr: str, size: int, signed: bool) -> str:
         t, p = self.tmp(), self.tmp()
@@ -88,7 +114,9 @@ class Tier1Emitter(ListEmitter):
 
 
 def _pc_relative(d: Decoded) -> bool:
-    return d.insn.kind in (BRANCH, JUMP) or d.insn.name == "auipc"
+    """Made per address: auipc (its value's bounds are worked out from the
+    address when it is generated)."""
+    return d.insn.name == "auipc"
 
 
 # (flavour, word) -> (function(H, X, F, PC, RT, WT) or None, kind, length);
@@ -113,10 +141,12 @@ def word_function(ctx: Ctx, views: bool, raw: int, glb: Dict[str, object]) -> Tu
     kind = d.insn.kind
     fn: Optional[Callable[..., None]] = None
     if kind != SYSTEM and not _pc_relative(d):
-        d.pc = "PC"  # type: ignore[assignment]  # appears only in trap and slow-path arguments
+        d.pc = SymPC()  # type: ignore[assignment]
         e = Tier1Emitter(ctx, views)
         e.begin(0, d.raw, d.length)
         d.insn.gen(e, d)
+        if kind in (BRANCH, JUMP) and not e.ended:
+            raise AssertionError(f"{d.insn.name}: a control transfer that sets no pc")
         fn = compile_function("insn", "H, X, F, PC, RT, WT", e.lines or ["pass"], glb,
                               f"<{d.insn.name} tier1>")  # type: ignore[assignment]
     entry = (fn, kind, d.length)
@@ -141,17 +171,42 @@ def pc_function(ctx: Ctx, views: bool, raw: int, pc: int,
     return fn
 
 
+_BOUND: Dict[Tuple[Any, ...], CodeType] = {}
+
+
+def bound_function(ctx: Ctx, raw: int, pc: int, glb: Dict[str, object]) -> Callable[..., None]:
+    """The reference interpreter's function(H, X, F) for the instruction
+    ``raw`` at ``pc`` (it sets H.pc), made from code generated once per
+    instruction word with ``PC`` a parameter defaulting to ``pc``."""
+    from .interp import compile_insn
+
+    key = (ctx.fs_on, ctx.pmlen, ctx.pm_sign, raw)
+    code = _BOUND.get(key)
+    if code is None:
+        d = decode(raw, 0)
+        if _pc_relative(d):
+            return pc_function(ctx, False, raw, pc, glb)
+        d.pc = SymPC()  # type: ignore[assignment]
+        code = compile_insn(d, ctx, glb, "H, X, F, PC=0").__code__  # type: ignore[attr-defined]
+        if len(_BOUND) >= CACHE_ENTRIES:
+            _BOUND.clear()
+        _BOUND[key] = code
+    return FunctionType(code, glb, "insn", (pc,))  # type: ignore[arg-type]
+
+
 def straight_run(h: Hart, ctx: Ctx, pc: int, views: bool, glb: Dict[str, object],
                  buf: Any, delta: int) -> Tuple[List[Tuple[Callable[..., None], int]],
-                                                Optional[Callable[..., None]], int,
+                                                Optional[Tuple[Callable[..., None], int]], int,
                                                 Dict[int, Tuple[int, int]]]:
     """The first-tier block at ``pc`` read from ``buf``: (body functions
-    with their addresses, the pc-relative last instruction or None, the pc
-    after the block, pc -> (position, next pc))."""
+    with their addresses, the last instruction if it sets the pc (a
+    control transfer, or auipc made for its address) with its address, the
+    pc after the block, pc -> (position, next pc))."""
     page = pc & ~PAGE_MASK
     body: List[Tuple[Callable[..., None], int]] = []
     index: Dict[int, Tuple[int, int]] = {}
     term: Optional[Callable[..., None]] = None
+    term_pc = 0
     cur = pc
     while len(index) < MAX_INSNS and cur & ~PAGE_MASK == page:
         lo = UNPACK[2](buf, delta + cur)[0]
@@ -167,17 +222,27 @@ def straight_run(h: Hart, ctx: Ctx, pc: int, views: bool, glb: Dict[str, object]
         nxt = (cur + length) & ((1 << 64) - 1)
         index[cur] = (len(index), nxt)
         if fn is None:
-            term = pc_function(ctx, views, raw, cur, glb)
+            term = _three_args(pc_function(ctx, views, raw, cur, glb))
+            term_pc = cur
+            cur = nxt
+            break
+        if kind in (BRANCH, JUMP):
+            term, term_pc = fn, cur
             cur = nxt
             break
         body.append((fn, cur))
         cur = nxt
-        if kind in (BRANCH, JUMP):
-            break
-    return body, term, cur, index
+    return body, (term, term_pc) if term is not None else None, cur, index
 
 
-def make_runner(body: List[Tuple[Callable[..., None], int]], term: Optional[Callable[..., None]],
+def _three_args(fn: Callable[..., None]) -> Callable[..., None]:
+    def call(H: Any, X: List[int], F: List[int], PC: int, RT: Any, WT: Any) -> None:
+        fn(H, X, F)
+    return call
+
+
+def make_runner(body: List[Tuple[Callable[..., None], int]],
+                last: Optional[Tuple[Callable[..., None], int]],
                 end: int, length: int, ctx: Ctx, entry: int, count: int,
                 blk_ref: List[Any]) -> Callable[..., int]:
     """The block's function(H, X, F, lim): runs the body, sets H.pc,
@@ -186,6 +251,7 @@ def make_runner(body: List[Tuple[Callable[..., None], int]], term: Optional[Call
     rt, wt = ctx.rt, ctx.wt
     blocks, hot = ctx.blocks, ctx.hot
     left = [count]
+    term, term_pc = last if last is not None else (None, 0)
 
     def run(H: Any, X: List[int], F: List[int], lim: int) -> int:
         if left[0]:
@@ -199,7 +265,7 @@ def make_runner(body: List[Tuple[Callable[..., None], int]], term: Optional[Call
         if term is None:
             H.pc = end
         else:
-            term(H, X, F)
+            term(H, X, F, term_pc, rt, wt)
         return length
 
     return run

@@ -1005,18 +1005,18 @@ class Translator:
             h.flush_code()  # resets code_chars
             self.code_flushes += 1
         if self.hot_after:
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             try:
                 first = self._first_tier(ctx, pc)
             finally:
-                self.tier1_seconds += time.perf_counter() - t0
+                self.tier1_seconds += time.process_time() - t0
             if first is not None:
                 return first
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         try:
             return self._translate_new(ctx, pc)
         finally:
-            self.translate_seconds += time.perf_counter() - t0
+            self.translate_seconds += time.process_time() - t0
 
     def _first_tier(self, ctx: Ctx, pc: int) -> Optional[Block]:
         """A first-tier block at ``pc`` (emulator.tier1), or None where

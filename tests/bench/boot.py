@@ -12,7 +12,8 @@ There is no initramfs, so the kernel ends its boot with a panic when it
 cannot mount a root file system: that, or ``--until TEXT``, or
 ``--seconds`` of wall time, is the finish line.
 
-Prints instructions retired, MIPS, wall time; the share of time spent
+Prints instructions retired, MIPS, wall and CPU time (on a shared machine
+compare CPU seconds for a fixed ``--insns``); the share of CPU time spent
 translating (the fast engine's own counters), running guest code and
 serving exits; region translations and translation cost per guest
 instruction; ``fence.i`` and ``sfence.vma`` counts, code flushes; the last
@@ -128,16 +129,21 @@ class Boot:
             return True
         return isinstance(exit_, X.IntrExit)
 
-    def run(self, seconds: float, until: List[str]) -> str:
-        """Run until a finish marker, the time limit, or a stop; why it ended."""
+    def run(self, seconds: float, until: List[str], insns: int = 0) -> str:
+        """Run until a finish marker, the time limit, ``insns`` retired (0: no
+        limit) or a stop; why it ended."""
         deadline = time.perf_counter() + seconds
         seen = 0
+        hart = self.vcpu.hart
         while True:
             exit_ = self.vcpu.run(budget=100_000, idle_timeout=0.01)
             t0 = time.perf_counter()
+            c0 = time.process_time()
             self.exits += not isinstance(exit_, X.IntrExit)
             ok = self.serve(exit_)
-            self.exit_seconds += time.perf_counter() - t0
+            self.exit_seconds += time.process_time() - c0
+            if insns and hart.instret >= insns:
+                return f"{insns:,} instructions"
             if not ok:
                 return f"stopped: {exit_!r}"
             if len(self.console) > seen:
@@ -154,6 +160,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kernel", required=True, help="a raw RISC-V Image")
     ap.add_argument("--seconds", type=float, default=60.0, help="wall-time limit")
+    ap.add_argument("--insns", type=int, default=0,
+                    help="stop after this many instructions (a fixed amount of work: compare"
+                    " CPU seconds on a busy machine)")
     ap.add_argument("--engine", choices=("fast", "reference"), default="fast")
     ap.add_argument("--ram", type=int, default=512, help="MiB of guest RAM")
     ap.add_argument("--append", default=DEFAULT_APPEND, help="kernel command line")
@@ -167,22 +176,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     hart = boot.vcpu.hart
     tr = hart.translator
     t0 = time.perf_counter()
-    why = boot.run(args.seconds, args.until or list(FINISH))
+    c0 = time.process_time()
+    why = boot.run(args.seconds, args.until or list(FINISH), args.insns)
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     insns = hart.instret
     tier1 = getattr(tr, "tier1_seconds", 0.0)
     trans = tr.translate_seconds + tier1
-    running = wall - trans - boot.exit_seconds
+    running = cpu - trans - boot.exit_seconds
     print(f"python            {platform.python_implementation()} {platform.python_version()}")
     print(f"engine            {args.engine}")
     print(f"finished          {why}")
     print(f"instructions      {insns:,}")
     print(f"wall              {wall:.1f} s")
-    print(f"MIPS              {insns / wall / 1e6:.3f}")
-    print(f"time translating  {trans:.1f} s ({100 * trans / wall:.1f}%), of which first-tier"
+    print(f"CPU               {cpu:.1f} s (shares below are of CPU time)")
+    print(f"MIPS              {insns / wall / 1e6:.3f} per wall second,"
+          f" {insns / cpu / 1e6:.3f} per CPU second")
+    print(f"time translating  {trans:.1f} s ({100 * trans / cpu:.1f}%), of which first-tier"
           f" blocks {tier1:.1f} s")
-    print(f"time running      {running:.1f} s ({100 * running / wall:.1f}%)")
-    print(f"time in exits     {boot.exit_seconds:.2f} s ({100 * boot.exit_seconds / wall:.1f}%)"
+    print(f"time running      {running:.1f} s ({100 * running / cpu:.1f}%)")
+    print(f"time in exits     {boot.exit_seconds:.2f} s ({100 * boot.exit_seconds / cpu:.1f}%)"
           f", {boot.exits:,} exits")
     print(f"translations      {tr.blocks_built:,} regions, {tr.insns_translated:,} insns"
           f" ({1e6 * tr.translate_seconds / max(1, tr.insns_translated):.1f} us per insn"
