@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, List, Optional
 
 import grpc
 
+from . import boot
 from . import exits as X
 from .errors import KvmError, errno_name
 from .kvm import Kvm
@@ -417,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     regs = add_command(sub, "regs", cmd_regs,
                        help="ONE_REG registers of a fresh vCPU with their values")
     add_abi_option(regs)
+
+    boot.register(sub, add_command, add_abi_option, parse_size)
     return parser
 
 

@@ -2,7 +2,8 @@
 
 Build a tree of ``Node``s, then ``to_dtb()``. Property values: ``str``
 (NUL-terminated string), ``int`` (one u32 cell), a list of ints (u32 cells),
-``bytes`` (raw), ``True`` (an empty, flag-like property).
+``bytes`` (raw), ``True`` (an empty, flag-like property), a list of strs (a
+string list: each NUL-terminated).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ FDT_MAGIC = 0xD00DFEED
 FDT_BEGIN_NODE, FDT_END_NODE, FDT_PROP, FDT_END = 1, 2, 3, 9
 FDT_VERSION, FDT_LAST_COMP_VERSION = 17, 16
 
-Value = Union[str, int, List[int], bytes, bool]
+Value = Union[str, int, List[int], List[str], bytes, bool]
 
 
 class Node:
@@ -41,7 +42,8 @@ def _encode(value: Value) -> bytes:
         return struct.pack(">I", value)
     if isinstance(value, bytes):
         return value
-    return b"".join(struct.pack(">I", cell) for cell in value)
+    return b"".join(item.encode() + b"\0" if isinstance(item, str) else struct.pack(">I", item)
+                    for item in value)
 
 
 def _pad4(data: bytes) -> bytes:

@@ -166,6 +166,7 @@ class Plic:
             self._update(context)
 
     def claim(self, context: int) -> int:
+        """Claim for ``context``: the best pending enabled source above the threshold (0: none)."""
         with self._lock:
             source = self._best(context)
             if source:
@@ -176,6 +177,7 @@ class Plic:
             return source
 
     def complete(self, context: int, source: int) -> None:
+        """Complete ``source`` for ``context``; a level still high is pending again."""
         with self._lock:
             if not 0 < source <= self.ndev or not self.enable[context] >> source & 1:
                 return  # spec: a completion for a source not enabled is ignored
@@ -188,6 +190,7 @@ class Plic:
     # -- registers ---------------------------------------------------------------
 
     def read(self, offset: int, size: int) -> int:
+        """A guest load of a PLIC register (32-bit accesses only; others read 0)."""
         if size != 4 or offset & 3:
             return 0
         with self._lock:
@@ -213,6 +216,7 @@ class Plic:
             return 0
 
     def write(self, offset: int, size: int, value: int) -> None:
+        """A guest store to a PLIC register (32-bit accesses only; others ignored)."""
         if size != 4 or offset & 3:
             return
         value &= 0xFFFF_FFFF

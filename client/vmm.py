@@ -1,12 +1,15 @@
 """A small VMM on top of the client library: guest RAM, an ELF loader, a
-device tree, and a run loop that serves SBI calls (the DBCN console) and
+device tree built from the vCPUs' ONE_REG state, and a run loop (one thread
+and one RunStream per vCPU) that serves SBI calls (the DBCN console) and
 MMIO devices from tables.
 
-    vmm = Vmm(Kvm.connect("127.0.0.1:50051"), ram_size=256 << 20)
+    vmm = Vmm(Kvm.connect("127.0.0.1:50051"), ram_size=256 << 20, cpus=2)
     entry = vmm.load_elf("guest.elf")
     vmm.boot(entry, vmm.place_dtb(vmm.device_tree()))
     result = vmm.run()          # until a system event, a failure or the timeout
 
+As KVM does, vCPU 0 starts RUNNABLE and the others STOPPED: the guest
+starts them through SBI HSM, which the server handles.
 ``read_elf`` checks a guest file before any VM exists (``GuestImageError``
 with a one-line reason for anything that is not a loadable RV64 ELF);
 ``Vmm.crash_report`` reads the vCPU's registers after a failure and says
@@ -19,8 +22,9 @@ import bisect
 import struct
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -29,7 +33,7 @@ from . import exits as X
 from .devices import UART_BASE, UART_IRQ, UART_SIZE, Uart16550
 from .errors import KvmError
 from .fdt import Node, to_dtb
-from .kvm import Kvm
+from .kvm import Kvm, Vcpu
 from .plic import PLIC_BASE, PLIC_SIZE, Plic, VcpuInterruptLine
 from .report import CRASH_REGS, describe_crash
 
@@ -37,8 +41,6 @@ RAM_BASE = 0x8000_0000
 PAGE = 4096
 DTB_ALIGN = 0x1000
 DTB_ROOM = 0x10000  # the device tree goes into the last 64 KiB of RAM
-PHANDLE_CPU0_INTC = 1
-PHANDLE_PLIC = 2
 
 SBI_SUCCESS = 0
 SBI_ERR_INVALID_PARAM = -3
@@ -51,6 +53,73 @@ EM_RISCV = 243
 ELF_MACHINES = {3: "x86", 8: "MIPS", 20: "PowerPC", 21: "PowerPC64", 22: "S/390", 40: "ARM",
                 62: "x86-64", 183: "AArch64", 243: "RISC-V", 258: "LoongArch"}
 ELFCLASS64 = 2
+BUDGET_MIN = 50_000  # instructions: the smallest Run budget when budgets are on
+BUDGET_PERIOD = 0.5  # seconds a budgeted Run aims to last
+DBCN_INPUT_MAX = 4096  # console input bytes kept for SBI DBCN reads
+
+# satp modes (config satp_mode) to the device tree's mmu-type.
+MMU_TYPES = {0: "riscv,none", 8: "riscv,sv39", 9: "riscv,sv48", 10: "riscv,sv57"}
+# Single-letter extensions in the order the ISA manual's naming chapter
+# (and Linux's riscv_isa_ext parser) expects them after "rv64".
+SINGLE_LETTER_ORDER = "imafdqcbkjtpvh"
+# Multi-letter Z extensions are ordered by the category letter after the Z
+# (the same canonical order), then alphabetically; S extensions follow.
+_Z_CATEGORY = "imafdqlcbkjtpvh"
+# Device-tree cache-block-size properties and the extension each needs.
+CBO_BLOCK_SIZES = (("ZICBOM", "zicbom_block_size", "riscv,cbom-block-size"),
+                   ("ZICBOZ", "zicboz_block_size", "riscv,cboz-block-size"),
+                   ("ZICBOP", "zicbop_block_size", "riscv,cbop-block-size"))
+
+
+def isa_order(name: str) -> Tuple[int, int, str]:
+    """Sort key putting extension names (lower case) in canonical order."""
+    if len(name) == 1:
+        return (0, SINGLE_LETTER_ORDER.find(name) % 64, name)
+    if name[0] == "z":
+        return (1, _Z_CATEGORY.find(name[1]) % 64, name)
+    return (2 if name[0] == "s" else 3, 0, name)
+
+
+def isa_string(extensions: List[str], xlen: int = 64) -> str:
+    """``riscv,isa`` of a set of lower-case extension names."""
+    names = sorted(extensions, key=isa_order)
+    singles = "".join(n for n in names if len(n) == 1)
+    multi = "".join("_" + n for n in names if len(n) > 1)
+    return f"rv{xlen}{singles}{multi}"
+
+
+def _reg_int(value: Any) -> int:
+    """A register value from ``batch_one_reg`` (raising its error, if any)."""
+    if isinstance(value, KvmError):
+        raise value
+    return int.from_bytes(value, "little")
+
+
+@dataclass
+class CpuConfig:
+    """What the device tree says about one vCPU, read back through ONE_REG."""
+
+    extensions: List[str]  # lower-case names of the ISA_EXT registers that read 1
+    satp_mode: int
+    timebase_frequency: int
+    block_sizes: Dict[str, int] = field(default_factory=dict)  # dt property -> bytes
+
+    @property
+    def isa(self) -> str:
+        """The ``riscv,isa`` string of these extensions, in canonical order."""
+        return isa_string(self.extensions)
+
+
+class Console(Protocol):
+    """Where guest console output goes (a binary file, or anything with these)."""
+
+    def write(self, data: bytes, /) -> int:
+        """Take console bytes from the guest; returns how many were taken."""
+        ...
+
+    def flush(self) -> None:
+        """Push what was written out to the terminal or file."""
+        ...
 
 
 class MmioDevice(Protocol):
@@ -104,21 +173,36 @@ class Vmm:
     """
 
     def __init__(self, kvm: Kvm, ram_size: int = 256 << 20, ram_base: int = RAM_BASE,
-                 abi_profile: str = "", console: Optional[BinaryIO] = None) -> None:
+                 abi_profile: str = "", console: Optional[Console] = None,
+                 cpus: int = 1) -> None:
+        if cpus < 1:
+            raise ValueError("a VM needs at least one vCPU")
         self.kvm = kvm
         self.ram_base = ram_base
         self.ram_size = ram_size
-        self.console = console if console is not None else sys.stdout.buffer
+        self.console: Console = console if console is not None else sys.stdout.buffer
         self.vm = kvm.create_vm(abi_profile)
         self.vm.set_user_memory_region(0, ram_base, ram_size)
-        self.vcpu = self.vm.create_vcpu(0)
-        self.vcpu.set_reg("sbi_ext DBCN", 1)  # KVM leaves DBCN to the VMM, off by default
+        self.vcpus: List[Vcpu] = [self.vm.create_vcpu(i) for i in range(cpus)]
+        self.vcpu = self.vcpus[0]
+        for vcpu in self.vcpus:
+            vcpu.set_reg("sbi_ext DBCN", 1)  # KVM leaves DBCN to the VMM, off by default
+        self.console_hooks: List[Callable[[bytes], None]] = []  # see the console output too
+        self._lock = threading.Lock()  # devices and the console are shared by vCPU threads
+        self._dbcn_input = bytearray()
+        self._stop = threading.Event()
+        self._result: Optional[RunResult] = None
+        # vCPU id -> its deterministic guest clock (timer time: one tick per
+        # instruction plus WFI skips) at its last budget exit
+        self.instructions: Dict[int, int] = {}
         self._mmio_starts: List[int] = []
         self._mmio: List[Tuple[int, int, MmioDevice]] = []
         self._dt_devices: List[Node] = []
-        self._stdout_path = ""
+        self.uarts: List[Uart16550] = []
         self.plic: Optional[Plic] = None
-        self._irq_line: Optional[VcpuInterruptLine] = None
+        self._irq_lines: Dict[int, VcpuInterruptLine] = {}  # vCPU id -> its external line
+        self.error: Optional[BaseException] = None
+        self._stdout_path = ""
         self.sbi_handlers: Dict[int, SbiHandler] = {
             SBI_EXT_DBCN: Vmm._sbi_dbcn,
             SBI_EXT_0_1_CONSOLE_PUTCHAR: Vmm._sbi_legacy_putchar,
@@ -136,13 +220,20 @@ class Vmm:
         self._mmio.insert(i, (base, base + size, device))
 
     def add_plic(self) -> Plic:
-        """A PLIC at QEMU virt's address whose S context of hart 0 drives
-        vCPU 0's external interrupt (KVM_INTERRUPT), as kvmtool wires it."""
-        plic = Plic(1)
+        """A PLIC at QEMU virt's address whose S context of each hart drives
+        that vCPU's external interrupt (KVM_INTERRUPT), as kvmtool wires it
+        on hosts without the in-kernel AIA."""
+        plic = Plic(len(self.vcpus))
         self.add_mmio(PLIC_BASE, PLIC_SIZE, plic)
-        self._irq_line = plic.connect_vcpu(0, self.vcpu)
+        for vcpu in self.vcpus:
+            self._irq_lines[vcpu.id] = plic.connect_vcpu(vcpu.id, vcpu)
         self.plic = plic
         return plic
+
+    @property
+    def plic_phandle(self) -> int:
+        """The PLIC's phandle (after the cpu interrupt controllers')."""
+        return self.cpu_intc_phandle(len(self.vcpus))
 
     def add_uart(self, base: int = UART_BASE, coalesce_thr: bool = False,
                  irq: Optional[int] = None) -> Uart16550:
@@ -160,10 +251,11 @@ class Vmm:
             line = self.plic.irq_line(irq)
         uart = Uart16550(self._write_console, irq=line)
         self.add_mmio(base, UART_SIZE, uart)
+        self.uarts.append(uart)
         if coalesce_thr:
             self.vm.register_coalesced_mmio(base, 1)
         node = uart.dt_node(base, irq=irq,
-                            interrupt_parent=PHANDLE_PLIC if irq is not None else None)
+                            interrupt_parent=self.plic_phandle if irq is not None else None)
         self._dt_devices.append(node)
         self._stdout_path = self._stdout_path or "/" + node.name
         return uart
@@ -183,35 +275,67 @@ class Vmm:
                 self.vm.write_memory(addr + len(data), bytes(memsz - len(data)))
         return image.entry
 
-    def device_tree(self, bootargs: str = "") -> Node:
-        """A minimal device tree: one cpu, the RAM, the devices added with
-        ``add_plic`` and ``add_uart``, /chosen."""
-        info = self.kvm.get_host_info()
-        mmu = {8: "riscv,sv39", 9: "riscv,sv48", 10: "riscv,sv57"}.get(info.satp_mode,
-                                                                      "riscv,sv39")
+    def cpu_configs(self) -> List[CpuConfig]:
+        """Each vCPU's ISA extensions, MMU mode, timer frequency and cache
+        block sizes as its ONE_REG registers give them (as kvmtool's
+        riscv/fdt.c reads them), in one batch."""
+        # "isa_ext ZBB" (one extension each), not "isa_ext multi_en 0" (bitmaps)
+        isa_regs = [name for _, name in self.vcpu.get_reg_names()
+                    if name.startswith("isa_ext ") and len(name.split()) == 2]
+        per_cpu = isa_regs + ["config satp_mode", "timer frequency"] + [
+            f"config {reg}" for _, reg, _ in CBO_BLOCK_SIZES]
+        values = self.vm.batch_one_reg([(v.id, reg, None) for v in self.vcpus for reg in per_cpu])
+        configs = []
+        for n in range(len(self.vcpus)):
+            got: Dict[str, Any] = dict(zip(per_cpu, values[n * len(per_cpu):]))
+            enabled = [reg.split()[1] for reg in isa_regs if _reg_int(got[reg])]
+            sizes = {prop: _reg_int(got[f"config {reg}"]) for ext, reg, prop in CBO_BLOCK_SIZES
+                     if ext in enabled and not isinstance(got[f"config {reg}"], KvmError)}
+            configs.append(CpuConfig([e.lower() for e in enabled],
+                                     _reg_int(got["config satp_mode"]),
+                                     _reg_int(got["timer frequency"]), sizes))
+        return configs
+
+    def device_tree(self, bootargs: str = "", initrd: Optional[Tuple[int, int]] = None) -> Node:
+        """The device tree of this VM: one cpu node per vCPU (from its
+        ONE_REG state), the RAM, the devices added with ``add_uart``,
+        /chosen with ``bootargs`` and the initrd's [start, end)."""
+        configs = self.cpu_configs()
         root = Node("", {"#address-cells": 2, "#size-cells": 2, "compatible": "rvkvm,virt",
                          "model": "rvkvm virtual machine"})
         chosen = root.add(Node("chosen", {"bootargs": bootargs}))
         if self._stdout_path:
             chosen.props["stdout-path"] = self._stdout_path
+        if initrd is not None:
+            chosen.props["linux,initrd-start"] = [initrd[0] >> 32, initrd[0] & 0xFFFF_FFFF]
+            chosen.props["linux,initrd-end"] = [initrd[1] >> 32, initrd[1] & 0xFFFF_FFFF]
         cpus = root.add(Node("cpus", {"#address-cells": 1, "#size-cells": 0,
-                                      "timebase-frequency": info.timebase_frequency}))
-        cpu = cpus.add(Node("cpu@0", {"device_type": "cpu", "reg": 0, "status": "okay",
-                                      "compatible": "riscv", "riscv,isa": info.isa,
-                                      "mmu-type": mmu}))
-        cpu.add(Node("interrupt-controller", {"#address-cells": 0, "#interrupt-cells": 1,
-                                              "interrupt-controller": True,
-                                              "compatible": "riscv,cpu-intc",
-                                              "phandle": PHANDLE_CPU0_INTC}))
+                                      "timebase-frequency": configs[0].timebase_frequency}))
+        for vcpu, config in zip(self.vcpus, configs):
+            cpu = cpus.add(Node(f"cpu@{vcpu.id}", {
+                "device_type": "cpu", "reg": vcpu.id, "status": "okay", "compatible": "riscv",
+                "riscv,isa": config.isa, "riscv,isa-base": "rv64i",
+                "riscv,isa-extensions": sorted(config.extensions, key=isa_order),
+                "mmu-type": MMU_TYPES.get(config.satp_mode, "riscv,none"),
+                **config.block_sizes}))
+            cpu.add(Node("interrupt-controller", {
+                "#address-cells": 0, "#interrupt-cells": 1, "interrupt-controller": True,
+                "compatible": "riscv,cpu-intc", "phandle": self.cpu_intc_phandle(vcpu.id)}))
         base, size = self.ram_base, self.ram_size
         root.add(Node(f"memory@{base:x}", {
             "device_type": "memory",
             "reg": [base >> 32, base & 0xFFFF_FFFF, size >> 32, size & 0xFFFF_FFFF]}))
         if self.plic is not None:
-            root.add(self.plic.dt_node([PHANDLE_CPU0_INTC], PHANDLE_PLIC))
+            root.add(self.plic.dt_node([self.cpu_intc_phandle(v.id) for v in self.vcpus],
+                                       self.plic_phandle))
         for node in self._dt_devices:
             root.add(node)
         return root
+
+    @staticmethod
+    def cpu_intc_phandle(vcpu_id: int) -> int:
+        """phandle of a vCPU's interrupt controller node (1, 2, ...)."""
+        return 1 + vcpu_id
 
     def place_dtb(self, tree: Node) -> int:
         """Write the DTB into the end of RAM; returns its address."""
@@ -223,53 +347,104 @@ class Vmm:
         return addr
 
     def boot(self, entry: int, dtb_addr: int, hart_id: int = 0) -> None:
-        """Linux boot protocol: S-mode at ``entry``, a0 = hart id, a1 = DTB."""
-        self.vcpu.set_reg("core pc", entry)
-        self.vcpu.set_reg("core a0", hart_id)
-        self.vcpu.set_reg("core a1", dtb_addr)
+        """Linux boot protocol: S-mode at ``entry``, a0 = hart id, a1 = DTB
+        (on the boot vCPU; the others wait STOPPED for SBI HSM)."""
+        vcpu = self.vm.vcpu(hart_id) if hart_id != self.vcpu.id else self.vcpu
+        vcpu.set_reg("core pc", entry)
+        vcpu.set_reg("core a0", hart_id)
+        vcpu.set_reg("core a1", dtb_addr)
 
     # -- running ---------------------------------------------------------
 
-    def run(self, timeout: Optional[float] = None) -> RunResult:
-        """Run vCPU 0 until a system event or an exit the VMM cannot serve;
-        ``timeout``: seconds of wall time, after which the vCPU is kicked
-        (as a VMM signals its vCPU thread) and the result says ``timed_out``.
-        A failed KVM_RUN raises its ``KvmError`` (see ``crash_report``)."""
-        timed_out = threading.Event()
-        timer: Optional[threading.Timer] = None
+    def run(self, timeout: Optional[float] = None, budget: int = 0) -> RunResult:
+        """Run every vCPU (each in its own thread with its own RunStream,
+        vCPU 0 in the calling thread) until one of them reaches a system
+        event or an exit the VMM cannot serve; the others are then kicked
+        out of their runs. ``timeout``: seconds of wall time, after which
+        every vCPU is kicked (as a VMM signals its vCPU threads) and the
+        result says ``timed_out``. A failed KVM_RUN raises its ``KvmError``
+        (see ``crash_report``). ``budget``: at most this many
+        instructions per Run call (0: unbounded); each vCPU sizes its Runs
+        to end about every ``BUDGET_PERIOD`` seconds and records its guest
+        time in ``instructions`` after each."""
+        self._stop.clear()
+        self._result = None
+        self.error = None
+        threads = [threading.Thread(target=self._run_vcpu, args=(vcpu, budget),
+                                    name=f"vcpu{vcpu.id}", daemon=True)
+                   for vcpu in self.vcpus[1:]]
+        timer = None
         if timeout is not None:
-            def expire() -> None:
-                timed_out.set()
-                try:
-                    self.vcpu.kick()  # sticky: ends the current or the next Run
-                except KvmError:
-                    pass  # the run ended meanwhile (the VM is gone)
-            timer = threading.Timer(timeout, expire)
+            timer = threading.Timer(timeout, self._time_out)
             timer.daemon = True
             timer.start()
-        line = self._irq_line
-        if line is not None:
-            line.run_thread = threading.get_ident()
+        for thread in threads:
+            thread.start()
         try:
-            with self.vcpu.run_stream() as stream:
-                while True:
+            self._run_vcpu(self.vcpu, budget)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for thread in threads:
+                thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self._result is not None
+        return self._result
+
+    def stop(self) -> None:
+        """End ``run`` from another thread (it returns an INTR exit)."""
+        self._finish(RunResult(X.IntrExit(why=X.INTR_KICK)))
+
+    def _time_out(self) -> None:
+        self._finish(RunResult(X.IntrExit(why=X.INTR_KICK), timed_out=True))
+
+    def _finish(self, result: RunResult) -> None:
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._result = result
+            self._stop.set()
+        for vcpu in self.vcpus:
+            try:
+                vcpu.kick()  # a vCPU not in Run returns from its next Run at once
+            except KvmError:
+                pass
+
+    def _run_vcpu(self, vcpu: Vcpu, max_budget: int) -> None:
+        budget = min(max_budget, BUDGET_MIN) if max_budget else 0
+        line = self._irq_lines.get(vcpu.id)
+        if line is not None:
+            line.run_thread = threading.get_ident()  # line changes ride on this thread's Runs
+        try:
+            with vcpu.run_stream() as stream:
+                while not self._stop.is_set():
+                    started = time.monotonic()
                     irq = line.take() if line is not None else None
-                    exit_ = stream.run(interrupt=irq)
-                    self.apply_coalesced(exit_.coalesced_mmio)
+                    exit_ = stream.run(budget=budget, interrupt=irq)
+                    with self._lock:
+                        self.apply_coalesced(exit_.coalesced_mmio)
+                    if self._stop.is_set():
+                        return
                     if isinstance(exit_, X.SbiExit):
                         handler = self.sbi_handlers.get(exit_.extension_id)
                         if handler is not None:
                             handler(self, exit_)
                     elif isinstance(exit_, X.MmioExit):
-                        self._serve_mmio(exit_)
+                        with self._lock:
+                            self._serve_mmio(exit_)
                     elif isinstance(exit_, X.IntrExit):
-                        if timed_out.is_set():
-                            return RunResult(exit_, timed_out=True)
+                        if exit_.why == X.INTR_BUDGET:
+                            self.instructions[vcpu.id] = vcpu.get_reg("timer time")
+                            took = max(time.monotonic() - started, 1e-3)
+                            budget = max(BUDGET_MIN, min(max_budget,
+                                                         int(budget * BUDGET_PERIOD / took)))
                     else:
-                        return RunResult(exit_)
+                        self._finish(RunResult(exit_))
+        except BaseException as err:  # a failed RPC ends the whole run; run() raises it
+            self.error = self.error or err
+            self._finish(RunResult(X.IntrExit(why=X.INTR_KICK)))
         finally:
-            if timer is not None:
-                timer.cancel()
             if line is not None:
                 line.run_thread = None
 
@@ -316,6 +491,17 @@ class Vmm:
     def _write_console(self, data: bytes) -> None:
         self.console.write(data)
         self.console.flush()
+        for hook in self.console_hooks:
+            hook(data)
+
+    def feed_console(self, data: bytes) -> None:
+        """Console input (typed keys): to the UARTs' receive lines and to
+        SBI DBCN reads."""
+        with self._lock:
+            for uart in self.uarts:
+                uart.feed(data)
+            self._dbcn_input += data
+            del self._dbcn_input[:-DBCN_INPUT_MAX]
 
     def _sbi_dbcn(self, exit_: X.SbiExit) -> None:
         fid, args = exit_.function_id, exit_.args
@@ -328,7 +514,17 @@ class Vmm:
                 return
             exit_.ret = [SBI_SUCCESS, num_bytes]
         elif fid == DBCN_CONSOLE_READ:
-            exit_.ret = [SBI_SUCCESS, 0]  # no console input
+            num_bytes, base = args[0], args[1] | (args[2] << 64)
+            with self._lock:
+                data = bytes(self._dbcn_input[:num_bytes])
+            try:
+                self.vm.write_memory(base, data)
+            except KvmError:
+                exit_.ret = [SBI_ERR_INVALID_PARAM, 0]
+                return
+            with self._lock:
+                del self._dbcn_input[:len(data)]
+            exit_.ret = [SBI_SUCCESS, len(data)]
         elif fid == DBCN_CONSOLE_WRITE_BYTE:
             self._write_console(bytes([args[0] & 0xFF]))
             exit_.ret = [SBI_SUCCESS, 0]

@@ -98,7 +98,13 @@ class Hart:
         self.exc_done = 0
         self._code: Dict[int, List[Tuple[Ctx, int]]] = {}  # ppn -> [(ctx, pc)]
         self.code_dirty = False
+        # counters a benchmark reads (bench_boot)
+        self.n_fence_i = 0
+        self.n_sfence_vma = 0
+        self.n_code_flushes = 0  # all translated code dropped
+        self.leaf_bits = PAGE_SHIFT  # page offset bits of the last leaf walked
         mem.add_code_listener(self._code_written)
+        mem.add_mark_listener(self._code_marked)
         self._mem_epoch = mem.epoch
         from .interp import Interpreter
         from .translator import Translator
@@ -150,6 +156,7 @@ class Hart:
 
     def close(self) -> None:
         self.mem.remove_code_listener(self._code_written)
+        self.mem.remove_mark_listener(self._code_marked)
 
     # ------------------------------------------------------------------
     # translation context
@@ -194,6 +201,7 @@ class Hart:
             ctx.flush_tlb()
 
     def flush_code(self) -> None:
+        self.n_code_flushes += 1
         for ctx in self._ctxs.values():
             ctx.flush_code()
         self._code.clear()
@@ -208,9 +216,39 @@ class Hart:
                 ctx.insns.pop(pc, None)
         self.code_dirty = True
 
+    def _code_marked(self, buf: Any, off: int) -> None:
+        """A page became a code page (this hart's or another's code): drop
+        the write-TLB entries that point at it. May run in another hart's
+        thread: the dictionaries are copied before they are walked."""
+        for ctx in list(self._ctxs.values()):
+            wt = ctx.wt
+            if wt:
+                for key, e in list(wt.items()):
+                    if e[1] + key == off and e[0] is buf:
+                        wt.pop(key, None)
+
+    def mark_code_page(self, ppn: int) -> int:
+        """Make ``ppn`` a code page before reading code from it; returns
+        the memory's code-write count, for :meth:`code_unchanged`."""
+        mem = self.mem
+        if ppn not in mem.code_pages:
+            mem.mark_code(ppn)
+        return mem.code_writes
+
+    def code_unchanged(self, since: int) -> bool:
+        """No code page was written since ``since`` (mark_code_page): code
+        read from a page marked then is still what memory holds."""
+        return self.mem.code_writes == since
+
     def note_code(self, ctx: Ctx, pc: int, ppn: int) -> None:
         """Record that ``ctx`` caches code for ``pc`` read from page ``ppn``."""
         self._code.setdefault(ppn, []).append((ctx, pc))
+        vpage = pc & ~PAGE_MASK
+        pcs = ctx.vcode.get(vpage)
+        if pcs is None:
+            ctx.vcode[vpage] = {pc}
+        else:
+            pcs.add(pc)
         if ppn not in self.mem.code_pages:
             self.mem.mark_code(ppn)
         if self.mem.epoch != self._mem_epoch:
@@ -371,21 +409,43 @@ class Hart:
     def sfence_vma(self, vaddr: int, asid: int, raw: int, pc: int) -> None:
         if self.priv == PRV_U or (self.priv == PRV_S and self.mstatus & C.MS_TVM):
             raise self._illegal(raw, pc)
-        self.flush_tlbs()
-        # Translated code stays, set aside: a block is used again when its
-        # page still maps to the physical page it was read from (most
-        # fences change no code mapping; a guest kernel fences often).
-        for ctx in self._ctxs.values():
-            ctx.suspect_code()
+        self.n_sfence_vma += 1
+        rs1, rs2 = (raw >> 15) & 31, (raw >> 20) & 31
+        self.fence_vma(vaddr if rs1 else None, asid & 0xFFFF if rs2 else None)
+
+    def fence_vma(self, vaddr: Optional[int] = None, asid: Optional[int] = None) -> None:
+        """What SFENCE.VMA (or a remote fence) may change: translations of
+        ``vaddr`` (None: every address) in address space ``asid`` (None:
+        all; an ASID fence leaves global mappings, so contexts of other
+        ASIDs keep theirs). Contexts without address translation are
+        untouched. Translated code of the fenced pages stays, set aside: a
+        block is used again when its page still maps to the physical page
+        it was read from (most fences change no code mapping)."""
+        for ctx in list(self._ctxs.values()):
+            if not ctx.satp:
+                continue  # no translation in this context
+            if asid is not None and (ctx.satp >> 44) & 0xFFFF != asid:
+                continue
+            if vaddr is None:
+                ctx.flush_tlb()
+                ctx.suspect_code()
+            else:
+                ctx.fence_page(vaddr & M64 & ~PAGE_MASK)
+
+    def order_fetches(self) -> None:
+        """FENCE.I (or a remote one): orders; drops nothing. Code pages
+        are marked before they are read (mark_code_page), and from then on
+        every store there (any hart's, translated or interpreted, AMO, SC,
+        cbo.zero, the host's write_bytes) invalidates the code built from
+        them at once (PhysMemory._code_written): nothing stale is left."""
+        self.n_fence_i += 1
 
     def svinval_fence(self, raw: int, pc: int) -> None:
         if self.priv == PRV_U:
             raise self._illegal(raw, pc)
 
     def fence_i(self, raw: int, pc: int) -> None:
-        # Stores to code pages already invalidated their blocks; FENCE.I
-        # also drops everything so that DMA-like host writes are seen.
-        self.flush_code()
+        self.order_fetches()
 
     # ------------------------------------------------------------------
     # CSRs
@@ -719,6 +779,7 @@ class Hart:
             except BusError:
                 raise Trap(_ACCESS_FAULT[access], va) from None
         offset_bits = PAGE_SHIFT + 9 * level
+        self.leaf_bits = offset_bits
         return ((ppn << PAGE_SHIFT) & ~((1 << offset_bits) - 1)) | (va & ((1 << offset_bits) - 1))
 
     # -- instruction fetch ----------------------------------------------
@@ -731,6 +792,8 @@ class Hart:
         if e is not None:
             return e
         pa = self.translate(va, FETCH, self.priv)
+        if self.leaf_bits > ctx.leaf_bits:
+            ctx.leaf_bits = self.leaf_bits
         hp = self.mem.host_page(pa, False)
         if hp is None:
             raise Trap(C.CAUSE_FETCH_ACCESS, va)
@@ -790,10 +853,17 @@ class Hart:
         return value
 
     def _fill(self, tlb: dict, va: int, pa: int, write: bool) -> None:
+        ctx = self.ctx
+        if self.leaf_bits > ctx.leaf_bits:
+            ctx.leaf_bits = self.leaf_bits
         hp = self.mem.host_page(pa, write)
         if hp is not None:
             key = va & ~PAGE_MASK
             tlb[key] = (hp[0], hp[1] - key) + hp[2:]
+            if write and pa >> PAGE_SHIFT in self.mem.code_pages:
+                # another hart made it a code page meanwhile (_code_marked
+                # may have run before the entry was in)
+                tlb.pop(key, None)
 
     def store(self, va: int, size: int, value: int, pc: int) -> None:
         try:

@@ -51,13 +51,15 @@ def generated_globals() -> Dict[str, object]:
     return _SHARED[0]
 
 
-def compile_insn(d: Decoded, ctx: object, glb: Dict[str, object]) -> Callable[..., None]:
+def compile_insn(d: Decoded, ctx: object, glb: Dict[str, object],
+                 params: str = "H, X, F") -> Callable[..., None]:
     e = ListEmitter(ctx)  # type: ignore[arg-type]
     e.begin(d.pc, d.raw, d.length)
+    e.pc = d.pc  # the address as given (tier1.SymPC: a parameter)
     d.insn.gen(e, d)
     if not e.ended:
         e.emit(f"H.pc = {d.next_pc}")
-    return compile_function("insn", "H, X, F", e.lines or ["pass"], glb,
+    return compile_function("insn", params, e.lines or ["pass"], glb,
                             f"<{d.insn.name}@{d.pc:#x}>")  # type: ignore[return-value]
 
 
@@ -73,15 +75,23 @@ class Interpreter:
         if e is not None:
             return e  # type: ignore[return-value]
         try:
+            since = h.mark_code_page(h.fetch_page(pc)[2])  # before it is read
             raw, ppn = h.fetch(pc)
         except Trap as t:
             t.pc = pc
             raise
         d = decode(raw, pc)
-        entry = (compile_insn(d, ctx, self.glb), d)
+        if h.engine == "fast":
+            # the fast engine's SYSTEM instructions (and steps): code per
+            # instruction word, shared by every address (emulator.tier1)
+            from .tier1 import bound_function
+            entry = (bound_function(ctx, raw, pc, self.glb), d)
+        else:
+            entry = (compile_insn(d, ctx, self.glb), d)
         # An instruction that straddles two pages is not cached: a write
-        # to its second page could not invalidate it.
-        if (pc & 0xFFF) + d.length <= 0x1000:
+        # to its second page could not invalidate it. Nor one whose page
+        # another hart wrote while this one read it.
+        if (pc & 0xFFF) + d.length <= 0x1000 and h.code_unchanged(since):
             ctx.insns[pc] = entry
             h.note_code(ctx, pc, ppn)
         return entry

@@ -15,7 +15,7 @@ import bisect
 import mmap
 import struct
 import sys
-from typing import Any, Callable, List, Optional, Protocol, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -129,6 +129,15 @@ class PhysMemory:
         # harts drop cached host-page references that may now be stale.
         self.epoch = 0
         self._code_listeners: List[CodeWriteListener] = []
+        # Told when a page becomes a code page (buffer, offset of the page
+        # in it): harts drop the write-TLB entries they hold for it, so
+        # their next store there takes the slow path.
+        self._mark_listeners: List[Callable[[Any, int], None]] = []
+        # Code pages written so far: a translation that read a page checks
+        # it is unchanged before it keeps the code (another hart's thread
+        # may store there meanwhile).
+        self.code_writes = 0
+        self.code_page_writes: Dict[int, int] = {}  # ppn -> writes to its code
         # Optional fallback for accesses outside every region (the KVM host
         # turns them into MMIO exits).
         self.unmapped: Optional[MmioHandler] = None
@@ -190,13 +199,30 @@ class PhysMemory:
         if listener in self._code_listeners:
             self._code_listeners.remove(listener)
 
+    def add_mark_listener(self, listener: Callable[[Any, int], None]) -> None:
+        self._mark_listeners.append(listener)
+
+    def remove_mark_listener(self, listener: Callable[[Any, int], None]) -> None:
+        if listener in self._mark_listeners:
+            self._mark_listeners.remove(listener)
+
     def mark_code(self, ppn: int) -> None:
+        """``ppn`` holds code some hart caches: from now on every store
+        there, by any hart or the host, goes through :meth:`write` (or
+        :meth:`write_bytes`) and invalidates that code."""
         if ppn not in self.code_pages:
             self.code_pages.add(ppn)
             self.epoch += 1
+            r = self.find(ppn << PAGE_SHIFT)
+            if isinstance(r, RamRegion):
+                off = (ppn << PAGE_SHIFT) - r.base
+                for listener in list(self._mark_listeners):
+                    listener(r.buf, off)
 
     def _code_written(self, ppn: int) -> None:
         self.code_pages.discard(ppn)
+        self.code_writes += 1
+        self.code_page_writes[ppn] = self.code_page_writes.get(ppn, 0) + 1
         for listener in list(self._code_listeners):
             listener(ppn)
 

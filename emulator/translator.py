@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import platform
 import re
+import time
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
+from . import tier1
 from .bits import M64
 from .codegen import Emitter, compile_function
 from .context import Ctx
@@ -858,18 +860,30 @@ class Translator:
         self.max_code = MAX_HART_CODE
         self.code_chars = 0  # source of the regions built since the last flush
         self.code_flushes = 0
+        # cost of translating (discovery, code generation, compile()),
+        # in seconds: cheap counters a benchmark reads (bench_boot)
+        self.translate_seconds = 0.0
+        self.insns_translated = 0
+        # the first tier (emulator.tier1): entries before a region is built
+        self.hot_after = tier1.HOT_AFTER
+        self.tier1_views = not ON_PYPY
+        self.tier1_built = 0
+        self.tier1_insns = 0
+        self.tier1_seconds = 0.0
 
     # -- discovery ----------------------------------------------------------
-    def _discover(self, entry: int) -> Tuple[Dict[int, List[Decoded]], int]:
+    def _discover(self, entry: int) -> Tuple[Dict[int, List[Decoded]], int, int]:
         """The basic blocks reachable from ``entry`` through direct branches
-        and jumps inside its page: {leader pc: instructions}, and the page's
-        physical page number."""
+        and jumps inside its page: {leader pc: instructions}, the page's
+        physical page number, and the code-write count when it was marked
+        as a code page (Hart.mark_code_page), before it was read."""
         h = self.h
         try:
             buf, delta, ppn = h.fetch_page(entry)
         except Trap as t:
             t.pc = entry
             raise
+        since = h.mark_code_page(ppn)
         page = entry & ~PAGE_MASK
         insn_at: Dict[int, Decoded] = {}
         leaders = [entry]
@@ -938,7 +952,7 @@ class Translator:
                     # prefix's end (its size cap): split it at the entry.
                     blocks = self._form_blocks(leaders, leader_set, insn_at)
                     break
-        return blocks, ppn
+        return blocks, ppn, since
 
     @staticmethod
     def _form_blocks(leaders: List[int], stops: Set[int],
@@ -990,7 +1004,55 @@ class Translator:
         if self.code_chars > self.max_code:
             h.flush_code()  # resets code_chars
             self.code_flushes += 1
-        blocks, ppn = self._discover(pc)
+        if self.hot_after:
+            t0 = time.process_time()
+            try:
+                first = self._first_tier(ctx, pc)
+            finally:
+                self.tier1_seconds += time.process_time() - t0
+            if first is not None:
+                return first
+        t0 = time.process_time()
+        try:
+            return self._translate_new(ctx, pc)
+        finally:
+            self.translate_seconds += time.process_time() - t0
+
+    def _first_tier(self, ctx: Ctx, pc: int) -> Optional[Block]:
+        """A first-tier block at ``pc`` (emulator.tier1), or None where
+        the region is due: the pc is hot (and its page not rewritten
+        often)."""
+        h = self.h
+        try:
+            buf, delta, ppn = h.fetch_page(pc)
+        except Trap as t:
+            t.pc = pc
+            raise
+        smc = h.mem.code_page_writes.get(ppn, 0) >= tier1.SMC_PAGE_WRITES
+        if pc in ctx.hot and not smc:
+            return None
+        since = h.mark_code_page(ppn)
+        body, term, end, index = tier1.straight_run(h, ctx, pc, self.tier1_views, self.glb,
+                                                    buf, delta)
+        if index:
+            ref: List[Any] = [None]
+            fn = tier1.make_runner(body, term, end, len(index), ctx, pc,
+                                   0 if smc else self.hot_after, ref)
+            blk = ref[0] = Block(fn, len(index), index, pc)
+        else:
+            blk = Block(None, NEVER, {}, pc)  # the interpreter's (a SYSTEM instruction)
+        blk.ppn = ppn
+        if not h.code_unchanged(since):
+            return blk  # see _translate_new
+        ctx.blocks[pc] = blk
+        h.note_code(ctx, pc, ppn)
+        self.tier1_built += 1
+        self.tier1_insns += len(index)
+        return blk
+
+    def _translate_new(self, ctx: Ctx, pc: int) -> Block:
+        h = self.h
+        blocks, ppn, since = self._discover(pc)
         if pc not in blocks:
             blk = Block(None, NEVER, {}, pc)
         else:
@@ -1002,11 +1064,16 @@ class Translator:
                 # dispatcher, which nests nothing deeper than its search tree.
                 blk = self._build(ctx, pc, blocks, structured=False)
         blk.ppn = ppn
+        if not h.code_unchanged(since):
+            # another hart stored into a code page while this one read it:
+            # run what was read (the fetch came first), keep nothing
+            return blk
         ctx.blocks[pc] = blk
         h.note_code(ctx, pc, ppn)
         for leader in blk.entries:
             ctx.inner[leader] = (blk, ppn)  # the newest region: still live
         self.blocks_built += 1
+        self.insns_translated += sum(len(b) for b in blocks.values())
         self.code_chars += len(blk.src)
         return blk
 

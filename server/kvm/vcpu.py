@@ -419,10 +419,9 @@ class Vcpu:
         if requests & REQ_IPI:
             hart.mip |= C.SSIP
         if requests & REQ_SFENCE_VMA:
-            hart.flush_tlbs()
-            hart.flush_code()
-        elif requests & REQ_FENCE_I:
-            hart.flush_code()
+            hart.fence_vma()  # the whole address space: the range is not kept
+        if requests & REQ_FENCE_I:
+            hart.order_fetches()
         if seip is not None:
             hart.set_irq_line(SEIP_BIT, seip)
         hart.irq_dirty = True

@@ -10,7 +10,9 @@ from typing import List
 
 from rvkvm import client
 
-MODULES = ["rvkvm.client.kvm", "rvkvm.client.vmm", "rvkvm.client.exits",
+MODULES = ["rvkvm.client.kvm", "rvkvm.client.vmm", "rvkvm.client.exits", "rvkvm.client.boot",
+           "rvkvm.client.image", "rvkvm.client.initramfs", "rvkvm.client.debian",
+           "rvkvm.client.plic", "rvkvm.client.report",
            "rvkvm.client.devices", "rvkvm.client.errors", "rvkvm.client.fdt"]
 
 

@@ -1,0 +1,271 @@
+"""The first tier of the fast engine: code that has run only a few times
+never pays for a region's ``compile()``.
+
+A first-tier block is the straight run of instructions at an entry (up to
+a branch or jump, a SYSTEM instruction, the page end or MAX_INSNS),
+executed by a small Python loop over per-instruction functions. Those
+functions come from the same ISA tables and emitters as everything else
+(``Insn.gen``), generated once per instruction *word* with the address as
+the parameter ``PC`` (branch targets and return addresses become
+expressions of it, see SymPC) and shared process-wide by every address,
+hart and VM holding that word; only auipc is generated per address (it
+ends its block), as the reference interpreter does. Loads and stores take the
+software TLB inline, as translated regions do.
+
+Each block counts its entries; at ``HOT_AFTER`` it steps aside and the
+next miss at its pc builds the full region (loops, unrolling, value
+facts). A page whose code has been written ``SMC_PAGE_WRITES`` times stays
+on this tier: rebuilding a first-tier block costs dictionary lookups, not
+a compile.
+"""
+
+from __future__ import annotations
+
+from types import CodeType, FunctionType
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+
+from .codegen import ListEmitter, compile_function
+from .context import Ctx
+from .isa import BRANCH, JUMP, SYSTEM, Decoded, decode
+from .memory import NATIVE_VIEWS, PAGE_MASK, UNPACK, VIEW, VIEW_SHIFT
+
+if TYPE_CHECKING:
+    from .hart import Hart
+
+# Entries of a first-tier block before its pc gets a full region. Read
+# when a Translator is made (tests set it, 0: no first tier).
+HOT_AFTER = 64
+# Writes to a page's code after which its blocks stay on this tier.
+SMC_PAGE_WRITES = 8
+MAX_INSNS = 64
+CACHE_ENTRIES = 1 << 16  # per-word and per-address function caches (each)
+
+
+def key_mask(size: int) -> int:
+    """TLB key mask (see translator._key_mask): misaligned accesses miss."""
+    return ~(PAGE_MASK & ~(size - 1))
+
+
+class SymPC:
+    """The instruction's address as its generated code sees it: the
+    parameter ``PC``. Arithmetic on it (a branch target, a return address)
+    gives the expression, so pc-relative control transfers are generated
+    once per instruction word too."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str = "PC") -> None:
+        self.text = text
+
+    def __add__(self, other: int) -> SymPC:
+        return SymPC(f"({self.text} + {int(other)})")
+
+    __radd__ = __add__
+
+    def __and__(self, other: int) -> SymPC:
+        return SymPC(f"({self.text} & {int(other)})")
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __format__(self, spec: str) -> str:
+        return self.text
+
+
+class Tier1Emitter(ListEmitter):
+    """Registers in ``X``; the instruction's address is the parameter
+    ``PC``; loads and stores try the TLBs ``RT``/``WT`` first."""
+
+    def __init__(self, ctx: Ctx, views: bool) -> None:
+        super().__init__(ctx)
+        self.use_views = views and NATIVE_VIEWS
+
+    def begin(self, pc: int, raw: int, length: int) -> None:
+        super().begin(0, raw, length)
+        self.pc = "PC"  # type: ignore[assignment]
+        self.npc = f"((PC + {length}) & {(1 << 64) - 1})"  # type: ignore[assignment]
+
+    def load_value(self, addr: str, size: int, signed: bool) -> str:
+        t, p = self.tmp(), self.tmp()
+        self.emit(f"{p} = RT.get({addr} & {key_mask(size)})")
+        if self.use_views and size > 1:
+            fast = f"{p}[{VIEW[size, signed]}][({p}[1] + {addr}) >> {VIEW_SHIFT[size]}]"
+            if signed and size < 8:
+                fast = f"({fast} & {(1 << 64) - 1})"
+        elif size == 1 and not signed:
+            fast = f"{p}[0][{p}[1] + {addr}]"
+        elif signed and size < 8:
+            fast = f"(S{size}({p}[0], {p}[1] + {addr})[0] & {(1 << 64) - 1})"
+        else:
+            fast = f"U{size}({p}[0], {p}[1] + {addr})[0]"
+        slow = f"H.load_{'s' if signed and size < 8 else 'u'}({addr}, {size}, PC)"
+        self.emit(f"{t} = {fast} if {p} is not None else {slow}")
+        return t
+
+    def store(self, addr: str, value: str, size: int) -> None:
+        p = self.tmp()
+        self.emit(f"{p} = WT.get({addr} & {key_mask(size)})")
+        self.emit(f"if {p} is None: H.store({addr}, {size}, {value}, PC)")
+        if self.use_views and size > 1:
+            self.emit(f"else: {p}[{VIEW[size, False]}][({p}[1] + {addr}) >> {VIEW_SHIFT[size]}]"
+                      f" = {value}")
+        else:
+            self.emit(f"else: P{size}({p}[0], {p}[1] + {addr}, {value})")
+
+
+def _pc_relative(d: Decoded) -> bool:
+    """Made per address: auipc (its value's bounds are worked out from the
+    address when it is generated)."""
+    return d.insn.name == "auipc"
+
+
+# (flavour, word) -> (function(H, X, F, PC, RT, WT) or None, kind, length);
+# None: pc-relative, made per address (_PER_PC)
+_BY_WORD: Dict[Tuple[Any, ...], Tuple[Optional[Callable[..., None]], int, int]] = {}
+_PER_PC: Dict[Tuple[Any, ...], Callable[..., None]] = {}
+
+
+def _flavour(ctx: Ctx, views: bool) -> Tuple[Any, ...]:
+    """What of a context the generated instruction code depends on."""
+    return (ctx.fs_on, ctx.pmlen, ctx.pm_sign, views)
+
+
+def word_function(ctx: Ctx, views: bool, raw: int, glb: Dict[str, object]) -> Tuple[
+        Optional[Callable[..., None]], int, int]:
+    """(function or None if pc-relative, kind, length) for an instruction word."""
+    key = (_flavour(ctx, views), raw)
+    hit = _BY_WORD.get(key)
+    if hit is not None:
+        return hit
+    d = decode(raw, 0)
+    kind = d.insn.kind
+    fn: Optional[Callable[..., None]] = None
+    if kind != SYSTEM and not _pc_relative(d):
+        d.pc = SymPC()  # type: ignore[assignment]
+        e = Tier1Emitter(ctx, views)
+        e.begin(0, d.raw, d.length)
+        d.insn.gen(e, d)
+        if kind in (BRANCH, JUMP) and not e.ended:
+            raise AssertionError(f"{d.insn.name}: a control transfer that sets no pc")
+        fn = compile_function("insn", "H, X, F, PC, RT, WT", e.lines or ["pass"], glb,
+                              f"<{d.insn.name} tier1>")  # type: ignore[assignment]
+    entry = (fn, kind, d.length)
+    if len(_BY_WORD) >= CACHE_ENTRIES:
+        _BY_WORD.clear()
+    _BY_WORD[key] = entry
+    return entry
+
+
+def pc_function(ctx: Ctx, views: bool, raw: int, pc: int,
+                glb: Dict[str, object]) -> Callable[..., None]:
+    """A pc-relative instruction at ``pc``: function(H, X, F) that also sets H.pc."""
+    from .interp import compile_insn
+
+    key = (_flavour(ctx, views), raw, pc)
+    fn = _PER_PC.get(key)
+    if fn is None:
+        fn = compile_insn(decode(raw, pc), ctx, glb)
+        if len(_PER_PC) >= CACHE_ENTRIES:
+            _PER_PC.clear()
+        _PER_PC[key] = fn
+    return fn
+
+
+_BOUND: Dict[Tuple[Any, ...], CodeType] = {}
+
+
+def bound_function(ctx: Ctx, raw: int, pc: int, glb: Dict[str, object]) -> Callable[..., None]:
+    """The reference interpreter's function(H, X, F) for the instruction
+    ``raw`` at ``pc`` (it sets H.pc), made from code generated once per
+    instruction word with ``PC`` a parameter defaulting to ``pc``."""
+    from .interp import compile_insn
+
+    key = (ctx.fs_on, ctx.pmlen, ctx.pm_sign, raw)
+    code = _BOUND.get(key)
+    if code is None:
+        d = decode(raw, 0)
+        if _pc_relative(d):
+            return pc_function(ctx, False, raw, pc, glb)
+        d.pc = SymPC()  # type: ignore[assignment]
+        code = compile_insn(d, ctx, glb, "H, X, F, PC=0").__code__  # type: ignore[attr-defined]
+        if len(_BOUND) >= CACHE_ENTRIES:
+            _BOUND.clear()
+        _BOUND[key] = code
+    return FunctionType(code, glb, "insn", (pc,))  # type: ignore[arg-type]
+
+
+def straight_run(h: Hart, ctx: Ctx, pc: int, views: bool, glb: Dict[str, object],
+                 buf: Any, delta: int) -> Tuple[List[Tuple[Callable[..., None], int]],
+                                                Optional[Tuple[Callable[..., None], int]], int,
+                                                Dict[int, Tuple[int, int]]]:
+    """The first-tier block at ``pc`` read from ``buf``: (body functions
+    with their addresses, the last instruction if it sets the pc (a
+    control transfer, or auipc made for its address) with its address, the
+    pc after the block, pc -> (position, next pc))."""
+    page = pc & ~PAGE_MASK
+    body: List[Tuple[Callable[..., None], int]] = []
+    index: Dict[int, Tuple[int, int]] = {}
+    term: Optional[Callable[..., None]] = None
+    term_pc = 0
+    cur = pc
+    while len(index) < MAX_INSNS and cur & ~PAGE_MASK == page:
+        lo = UNPACK[2](buf, delta + cur)[0]
+        if lo & 3 == 3:
+            if cur & PAGE_MASK > PAGE_MASK - 3:
+                break  # straddles the page end: the interpreter fetches it
+            raw = UNPACK[4](buf, delta + cur)[0]
+        else:
+            raw = lo
+        fn, kind, length = word_function(ctx, views, raw, glb)
+        if kind == SYSTEM:
+            break
+        nxt = (cur + length) & ((1 << 64) - 1)
+        index[cur] = (len(index), nxt)
+        if fn is None:
+            term = _three_args(pc_function(ctx, views, raw, cur, glb))
+            term_pc = cur
+            cur = nxt
+            break
+        if kind in (BRANCH, JUMP):
+            term, term_pc = fn, cur
+            cur = nxt
+            break
+        body.append((fn, cur))
+        cur = nxt
+    return body, (term, term_pc) if term is not None else None, cur, index
+
+
+def _three_args(fn: Callable[..., None]) -> Callable[..., None]:
+    def call(H: Any, X: List[int], F: List[int], PC: int, RT: Any, WT: Any) -> None:
+        fn(H, X, F)
+    return call
+
+
+def make_runner(body: List[Tuple[Callable[..., None], int]],
+                last: Optional[Tuple[Callable[..., None], int]],
+                end: int, length: int, ctx: Ctx, entry: int, count: int,
+                blk_ref: List[Any]) -> Callable[..., int]:
+    """The block's function(H, X, F, lim): runs the body, sets H.pc,
+    returns the instructions retired; after ``count`` entries (0: never)
+    it leaves the context's block cache and marks its pc hot."""
+    rt, wt = ctx.rt, ctx.wt
+    blocks, hot = ctx.blocks, ctx.hot
+    left = [count]
+    term, term_pc = last if last is not None else (None, 0)
+
+    def run(H: Any, X: List[int], F: List[int], lim: int) -> int:
+        if left[0]:
+            left[0] -= 1
+            if not left[0]:
+                hot.add(entry)
+                if blocks.get(entry) is blk_ref[0]:
+                    del blocks[entry]
+        for fn, p in body:
+            fn(H, X, F, p, rt, wt)
+        if term is None:
+            H.pc = end
+        else:
+            term(H, X, F, term_pc, rt, wt)
+        return length
+
+    return run

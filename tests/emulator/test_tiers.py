@@ -1,0 +1,73 @@
+"""The first tier (emulator.tier1) and its promotion to regions: exact
+under every promotion count and budget; a page whose code is rewritten
+again and again stays on the first tier."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rvkvm.emulator.tier1 as tier1
+
+from . import rvasm as A
+from .harts import make_hart
+from .test_engines_agree import program, run, values
+from .test_invalidation import self_modifying
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prog=program(), init=st.lists(values, min_size=29, max_size=29),
+       budget=st.sampled_from([10_000, 7, 33, 150]), hot=st.sampled_from([1, 2, 3, 5, 64]))
+def test_first_tier_and_promotion_agree_with_the_reference(prog: list, init: list, budget: int,
+                                                           hot: int) -> None:
+    code = A.words(prog)
+    ref = run("reference", code, init, budget)
+    saved = tier1.HOT_AFTER
+    tier1.HOT_AFTER = hot
+    try:
+        fast = run("fast", code, init, budget)
+    finally:
+        tier1.HOT_AFTER = saved
+    assert fast == ref
+
+
+def test_cold_code_runs_without_a_region_and_hot_code_gets_one(monkeypatch) -> None:
+    monkeypatch.setattr(tier1, "HOT_AFTER", 5)
+    loop = A.assemble([A.addi(20, 0, 3), A.lbl("top"), A.addi(5, 5, 1), A.addi(20, 20, -1),
+                       A.br(1, 20, 0, "top"), A.EBREAK])
+    h, _ = make_hart("fast", loop)
+    h.run(1000)
+    assert h.x[5] == 3 and h.translator.blocks_built == 0 and h.translator.tier1_built >= 2
+    mem_loop = A.assemble([A.addi(20, 0, 40), A.lbl("top"), A.addi(5, 5, 1), A.addi(20, 20, -1),
+                           A.br(1, 20, 0, "top"), A.EBREAK])
+    h, _ = make_hart("fast", mem_loop)
+    h.run(1000)
+    assert h.x[5] == 40 and h.translator.blocks_built >= 1  # the loop became a region
+
+
+def test_rewritten_page_stays_on_the_first_tier(monkeypatch) -> None:
+    monkeypatch.setattr(tier1, "HOT_AFTER", 1)  # promoted at once, but for rewriting
+    ref = self_modifying("reference")
+    fast = self_modifying("fast")
+    assert fast == ref
+    # the loop page is written 25 times: regions stop being built for it
+    # after SMC_PAGE_WRITES writes (before, one or two per write)
+    assert _regions_built_by_self_modifying() <= tier1.SMC_PAGE_WRITES + 2
+
+
+def _regions_built_by_self_modifying() -> int:
+    import rvkvm.emulator.translator as T
+
+    built = []
+    orig = T.Translator._translate_new
+
+    def counting(self, ctx, pc):  # type: ignore[no-untyped-def]
+        built.append(pc)
+        return orig(self, ctx, pc)
+
+    T.Translator._translate_new = counting  # type: ignore[method-assign]
+    try:
+        self_modifying("fast")
+    finally:
+        T.Translator._translate_new = orig  # type: ignore[method-assign]
+    return len(built)
