@@ -32,8 +32,9 @@ U64_MASK = (1 << 64) - 1
 INTR_KICK = "kick"
 INTR_BUDGET = "budget"
 INTR_IDLE = "idle"
+INTR_SHUTDOWN = "shutdown"  # the server is draining (SIGTERM)
 _INTR_WHY = {pb.INTR_REASON_KICK: INTR_KICK, pb.INTR_REASON_BUDGET: INTR_BUDGET,
-             pb.INTR_REASON_IDLE: INTR_IDLE}
+             pb.INTR_REASON_IDLE: INTR_IDLE, pb.INTR_REASON_SHUTDOWN: INTR_SHUTDOWN}
 
 
 class Exit:
@@ -111,7 +112,7 @@ class DebugExit(Exit):
 
 @dataclass
 class IntrExit(Exit):
-    why: str  # INTR_KICK, INTR_BUDGET or INTR_IDLE
+    why: str  # INTR_KICK, INTR_BUDGET, INTR_IDLE or INTR_SHUTDOWN
     reason = KVM_EXIT_INTR
 
 

@@ -30,6 +30,9 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
     parser.add_argument("--json-logs", action="store_true", help="log JSON lines")
+    parser.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
+                        help="on SIGTERM, keep VM state readable this long (or until "
+                             "the clients are gone) before exiting")
     return parser.parse_args(argv)
 
 
@@ -44,7 +47,7 @@ def _configure_logging(level: str, json_logs: bool) -> None:
     )
 
 
-async def serve(listen: str, config: ServerConfig) -> None:
+async def serve(listen: str, config: ServerConfig, grace: float = 30.0) -> None:
     server, port = await create_server(listen, config)
     await server.start()
     host = listen.rsplit(":", 1)[0]
@@ -55,7 +58,9 @@ async def serve(listen: str, config: ServerConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await server.stop(grace=1.0)
+    structlog.get_logger("rvkvm.server").info("draining", grace=grace)
+    await server.drain(grace)
+    await server.stop(grace=0.5)
 
 
 def _host(plus: str, minus: str) -> HostProfile:
@@ -79,7 +84,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"rvkvm-server: {err}", file=sys.stderr)
         return 2
     config = ServerConfig(host=host, engine=args.engine, max_vms=args.max_vms)
-    asyncio.run(serve(args.listen, config))
+    asyncio.run(serve(args.listen, config, args.grace))
     return 0
 
 

@@ -7,6 +7,8 @@ from typing import Optional
 
 from rvkvm.server.kvm import HostProfile
 
+from .limits import RequestLimits
+
 
 @dataclass
 class ServerConfig:
@@ -14,21 +16,20 @@ class ServerConfig:
     host: Optional[HostProfile] = None
     # Emulator engine of every hart: "fast" (block translator) or "interp".
     engine: str = "fast"
-    # Instructions a vCPU runs per slice before its Run loop looks for
-    # cancellation (and other RPCs on that vCPU get their turn).
+    # A vCPU slice ends after this many instructions or this many seconds
+    # of wall time, whichever comes first; then the next runnable vCPU
+    # (round-robin over owners) gets the thread.
     run_slice: int = 200_000
-    # Seconds a slice sleeps while the vCPU is idle before looking again.
-    idle_slice: float = 0.05
-    # Seconds of slices a running vCPU keeps its run thread before giving
-    # it back (the event loop is woken once per quantum, not per slice).
-    run_quantum: float = 0.05
-    # Largest ReadMemory/WriteMemory payload and stream chunk.
-    max_transfer: int = 1 << 20
+    slice_time: float = 0.02
+    # Threads running vCPU slices (slices are pure Python: more threads than
+    # cores only lengthen every wait for the interpreter lock), and threads
+    # for the other model calls.
+    run_threads: int = 2
+    ops_threads: int = 8
+    # Per-request limits (transfer sizes, batch sizes, message size, ids).
+    limits: RequestLimits = field(default_factory=RequestLimits)
     # VMs hosted at once (0: no limit).
     max_vms: int = 0
-    # Threads running vCPU slices, and threads for the other model calls.
-    run_threads: int = 32
-    ops_threads: int = 8
     # Register the reflection service (for grpcurl and friends).
     reflection: bool = True
     # Extra grpc.aio.server options.

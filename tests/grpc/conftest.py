@@ -12,6 +12,7 @@ import pytest
 
 from rvkvm.client import Kvm
 from rvkvm.server.rpc import Server, ServerConfig, create_server
+from rvkvm.server.rpc.limits import RequestLimits
 
 
 class ServerThread:
@@ -56,8 +57,8 @@ class ServerThread:
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[ServerThread]:
-    thread = ServerThread(ServerConfig(run_slice=20_000, idle_slice=0.01,
-                                       max_transfer=64 * 1024)).start()
+    thread = ServerThread(ServerConfig(run_slice=20_000,
+                                       limits=RequestLimits(max_transfer=64 * 1024))).start()
     yield thread
     thread.stop()
 

@@ -380,7 +380,8 @@ class KvmServicer:
 
     def RunMany(self, request, context):
         """Run several vCPUs of one VM concurrently, each with its own completion
-        and budget; returns when every one of them has exited.
+        and budget; returns when every one of them has exited. A completion for
+        another exit fails that vCPU's result with EPROTO (the others run).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
