@@ -4,6 +4,7 @@ reflection and the interceptors, bound but not started."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Tuple
 
@@ -80,6 +81,10 @@ async def create_server(address: str,
     """A server for ``address`` (``host:port``; port 0 picks one) and the
     port it bound; call ``await server.start()``."""
     config = config or ServerConfig()
+    if config.switch_interval:
+        # process-wide: how long a thread running guest code may keep the
+        # interpreter lock while the event loop or an ops thread waits for it
+        sys.setswitchinterval(config.switch_interval)
     system = KvmSystem(config.host, engine=config.engine)
     pacing = Pacing(config.run_slice, config.slice_time)
     registry = VmRegistry(system, config.max_vms, FairScheduler(config.run_threads), pacing)
