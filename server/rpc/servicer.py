@@ -113,6 +113,9 @@ class KvmServicer(pb_grpc.KvmServicer):
     async def GetDirtyLog(self, request: pb.GetDirtyLogRequest,
                           context: Context) -> pb.GetDirtyLogResponse:
         vm = self._vm(request.vm_id).vm
+        # the bitmap must fit in a reply: refused before the log is harvested
+        self._limits.check_reply(next(((s.npages + 63) // 64 * 8 for s in vm.slots()
+                                       if s.slot == request.slot & 0xFFFF), 0))
         return pb.GetDirtyLogResponse(bitmap=await self._call(vm.get_dirty_log, request.slot))
 
     async def ReadMemory(self, request: pb.ReadMemoryRequest,

@@ -14,9 +14,12 @@ from grpc_status import rpc_status
 from bench.service import echo_runs, echo_vm
 from rvkvm.client import Kvm, KvmError
 from rvkvm.client import exits as X
+from rvkvm.server.rpc import ServerConfig
+from rvkvm.server.rpc.limits import RequestLimits
 from rvkvm.v1 import kvm_pb2 as pb
 from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
+from .conftest import ServerThread
 from .guest import RAM_BASE, new_vm
 
 
@@ -197,3 +200,24 @@ def test_an_overlong_id_is_refused_and_not_echoed(channel, kvm):
         trailer = sum(len(k) + len(v) for k, v in info.value.trailing_metadata())
         assert trailer < 2000 and "x" * 100 not in info.value.details()
     assert Kvm(channel).get_api_version() == 12
+
+
+def test_a_dirty_log_too_large_for_a_reply_is_refused_before_harvest():
+    limits = RequestLimits(max_transfer=64 << 10, max_batch_ops=64, max_message=128 << 10)
+    server = ServerThread(ServerConfig(limits=limits)).start()
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            vm = Kvm(channel, timeout=30).create_vm()
+            # 8 GiB, mapped lazily: a bitmap of 256 KiB does not fit in 128 KiB
+            vm.set_user_memory_region(0, 1 << 40, 8 << 30,
+                                      flags=pb.MEMORY_FLAG_LOG_DIRTY_PAGES)
+            vm.set_user_memory_region(1, RAM_BASE, 1 << 20,
+                                      flags=pb.MEMORY_FLAG_LOG_DIRTY_PAGES)
+            with pytest.raises(KvmError) as info:
+                vm.get_dirty_log(0)
+            assert info.value.errno == errno.E2BIG
+            assert info.value.code == grpc.StatusCode.OUT_OF_RANGE
+            assert len(vm.get_dirty_log(1)) == 256 // 8  # a small slot's log still comes
+            vm.destroy()
+    finally:
+        server.stop()

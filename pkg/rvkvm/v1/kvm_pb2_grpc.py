@@ -233,7 +233,9 @@ class KvmServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetDirtyLog(self, request, context):
-        """KVM_GET_DIRTY_LOG: the dirty bitmap of a slot; harvesting clears it.
+        """KVM_GET_DIRTY_LOG: the dirty bitmap of a slot; harvesting clears it. A
+        bitmap larger than HostInfo.limits.max_message_bytes (a slot of more than
+        about 128 GiB) is refused with E2BIG before the log is harvested.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
