@@ -86,6 +86,7 @@ class VcpuSession:
         self._slice_time = pacing.slice_time
         self._lock = asyncio.Lock()  # one Run at a time, as KVM_RUN holds vcpu->mutex
         self._inflight: Optional[Future] = None  # a slice a cancelled Run left running
+        self._abandoned = False  # its Run was cancelled: the slices stop
         self._state = threading.Lock()  # guards the exit record below
         self._seq = 0  # number of the exit the vCPU is stopped at (0: none yet)
         self._exit: Optional[X.Exit] = None  # that exit
@@ -193,26 +194,35 @@ class VcpuSession:
             except asyncio.TimeoutError:
                 return self._record(exit_)
 
-    def _run_slice(self, remaining: Optional[int]) -> Tuple[X.Exit, int, Optional[RunResult]]:
-        """On a worker: one slice; a final exit is recorded here, in this
-        thread, so that no cancellation of the Run can lose it."""
-        step = self._slice_insns if remaining is None else min(self._slice_insns, remaining)
-        exit_ = self.vcpu.run(step, 0, time.monotonic() + self._slice_time)
-        used = self.vcpu.last_run_insns
-        if isinstance(exit_, X.IntrExit):
-            final = exit_.why == X.INTR_KICK or (exit_.why == X.INTR_BUDGET
-                                                 and step == remaining)
-            if not final:
+    def _run_slices(self, remaining: Optional[int]) -> Tuple[X.Exit, int, Optional[RunResult]]:
+        """On a worker: a slice, and more while no other job waits for the
+        thread (one hand-off to the event loop per turn, not per slice). A
+        final exit is recorded here, in this thread, so that no cancellation
+        of the Run can lose it. Returns the last exit, the budget used and
+        the recorded result."""
+        used = 0
+        while True:
+            left = None if remaining is None else remaining - used
+            step = self._slice_insns if left is None else min(self._slice_insns, left)
+            exit_ = self.vcpu.run(step, 0, time.monotonic() + self._slice_time)
+            used += self.vcpu.last_run_insns
+            if not isinstance(exit_, X.IntrExit) or exit_.why == X.INTR_KICK or (
+                    exit_.why == X.INTR_BUDGET and step == left):
+                return exit_, used, self._record(exit_)
+            if (exit_.why == X.INTR_IDLE or (remaining is not None and used >= remaining)
+                    or self._abandoned or self._lifecycle.draining
+                    or self._scheduler.waiting()):
                 return exit_, used, None
-        return exit_, used, self._record(exit_)
 
     async def _slice(self, owner: Hashable,
                      remaining: Optional[int]) -> Tuple[X.Exit, int, Optional[RunResult]]:
-        future = self._scheduler.submit(owner, self._run_slice, remaining)
+        self._abandoned = False
+        future = self._scheduler.submit(owner, self._run_slices, remaining)
         try:
             return await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:
             if not future.cancel():  # running: end it at the next block boundary
+                self._abandoned = True
                 self.vcpu.preempt()
                 self._inflight = future
             raise
