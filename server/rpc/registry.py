@@ -96,16 +96,13 @@ class VcpuSession:
         self._woken: Optional[asyncio.Event] = None
         vcpu.wake_listener = self.wake
 
-    @property
-    def exit_seq(self) -> int:
-        return self._seq
-
     def wake(self) -> None:
         """Something woke the vCPU (or the server drains): a waiting Run
         looks again. Any thread."""
         loop, woken = self._loop, self._woken
-        if loop is not None and woken is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(woken.set)
+        if loop is not None and woken is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                loop.call_soon_threadsafe(woken.set)
 
     async def run(self, completion: pb.Completion, budget: int, idle_timeout: float,
                   owner: Hashable) -> RunResult:
