@@ -86,7 +86,8 @@ async def create_server(address: str,
         # interpreter lock while the event loop or an ops thread waits for it
         sys.setswitchinterval(config.switch_interval)
     system = KvmSystem(config.host, engine=config.engine)
-    pacing = Pacing(config.run_slice, config.slice_time)
+    pacing = Pacing(config.run_slice, config.slice_time, config.inline_slice,
+                    config.inline_time)
     registry = VmRegistry(system, config.max_vms, FairScheduler(config.run_threads), pacing)
     ops_pool = ThreadPoolExecutor(config.ops_threads, thread_name_prefix="rvkvm-ops")
     limits = config.limits

@@ -21,6 +21,12 @@ class ServerConfig:
     # (round-robin over owners) gets the thread.
     run_slice: int = 200_000
     slice_time: float = 0.02
+    # Instructions a Run first tries on the event loop itself when the
+    # vCPU's last exit was a guest event (MMIO, SBI, ...): a device-bound
+    # guest exits again within it, without two thread hops (0: never).
+    # Bounded in wall time too (inline_time seconds).
+    inline_slice: int = 4096
+    inline_time: float = 0.002
     # Threads running vCPU slices (slices are pure Python: more threads than
     # cores only lengthen every wait for the interpreter lock), and threads
     # for the other model calls.

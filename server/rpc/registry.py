@@ -22,10 +22,11 @@ import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Dict, Hashable, List, Optional, Tuple
+from typing import Dict, Hashable, List, NamedTuple, Optional, Sequence, Tuple
 
 from rvkvm.server.kvm import DEFAULT_KERNEL, KvmError, KvmSystem, Vcpu, Vm
 from rvkvm.server.kvm import exits as X
+from rvkvm.server.kvm.coalesced_mmio import CoalescedMmio
 from rvkvm.v1 import kvm_pb2 as pb
 
 from .convert import fill_completion
@@ -47,10 +48,16 @@ def shutting_down() -> KvmError:
 @dataclass(frozen=True)
 class Pacing:
     """How a Run is cut up: at most ``run_slice`` instructions and
-    ``slice_time`` seconds of wall time per ``Vcpu.run`` call."""
+    ``slice_time`` seconds of wall time per ``Vcpu.run`` call on a worker.
+    ``inline_slice`` instructions (and at most ``inline_time`` seconds) are
+    tried first on the event loop's thread (``Vcpu.try_run``) when the last
+    exit was a guest event, so that a device-bound guest's next exit costs
+    no hop to a worker and back."""
 
     run_slice: int = 200_000
     slice_time: float = 0.02
+    inline_slice: int = 4096
+    inline_time: float = 0.002
 
 
 class Lifecycle:
@@ -73,7 +80,14 @@ class Lifecycle:
             raise shutting_down()
 
 
-RunResult = Tuple[X.Exit, int]  # an exit and its sequence number
+class Delivery(NamedTuple):
+    """An exit as Run returns it: its number, and the coalesced-MMIO ring
+    entries drained when it happened (they precede it; a retried Run gets
+    the same ones again)."""
+
+    exit: X.Exit
+    seq: int
+    coalesced: Sequence[CoalescedMmio]
 
 
 class VcpuSession:
@@ -82,14 +96,12 @@ class VcpuSession:
         self.vcpu = vcpu
         self._scheduler = scheduler
         self._lifecycle = lifecycle
-        self._slice_insns = pacing.run_slice
-        self._slice_time = pacing.slice_time
+        self._pacing = pacing
         self._lock = asyncio.Lock()  # one Run at a time, as KVM_RUN holds vcpu->mutex
         self._inflight: Optional[Future] = None  # a slice a cancelled Run left running
         self._abandoned = False  # its Run was cancelled: the slices stop
         self._state = threading.Lock()  # guards the exit record below
-        self._seq = 0  # number of the exit the vCPU is stopped at (0: none yet)
-        self._exit: Optional[X.Exit] = None  # that exit
+        self._last = Delivery(X.IntrExit(X.INTR_KICK), 0, ())  # the exit the vCPU is at
         self._answered = False  # its completion is applied: the vCPU runs on from it
         self._delivered = True  # a Run returned it (for completions without exit_seq)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -105,9 +117,9 @@ class VcpuSession:
                 loop.call_soon_threadsafe(woken.set)
 
     async def run(self, completion: pb.Completion, budget: int, idle_timeout: float,
-                  owner: Hashable) -> RunResult:
+                  owner: Hashable) -> Delivery:
         """One Run: ``budget`` 0: none; ``idle_timeout`` 0: wait while idle
-        until woken or cancelled. Returns the exit and its number."""
+        until woken or cancelled."""
         async with self._lock:
             if self._inflight is not None:
                 with contextlib.suppress(Exception):
@@ -119,11 +131,11 @@ class VcpuSession:
                 return replay
             if self._woken is None:
                 self._loop, self._woken = asyncio.get_running_loop(), asyncio.Event()
-            result = await self._run(budget, idle_timeout, owner)
+            result = await self._run(budget or None, idle_timeout, owner)
             self._delivered = True
             return result
 
-    def _begin(self, completion: pb.Completion) -> Optional[RunResult]:
+    def _begin(self, completion: pb.Completion) -> Optional[Delivery]:
         """Match the completion to the exit the vCPU is stopped at (number
         k): exit_seq k answers it (applied once); k - 1 is a retry of the
         Run that produced k, which gets k again without running; after k
@@ -132,41 +144,58 @@ class VcpuSession:
         no Run returned is returned, else the completion answers k."""
         seq = completion.exit_seq if completion.HasField("exit_seq") else None
         with self._state:
-            exit_, k = self._exit, self._seq
+            last = self._last
             if self._answered:
-                if seq is not None and seq != k:
+                if seq is not None and seq != last.seq:
                     raise self._mismatch(seq)
                 return None
-            if (seq is None and not self._delivered) or (seq is not None and seq + 1 == k):
+            if (seq is None and not self._delivered) or (seq is not None and seq + 1 == last.seq):
                 self._delivered = True
-                assert exit_ is not None
-                return exit_, k
-            if seq is not None and seq != k:
+                return last
+            if seq is not None and seq != last.seq:
                 raise self._mismatch(seq)
-            fill_completion(exit_, completion)
+            fill_completion(last.exit if last.seq else None, completion)
             self._answered = True
             return None
 
     def _mismatch(self, seq: int) -> KvmError:
         state = "answered" if self._answered else "waiting for its completion"
         return KvmError(errno.EPROTO, f"completion for exit {seq}, but the vCPU is at exit "
-                        f"{self._seq} ({state})", exit_seq=self._seq)
+                        f"{self._last.seq} ({state})", exit_seq=self._last.seq)
 
-    def _record(self, exit_: X.Exit) -> RunResult:
+    def _record(self, exit_: X.Exit) -> Delivery:
+        coalesced = self.vcpu.vm.coalesced_mmio.drain()
         with self._state:
-            self._seq += 1
-            self._exit = exit_
+            self._last = Delivery(exit_, self._last.seq + 1, coalesced)
             self._answered = False
             self._delivered = False
-            return exit_, self._seq
+            return self._last
 
-    async def _run(self, budget: int, idle_timeout: float, owner: Hashable) -> RunResult:
+    def _final(self, exit_: X.Exit, step: int, left: Optional[int]) -> bool:
+        """Whether a slice's exit ends the Run: a guest event, a kick, or
+        the Run's own budget used up (not a slice's, nor idle)."""
+        if not isinstance(exit_, X.IntrExit):
+            return True
+        return exit_.why == X.INTR_KICK or (exit_.why == X.INTR_BUDGET and step == left)
+
+    async def _run(self, remaining: Optional[int], idle_timeout: float,
+                   owner: Hashable) -> Delivery:
         assert self._woken is not None
-        remaining: Optional[int] = budget or None
+        if (self._pacing.inline_slice and self._answered_guest_event()
+                and not self._lifecycle.draining):
+            step = min(self._pacing.inline_slice, remaining or self._pacing.inline_slice)
+            tried = self.vcpu.try_run(step, time.monotonic() + self._pacing.inline_time)
+            if tried is not None:
+                if self._final(tried, step, remaining):
+                    return self._record(tried)
+                if remaining is not None:
+                    remaining -= self.vcpu.last_run_insns
         idle_deadline: Optional[float] = None
         while True:
             if self._lifecycle.draining:
                 return self._record(X.IntrExit(X.INTR_SHUTDOWN))
+            if remaining is not None and remaining <= 0:
+                return self._record(X.IntrExit(X.INTR_BUDGET))
             self._woken.clear()
             exit_, used, recorded = await self._slice(owner, remaining)
             if recorded is not None:
@@ -174,7 +203,7 @@ class VcpuSession:
             if remaining is not None:
                 remaining -= used
                 if remaining <= 0:
-                    return self._record(X.IntrExit(X.INTR_BUDGET))
+                    continue
             if exit_.why != X.INTR_IDLE:  # type: ignore[attr-defined]
                 idle_deadline = None
                 continue
@@ -191,28 +220,33 @@ class VcpuSession:
             except asyncio.TimeoutError:
                 return self._record(exit_)
 
-    def _run_slices(self, remaining: Optional[int]) -> Tuple[X.Exit, int, Optional[RunResult]]:
+    def _answered_guest_event(self) -> bool:
+        """The Run answers a guest event (MMIO, SBI, ...): its next exit is
+        likely near, so it is tried inline first."""
+        return self._last.seq > 0 and not isinstance(self._last.exit, X.IntrExit)
+
+    def _run_slices(self, remaining: Optional[int]) -> Tuple[X.Exit, int, Optional[Delivery]]:
         """On a worker: a slice, and more while no other job waits for the
         thread (one hand-off to the event loop per turn, not per slice). A
         final exit is recorded here, in this thread, so that no cancellation
         of the Run can lose it. Returns the last exit, the budget used and
-        the recorded result."""
+        the recorded delivery."""
         used = 0
         while True:
             left = None if remaining is None else remaining - used
-            step = self._slice_insns if left is None else min(self._slice_insns, left)
-            exit_ = self.vcpu.run(step, 0, time.monotonic() + self._slice_time)
+            step = self._pacing.run_slice if left is None else min(self._pacing.run_slice, left)
+            exit_ = self.vcpu.run(step, 0, time.monotonic() + self._pacing.slice_time)
             used += self.vcpu.last_run_insns
-            if not isinstance(exit_, X.IntrExit) or exit_.why == X.INTR_KICK or (
-                    exit_.why == X.INTR_BUDGET and step == left):
+            if self._final(exit_, step, left):
                 return exit_, used, self._record(exit_)
-            if (exit_.why == X.INTR_IDLE or (remaining is not None and used >= remaining)
+            if (exit_.why == X.INTR_IDLE  # type: ignore[attr-defined]
+                    or (remaining is not None and used >= remaining)
                     or self._abandoned or self._lifecycle.draining
                     or self._scheduler.waiting()):
                 return exit_, used, None
 
     async def _slice(self, owner: Hashable,
-                     remaining: Optional[int]) -> Tuple[X.Exit, int, Optional[RunResult]]:
+                     remaining: Optional[int]) -> Tuple[X.Exit, int, Optional[Delivery]]:
         self._abandoned = False
         future = self._scheduler.submit(owner, self._run_slices, remaining)
         try:

@@ -27,7 +27,7 @@ from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 from . import convert
 from .errors import OK, kvm_errno
 from .limits import RequestLimits
-from .registry import Pacing, RunResult, VcpuSession, VmEntry, VmRegistry
+from .registry import Pacing, VcpuSession, VmEntry, VmRegistry
 
 # BatchOneReg ops per model call (the caller's cancellation is seen between them).
 BATCH_CHUNK = 128
@@ -65,9 +65,15 @@ class KvmServicer(pb_grpc.KvmServicer):
         return context.peer()
 
     async def _run(self, session: VcpuSession, request: pb.RunRequest,
-                   owner: Hashable) -> RunResult:
-        return await session.run(request.completion, request.budget,
-                                 request.idle_timeout_ms / 1000, owner)
+                   owner: Hashable) -> pb.Exit:
+        """One KVM_RUN (``interrupt`` applied first, as a VMM calls
+        KVM_INTERRUPT then KVM_RUN), with its number and the coalesced-MMIO
+        ring entries drained when the exit happened (they precede it)."""
+        if request.HasField("interrupt"):
+            session.vcpu.interrupt(request.interrupt)
+        delivery = await session.run(request.completion, request.budget,
+                                     request.idle_timeout_ms / 1000, owner)
+        return convert.exit_to_pb(delivery.exit, delivery.seq, delivery.coalesced)
 
     # -- system ----------------------------------------------------------
 
@@ -182,15 +188,13 @@ class KvmServicer(pb_grpc.KvmServicer):
         return pb.GetRegListResponse(ids=ids, names=[short_name(i) for i in ids])
 
     async def Run(self, request: pb.RunRequest, context: Context) -> pb.Exit:
-        session = self._session(request.vcpu)
-        return convert.exit_to_pb(*await self._run(session, request, self._owner(context)))
+        return await self._run(self._session(request.vcpu), request, self._owner(context))
 
     async def RunStream(self, request_iterator: AsyncIterator[pb.RunRequest],
                         context: Context) -> AsyncIterator[pb.Exit]:
         owner = self._owner(context)
         async for request in request_iterator:
-            result = await self._run(self._session(request.vcpu), request, owner)
-            yield convert.exit_to_pb(*result)
+            yield await self._run(self._session(request.vcpu), request, owner)
 
     async def Interrupt(self, request: pb.InterruptRequest,
                         context: Context) -> pb.InterruptResponse:
@@ -230,6 +234,27 @@ class KvmServicer(pb_grpc.KvmServicer):
                 await self._call(vcpu.set_value, convert.fwft_reg_id(feature, index), value)
         return await self._call(_get_fwft, vcpu, request.feature_id)
 
+    # -- coalesced MMIO --------------------------------------------------
+
+    async def RegisterCoalescedMmio(self, request: pb.RegisterCoalescedMmioRequest,
+                                    context: Context) -> pb.RegisterCoalescedMmioResponse:
+        vm = self._vm(request.vm_id).vm
+        zone = request.zone
+        await self._call(vm.register_coalesced_mmio, zone.addr, zone.size, zone.pio)
+        return pb.RegisterCoalescedMmioResponse()
+
+    async def UnregisterCoalescedMmio(self, request: pb.UnregisterCoalescedMmioRequest,
+                                      context: Context) -> pb.UnregisterCoalescedMmioResponse:
+        vm = self._vm(request.vm_id).vm
+        zone = request.zone
+        await self._call(vm.unregister_coalesced_mmio, zone.addr, zone.size, zone.pio)
+        return pb.UnregisterCoalescedMmioResponse()
+
+    async def DrainCoalescedMmio(self, request: pb.DrainCoalescedMmioRequest,
+                                 context: Context) -> pb.DrainCoalescedMmioResponse:
+        entries = self._vm(request.vm_id).vm.drain_coalesced_mmio()
+        return pb.DrainCoalescedMmioResponse(entries=convert.coalesced_to_pb(entries))
+
     # -- batch -----------------------------------------------------------
 
     async def BatchOneReg(self, request: pb.BatchOneRegRequest,
@@ -266,8 +291,7 @@ class KvmServicer(pb_grpc.KvmServicer):
             elif isinstance(outcome, BaseException):
                 raise outcome
             else:
-                results.append(pb.RunResult(vcpu_id=vcpu_id, status=OK,
-                                            exit=convert.exit_to_pb(*outcome)))
+                results.append(pb.RunResult(vcpu_id=vcpu_id, status=OK, exit=outcome))
         return pb.RunManyResponse(results=results)
 
 

@@ -79,24 +79,24 @@ async def test_exit_of_a_cancelled_run_is_delivered_by_the_next_run(scheduler):
         await task
     gate.set()
     # the retry names exit 0 again: it gets exit 1, not run again
-    lost, seq = await session.run(_completion(0), 0, 0.0, OWNER)
+    lost, seq, _ = await session.run(_completion(0), 0, 0.0, OWNER)
     assert isinstance(lost, X.MmioExit) and lost.len == 8 and seq == 1
-    again, seq = await session.run(_completion(0), 0, 0.0, OWNER)
+    again, seq, _ = await session.run(_completion(0), 0, 0.0, OWNER)
     assert again is lost and seq == 1  # as often as the reply is lost
-    nxt, seq = await session.run(_completion(1, mmio=6), 0, 0.0, OWNER)
+    nxt, seq, _ = await session.run(_completion(1, mmio=6), 0, 0.0, OWNER)
     assert isinstance(nxt, X.MmioExit) and nxt.len == 4 and seq == 2
     assert vcpu.get_value(A1) == 6
 
 
 async def test_a_completion_for_another_exit_is_eproto(scheduler):
     session = _session(scheduler, mmio_loads())
-    exit_, seq = await session.run(_completion(0), 0, 0.0, OWNER)
+    exit_, seq, _ = await session.run(_completion(0), 0, 0.0, OWNER)
     assert seq == 1
     for wrong in (2, 5, 1 << 63):
         with pytest.raises(KvmError) as info:
             await session.run(_completion(wrong, mmio=1), 0, 0.0, OWNER)
         assert info.value.name == "EPROTO" and info.value.exit_seq == 1
-    exit_, seq = await session.run(_completion(1, mmio=3), 0, 0.0, OWNER)
+    exit_, seq, _ = await session.run(_completion(1, mmio=3), 0, 0.0, OWNER)
     assert seq == 2 and session.vcpu.get_value(A1) == 3  # the right one still applies
 
 
@@ -112,9 +112,9 @@ async def test_without_exit_seq_the_old_rule_holds(scheduler):
     with pytest.raises(asyncio.CancelledError):
         await task
     gate.set()
-    lost, _ = await session.run(_completion(mmio=1), 0, 0.0, OWNER)
+    lost, _, _ = await session.run(_completion(mmio=1), 0, 0.0, OWNER)
     assert isinstance(lost, X.MmioExit) and lost.len == 8  # undelivered: returned, not run
-    nxt, _ = await session.run(_completion(mmio=6), 0, 0.0, OWNER)
+    nxt, _, _ = await session.run(_completion(mmio=6), 0, 0.0, OWNER)
     assert isinstance(nxt, X.MmioExit) and nxt.len == 4
     assert session.vcpu.get_value(A1) == 6  # the stale Run's completion was not applied
 
@@ -128,14 +128,14 @@ async def test_cancellation_preempts_without_an_exit(scheduler):
         await task
     # the cancelled Run made no exit: the retry (answered exit 0) runs on, and
     # the next exit is number 1, a budget exit, not a kick
-    exit_, seq = await session.run(_completion(0), 1000, 0.0, OWNER)
+    exit_, seq, _ = await session.run(_completion(0), 1000, 0.0, OWNER)
     assert exit_.why == X.INTR_BUDGET and seq == 1
     assert session.vcpu.get_value(PC) == RAM_BASE
 
 
 async def test_budget_is_split_into_slices(scheduler):
     session = _session(scheduler, [jump_self()])
-    exit_, seq = await session.run(_completion(0), 5500, 0.0, OWNER)
+    exit_, seq, _ = await session.run(_completion(0), 5500, 0.0, OWNER)
     assert exit_.why == X.INTR_BUDGET and seq == 1
 
 
@@ -146,10 +146,10 @@ async def test_idle_vcpus_do_not_hold_threads():
         idle = [_session(sched, [WFI, jump_self()]) for _ in range(4)]
         waiting = [asyncio.ensure_future(s.run(_completion(0), 0, 0.3, OWNER)) for s in idle]
         busy = _session(sched, [jump_self()])
-        exit_, _ = await asyncio.wait_for(busy.run(_completion(0), 3000, 0.0, OWNER), 10)
+        exit_, _, _ = await asyncio.wait_for(busy.run(_completion(0), 3000, 0.0, OWNER), 10)
         assert exit_.why == X.INTR_BUDGET
         assert sched.waiting() == 0
-        for exit_, seq in await asyncio.gather(*waiting):
+        for exit_, seq, _ in await asyncio.gather(*waiting):
             assert exit_.why == X.INTR_IDLE and seq == 1
     finally:
         sched.shutdown()
@@ -161,7 +161,7 @@ async def test_an_interrupt_wakes_a_waiting_run(scheduler):
     await asyncio.sleep(0.1)
     assert not task.done() and session.vcpu.idle  # waiting, no slice queued
     session.vcpu.kick()
-    exit_, seq = await asyncio.wait_for(task, 10)
+    exit_, seq, _ = await asyncio.wait_for(task, 10)
     assert exit_.why == X.INTR_KICK and seq == 1
 
 
@@ -175,7 +175,7 @@ async def test_drain_ends_runs_with_a_shutdown_exit(scheduler):
     for session in (busy, idle):
         session.wake()
         session.vcpu.preempt()
-    for exit_, seq in await asyncio.wait_for(asyncio.gather(*tasks), 10):
+    for exit_, seq, _ in await asyncio.wait_for(asyncio.gather(*tasks), 10):
         assert exit_.why == X.INTR_SHUTDOWN and seq == 1
     with pytest.raises(KvmError) as info:
         await busy.run(_completion(1), 0, 0.0, OWNER)
