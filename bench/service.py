@@ -41,7 +41,21 @@ from rvkvm.client import exits as X
 from rvkvm.client.vmm import Vmm
 from rvkvm.v1 import kvm_pb2 as pb
 
-from .server import A0, A1, MMIO, RAM_BASE, ServerProcess, _b, _i, _j, _s, li, mmio_loop, words
+from .server import (
+    A0,
+    A1,
+    MMIO,
+    RAM_BASE,
+    ServerProcess,
+    _b,
+    _i,
+    _j,
+    _s,
+    li,
+    li_u32,
+    mmio_loop,
+    words,
+)
 
 HELLO = os.path.join(os.path.dirname(X.__file__), "guests", "hello_sbi.elf")
 T0, T1 = 5, 6
@@ -210,7 +224,7 @@ def cmd_exits(args: argparse.Namespace) -> None:
 def self_modifying_loop(at: int) -> List[int]:
     """For code at ``at``: t0 = at; t1 = *t0; loop: *t0 = t1 (a store into
     its own code, so the translation of the page is dropped each time); j loop."""
-    return li(T0, at) + [_i(0x03, 2, T1, T0, 0), _s(2, T0, T1, 0), _j(-4)]
+    return li_u32(T0, at) + [_i(0x03, 2, T1, T0, 0), _s(2, T0, T1, 0), _j(-4)]
 
 
 def _adversary(address: str, n: int, stop: threading.Event, ready: threading.Event) -> None:
