@@ -14,8 +14,9 @@ console text complete?) and an MMIO echo loop (each load answered with a new
 number, each store must carry back the number just answered: every exit
 arrives, in order, exactly once, and every completion is applied once).
 
-``fair``: while N vCPUs (half ``j .`` loops, half loops storing into their own
-code) run in one RunMany of another client, the latency of a hello-guest run,
+``fair``: while N vCPUs (``j .`` loops and, half by default or ``--smc``,
+loops storing into their own code) run in one RunMany of another client,
+the latency of a hello-guest run,
 of GetOneReg and of a health check from a second client; the same without
 the adversaries first.
 """
@@ -227,7 +228,8 @@ def self_modifying_loop(at: int) -> List[int]:
     return li_u32(T0, at) + [_i(0x03, 2, T1, T0, 0), _s(2, T0, T1, 0), _j(-4)]
 
 
-def _adversary(address: str, n: int, stop: threading.Event, ready: threading.Event) -> None:
+def _adversary(address: str, n: int, smc: int, stop: threading.Event,
+               ready: threading.Event) -> None:
     with grpc.insecure_channel(address) as channel:
         kvm = Kvm(channel, timeout=600)
         vm = kvm.create_vm()
@@ -237,7 +239,7 @@ def _adversary(address: str, n: int, stop: threading.Event, ready: threading.Eve
         vcpus = []
         for i in range(n):
             vcpu = vm.create_vcpu(i)
-            vcpu.set_reg("core pc", RAM_BASE + (0x1000 if i % 2 else 0))
+            vcpu.set_reg("core pc", RAM_BASE + (0x1000 if i < smc else 0))
             vcpus.append(vcpu)
         ready.set()
 
@@ -286,12 +288,13 @@ def _measure(address: str, seconds: float) -> Dict[str, float]:
 
 
 def cmd_fair(args: argparse.Namespace) -> None:
+    smc = args.adversaries // 2 if args.smc is None else min(args.smc, args.adversaries)
     server = _server(args.server_src)
     try:
         quiet = _measure(server.address, args.seconds)
         stop, ready = threading.Event(), threading.Event()
         adversary = threading.Thread(target=_adversary,
-                                     args=(server.address, args.adversaries, stop, ready))
+                                     args=(server.address, args.adversaries, smc, stop, ready))
         adversary.start()
         ready.wait(60)
         time.sleep(1.0)
@@ -303,7 +306,7 @@ def cmd_fair(args: argparse.Namespace) -> None:
     finally:
         server.stop()
     print(f"another client's latencies, without and with {args.adversaries} adversary vCPUs "
-          f"(half `j .`, half storing into their own code, one RunMany):")
+          f"({args.adversaries - smc} `j .`, {smc} storing into their own code, one RunMany):")
     print(f"  {'':12} {'quiet':>10} {'busy':>10}")
     for key in quiet:
         unit = "" if key == "hello runs" else " ms"
@@ -322,6 +325,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     fair = sub.add_parser("fair", help="latency under adversarial guests")
     fair.add_argument("--adversaries", type=int, default=40)
     fair.add_argument("--seconds", type=float, default=5.0)
+    fair.add_argument("--smc", type=int, help="adversaries storing into their own code "
+                      "(default: half)")
     args = parser.parse_args(argv)
     {"exits": cmd_exits, "fair": cmd_fair}[args.cmd](args)
     return 0
