@@ -36,8 +36,9 @@ U64_MASK = (1 << 64) - 1
 INTR_KICK = "kick"
 INTR_BUDGET = "budget"
 INTR_IDLE = "idle"
+INTR_SHUTDOWN = "shutdown"  # the server is draining (SIGTERM)
 _INTR_WHY = {pb.INTR_REASON_KICK: INTR_KICK, pb.INTR_REASON_BUDGET: INTR_BUDGET,
-             pb.INTR_REASON_IDLE: INTR_IDLE}
+             pb.INTR_REASON_IDLE: INTR_IDLE, pb.INTR_REASON_SHUTDOWN: INTR_SHUTDOWN}
 
 
 class CoalescedMmio(NamedTuple):
@@ -165,9 +166,10 @@ class DebugExit(Exit):
 class IntrExit(Exit):
     """KVM_EXIT_INTR: ``run()`` returned without a guest event: ``why`` is
     ``INTR_BUDGET`` (the instruction budget ran out), ``INTR_IDLE`` (idle
-    for ``idle_timeout``) or ``INTR_KICK`` (``kick()`` or a deadline)."""
+    for ``idle_timeout``), ``INTR_KICK`` (``kick()``) or ``INTR_SHUTDOWN``
+    (the server is draining)."""
 
-    why: str  # INTR_KICK, INTR_BUDGET or INTR_IDLE
+    why: str  # INTR_KICK, INTR_BUDGET, INTR_IDLE or INTR_SHUTDOWN
     reason = KVM_EXIT_INTR
 
 

@@ -436,6 +436,9 @@ class Vcpu:
         self.ref = pb.VcpuRef(vm_id=vm.id, vcpu_id=vcpu_id)
         self._caller = vm._caller
         self.last_exit: Optional[X.Exit] = None  # answered by the next run()
+        # Exit.seq of last_exit: the next run() names the exit it answers, so
+        # a run retried after a deadline gets the exit it missed, exactly once.
+        self.last_seq = 0
 
     def __repr__(self) -> str:
         return f"Vcpu({self.vm.id!r}, {self.id})"
@@ -494,10 +497,12 @@ class Vcpu:
         completion = self.last_exit.completion() if self.last_exit is not None else None
         if completion is not None:
             request.completion.CopyFrom(completion)
+        request.completion.exit_seq = self.last_seq
         return request
 
     def _took(self, msg: pb.Exit) -> X.Exit:
         self.last_exit = X.from_pb(msg)
+        self.last_seq = msg.seq
         return self.last_exit
 
     def run(self, budget: int = 0, idle_timeout: float = 0.0,

@@ -88,6 +88,9 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
                              "with the parent, however it ends)")
     parser.add_argument("--debug", action="store_true",
                         help="print the traceback of an unexpected error (also RVKVM_DEBUG=1)")
+    parser.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
+                        help="on SIGTERM, keep VM state readable this long (or until "
+                             "the clients are gone) before exiting")
     return parser.parse_args(argv)
 
 
@@ -141,9 +144,11 @@ def _watch_parent(stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
     threading.Thread(target=wait_eof, name="rvkvm-parent-watch", daemon=True).start()
 
 
-async def serve(listen: str, config: ServerConfig, exit_on_stdin_eof: bool = False) -> int:
-    """Serve until SIGINT (status 130), SIGTERM or, with
-    ``exit_on_stdin_eof``, the end of stdin (status 0)."""
+async def serve(listen: str, config: ServerConfig, exit_on_stdin_eof: bool = False,
+                grace: float = 30.0) -> int:
+    """Serve until SIGINT (status 130), SIGTERM (a drain of up to ``grace``
+    seconds first, status 0) or, with ``exit_on_stdin_eof``, the end of
+    stdin (status 0)."""
     # Checked first so that a port in use is one line, not gRPC's log lines too.
     reason = _bind_failure(listen)
     if reason is not None:
@@ -162,14 +167,23 @@ async def serve(listen: str, config: ServerConfig, exit_on_stdin_eof: bool = Fal
         interrupted.set()
         stop.set()
 
+    terminated = asyncio.Event()
+
+    def on_sigterm() -> None:
+        terminated.set()
+        stop.set()
+
     loop.add_signal_handler(signal.SIGINT, on_sigint)
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
     if exit_on_stdin_eof:
         _watch_parent(stop, loop)
     # The port line is what scripts (and `rvkvm run` without --server) wait for.
     print(f"rvkvm-server listening on {host}:{port}", flush=True)
     await stop.wait()
-    await server.stop(grace=1.0)
+    if terminated.is_set():
+        structlog.get_logger("rvkvm.server").info("draining", grace=grace)
+        await server.drain(grace)
+    await server.stop(grace=0.5)
     return EXIT_INTERRUPTED if interrupted.is_set() else 0
 
 
@@ -198,7 +212,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def run() -> int:
         try:
-            return asyncio.run(serve(args.listen, config, args.exit_on_stdin_eof))
+            return asyncio.run(serve(args.listen, config, args.exit_on_stdin_eof, args.grace))
         except ListenError as err:
             if debug_wanted(args.debug):
                 raise

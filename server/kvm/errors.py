@@ -23,13 +23,17 @@ class KvmError(Exception):
     """A failed KVM operation, as the ioctl would fail: ``-1`` with ``errno``.
 
     ``count`` is set where KVM also hands a number back on failure
-    (KVM_GET_REG_LIST's E2BIG writes the needed register count).
+    (KVM_GET_REG_LIST's E2BIG writes the needed register count);
+    ``exit_seq`` where a Run refuses a completion for another exit (the
+    sequence number of the exit the vCPU is stopped at).
     """
 
-    def __init__(self, errno: int, message: str = "", *, count: Optional[int] = None) -> None:
+    def __init__(self, errno: int, message: str = "", *, count: Optional[int] = None,
+                 exit_seq: Optional[int] = None) -> None:
         self.errno = errno
         self.message = message
         self.count = count
+        self.exit_seq = exit_seq
         super().__init__(errno, message)
 
     @property

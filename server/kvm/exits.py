@@ -35,6 +35,11 @@ U64_MASK = (1 << 64) - 1
 INTR_KICK = "kick"  # kick() / immediate_exit
 INTR_BUDGET = "budget"  # the instruction budget of this run() call is used up
 INTR_IDLE = "idle"  # the vCPU waited (WFI or powered off) for idle_timeout
+# The host's time slice of this run() call ended (its wall-clock ``deadline``
+# passed, or ``preempt()``): not a guest event, the caller runs it again.
+INTR_SLICE = "slice"
+# The server is shutting down (a drain): the vCPU stopped at a slice boundary.
+INTR_SHUTDOWN = "shutdown"
 
 
 class Exit:

@@ -19,12 +19,22 @@ start, kick) or ``idle_timeout`` seconds pass, then returns an ``IntrExit``
 (``why="idle"``). With an armed timer there is no sleep: guest time is
 deterministic (it advances with retired instructions) and WFI skips ahead to
 the deadline.
+
+Slices: ``run(deadline=...)`` also ends when a wall-clock deadline passes
+(an alarm kicks the hart, ``IntrExit("slice")``), and ``preempt()`` ends the
+current slice the same way; neither is a guest event nor a KVM exit, so a
+scheduler can cut a slow guest's run into bounded slices without changing
+what the guest sees. ``last_run_insns`` is what the last ``run()`` used of its
+budget; ``wake_listener`` is called (from any thread) whenever something
+wakes the vCPU, so a caller that does not sleep in ``run()`` knows when to
+run it again.
 """
 
 from __future__ import annotations
 
 import errno
 import threading
+import time
 from typing import TYPE_CHECKING, Callable, List, Optional, Set, Tuple
 
 from rvkvm.emulator import csr as C
@@ -39,6 +49,7 @@ from rvkvm.uapi.kvm import (
 )
 
 from . import exits as X
+from .alarm import ALARMS
 from .backend import HEDELEG_DEFAULT
 from .errors import KvmError
 from .fwft import fwft_reset
@@ -143,6 +154,9 @@ class Vcpu:
         self._lock = threading.Lock()  # guards the request fields below
         self._wake = threading.Event()
         self._kick = False
+        self._preempt = False
+        self.last_run_insns = 0
+        self.wake_listener: Optional[Callable[[], None]] = None
         self._requests = 0
         self._seip: Optional[bool] = None
         self._start: Optional[Tuple[int, int]] = None  # SBI reset: (pc, a1)
@@ -208,6 +222,13 @@ class Vcpu:
             self._kick = True
         self._wake_up()
 
+    def preempt(self) -> None:
+        """End the current ``run()`` slice at the next block boundary with
+        ``IntrExit("slice")`` (a scheduler's preemption, not a kick: it is
+        forgotten when the slice ends). Asynchronous."""
+        self._preempt = True
+        self.hart.kick()
+
     def get_mp_state(self) -> int:
         return self.mp_state
 
@@ -238,20 +259,23 @@ class Vcpu:
         return self._last_exit
 
     def run(self, budget: int = DEFAULT_BUDGET,
-            idle_timeout: Optional[float] = DEFAULT_IDLE_TIMEOUT) -> X.Exit:
+            idle_timeout: Optional[float] = DEFAULT_IDLE_TIMEOUT,
+            deadline: Optional[float] = None) -> X.Exit:
         """KVM_RUN: run the guest until an exit, at most ``budget`` instructions
         (then ``IntrExit("budget")``).
 
         ``idle_timeout``: seconds to sleep while idle before returning
-        ``IntrExit("idle")``; None sleeps until woken, as KVM does. Bad host
+        ``IntrExit("idle")``; None sleeps until woken, as KVM does (0: return
+        at once). ``deadline``: a ``time.monotonic()`` time after which the
+        slice ends with ``IntrExit("slice")``. Bad host
         use raises ``KvmError`` with KVM's errno (also where Linux fails
         KVM_RUN because of the guest: EOPNOTSUPP, EIO, EFAULT); nothing else
         escapes: an emulator failure becomes ``InternalErrorExit``.
         """
         with self._mutex:
-            return self._run_locked(budget, idle_timeout)
+            return self._run_locked(budget, idle_timeout, deadline)
 
-    def try_run(self, budget: int) -> Optional[X.Exit]:
+    def try_run(self, budget: int, deadline: Optional[float] = None) -> Optional[X.Exit]:
         """``run`` that never waits: None if another thread holds the vCPU
         (a register ioctl, another run), and idle is an ``IntrExit("idle")``
         at once. For adapters that try a short run on a thread that must
@@ -259,27 +283,35 @@ class Vcpu:
         if not self._mutex.acquire(blocking=False):
             return None
         try:
-            return self._run_locked(budget, 0.0)
+            return self._run_locked(budget, 0.0, deadline)
         finally:
             self._mutex.release()
 
-    def _run_locked(self, budget: int, idle_timeout: Optional[float]) -> X.Exit:
+    def _run_locked(self, budget: int, idle_timeout: Optional[float],
+                    deadline: Optional[float]) -> X.Exit:
         self._check_alive()
         self.config.mark_ran()
         self._complete()
+        self._preempt = False
+        self.idle = False
+        self.last_run_insns = 0
         with self._lock:
             kicked, self._kick = self._kick, False
         if kicked:
             return X.IntrExit(X.INTR_KICK)
         if not self._configured:
             self._first_run_setup()
+        alarm = ALARMS.arm(deadline, self.hart.kick) if deadline is not None else None
         try:
-            result = self._run(budget, idle_timeout)
+            result = self._run(budget, idle_timeout, deadline)
         except KvmError:
             raise
         except Exception as exc:  # an emulator failure must not kill the server
             result = X.InternalErrorExit(X.KVM_INTERNAL_ERROR_EMULATION,
                                          [self.hart.pc], f"{type(exc).__name__}: {exc}")
+        finally:
+            if alarm is not None:
+                alarm.cancel()
         self._last_exit = result
         return result
 
@@ -402,6 +434,9 @@ class Vcpu:
     def _wake_up(self) -> None:
         self._wake.set()
         self.hart.kick()
+        listener = self.wake_listener
+        if listener is not None:
+            listener()
 
     def _apply_requests(self, start: bool = True) -> None:
         """Apply queued requests; an SBI reset (``start``) only on entry to
@@ -451,15 +486,19 @@ class Vcpu:
             self.hart.kick()
         return self._take_trap(cause, tval, pc, interrupt)
 
-    def _run(self, budget: int, idle_timeout: Optional[float]) -> X.Exit:
+    def _run(self, budget: int, idle_timeout: Optional[float],
+             deadline: Optional[float]) -> X.Exit:
         hart = self.hart
         remaining = budget
         while True:
+            self.last_run_insns = budget - remaining
             self._apply_requests()
             with self._lock:
                 kicked, self._kick = self._kick, False
             if kicked:
                 return X.IntrExit(X.INTR_KICK)
+            if self._preempt or (deadline is not None and time.monotonic() >= deadline):
+                return X.IntrExit(X.INTR_SLICE)
             if self.stopped:
                 if not self._sleep(idle_timeout):
                     return X.IntrExit(X.INTR_IDLE)
@@ -472,6 +511,7 @@ class Vcpu:
             self._trap_limit = min(remaining, SLICE)
             stop = hart.run(self._trap_limit)
             remaining -= hart.instret - start + self._traps
+            self.last_run_insns = budget - remaining
             self.vm.note_time(hart)
             if stop.reason == "wfi":
                 if not self._sleep(idle_timeout):
@@ -493,6 +533,12 @@ class Vcpu:
         if self._has_work():
             return True
         self.idle = True
+        if timeout == 0:
+            # the caller waits for wake_listener instead: blocked until the
+            # next run() (HSM sees it SUSPENDED meanwhile)
+            woke = self._wake.is_set()
+            self.idle = not woke
+            return woke
         try:
             woke = self._wake.wait(timeout)
         finally:

@@ -271,6 +271,14 @@ class Vm:
             yield gpa, n
             gpa += n
 
+    def check_range(self, gpa: int, size: int) -> None:
+        """EFAULT unless [gpa, gpa+size) lies in memory slots (no work done:
+        one step per slot)."""
+        self._check_alive()
+        with self._lock:
+            for _ in self._spans(gpa, size):
+                pass
+
     def read_memory(self, gpa: int, size: int) -> bytes:
         """Guest memory as the VMM sees it through its mapping of the slots."""
         self._check_alive()

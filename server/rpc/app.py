@@ -3,6 +3,8 @@ reflection and the interceptors, bound but not started."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Tuple
 
@@ -16,8 +18,14 @@ from rvkvm.v1 import kvm_pb2 as pb
 from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
 from .config import ServerConfig
-from .interceptors import KvmErrorInterceptor, LoggingInterceptor
+from .interceptors import (
+    ActivityInterceptor,
+    KvmErrorInterceptor,
+    LoggingInterceptor,
+    MalformedRequestInterceptor,
+)
 from .registry import Pacing, VmRegistry
+from .scheduler import FairScheduler
 from .servicer import KvmServicer
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Kvm"].full_name
@@ -31,11 +39,12 @@ class Server:
 
     def __init__(self, grpc_server: grpc.aio.Server, registry: VmRegistry,
                  health_servicer: health.aio.HealthServicer,
-                 pools: Tuple[ThreadPoolExecutor, ...]) -> None:
+                 pools: Tuple[ThreadPoolExecutor, ...], activity: ActivityInterceptor) -> None:
         self.grpc_server = grpc_server
         self.registry = registry
         self._health = health_servicer
         self._pools = pools
+        self._activity = activity
 
     async def start(self) -> None:
         await self.grpc_server.start()
@@ -43,12 +52,29 @@ class Server:
     async def wait_for_termination(self, timeout: Optional[float] = None) -> bool:
         return await self.grpc_server.wait_for_termination(timeout)
 
-    async def stop(self, grace: Optional[float] = None) -> None:
-        """Report NOT_SERVING, destroy every VM (running vCPUs are kicked, so
-        their Runs end), stop the server and the threads."""
+    async def drain(self, grace: float, quiet: float = 1.0) -> None:
+        """The first half of a graceful stop (SIGTERM): NOT_SERVING at once,
+        no new VMs or Runs, running Runs end with an INTR SHUTDOWN exit at
+        their next slice boundary; then wait until ``grace`` seconds passed
+        or no client has had a call in flight for ``quiet`` seconds (the
+        clients are gone). The VMs stay readable meanwhile."""
         await self._health.enter_graceful_shutdown()
-        self.registry.destroy_all()
+        self.registry.begin_drain()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
+        while loop.time() < end:
+            if self._activity.quiet_for() >= quiet:
+                break
+            await asyncio.sleep(min(0.05, max(0.0, end - loop.time())))
+
+    async def stop(self, grace: Optional[float] = None) -> None:
+        """Report NOT_SERVING, stop the server (new calls are refused, calls
+        in flight get ``grace`` seconds), destroy every VM, stop the threads."""
+        await self._health.enter_graceful_shutdown()
+        self.registry.begin_drain()
         await self.grpc_server.stop(grace)
+        self.registry.destroy_all()
+        self.registry.scheduler.shutdown()
         for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -60,19 +86,28 @@ async def create_server(address: str,
     config = config or ServerConfig()
     if config.engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {config.engine!r}")
+    if config.switch_interval:
+        # process-wide: how long a thread running guest code may keep the
+        # interpreter lock while the event loop or an ops thread waits for it
+        sys.setswitchinterval(config.switch_interval)
     system = KvmSystem(config.host, engine=config.engine)
-    registry = VmRegistry(system, config.max_vms,
-                          Pacing(config.run_slice, config.idle_slice, config.run_quantum,
-                                 config.inline_slice))
+    pacing = Pacing(config.run_slice, config.slice_time, config.inline_slice,
+                    config.inline_time)
+    registry = VmRegistry(system, config.max_vms, FairScheduler(config.run_threads), pacing)
     ops_pool = ThreadPoolExecutor(config.ops_threads, thread_name_prefix="rvkvm-ops")
-    run_pool = ThreadPoolExecutor(config.run_threads, thread_name_prefix="rvkvm-run")
+    limits = config.limits
+    activity = ActivityInterceptor()
     server = grpc.aio.server(
-        # the first is outermost: logging sees the KvmError before it becomes a status
-        interceptors=[KvmErrorInterceptor(), LoggingInterceptor()],
-        options=NO_PORT_REUSE + list(config.grpc_options),
+        # the first is outermost: logging sees the KvmError before it becomes
+        # a status; bad request bytes become EINVAL before anything else
+        interceptors=[activity, KvmErrorInterceptor(), LoggingInterceptor(),
+                      MalformedRequestInterceptor()],
+        options=NO_PORT_REUSE + [("grpc.max_receive_message_length", limits.max_message),
+                 ("grpc.max_send_message_length", limits.max_message),
+                 *config.grpc_options],
     )
     pb_grpc.add_KvmServicer_to_server(
-        KvmServicer(registry, config.max_transfer, config.max_vms, ops_pool, run_pool), server)
+        KvmServicer(registry, limits, config.max_vms, pacing, ops_pool), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
@@ -86,4 +121,4 @@ async def create_server(address: str,
         raise OSError(f"cannot listen on {address}: {err}") from None
     if port == 0:
         raise OSError(f"cannot listen on {address}")
-    return Server(server, registry, health_servicer, (run_pool, ops_pool)), port
+    return Server(server, registry, health_servicer, (ops_pool,), activity), port

@@ -16,6 +16,8 @@ from rvkvm.server.kvm.system import KVM_API_VERSION
 from rvkvm.uapi.onereg import RegType, SbiStateSubtype, Size, make_id
 from rvkvm.v1 import kvm_pb2 as pb
 
+from .limits import RequestLimits
+
 U64_MASK = (1 << 64) - 1
 
 # ---------------------------------------------------------------------------
@@ -25,6 +27,7 @@ _INTR_REASONS = {
     X.INTR_KICK: pb.INTR_REASON_KICK,
     X.INTR_BUDGET: pb.INTR_REASON_BUDGET,
     X.INTR_IDLE: pb.INTR_REASON_IDLE,
+    X.INTR_SHUTDOWN: pb.INTR_REASON_SHUTDOWN,
 }
 
 
@@ -33,10 +36,10 @@ def coalesced_to_pb(entries: Sequence[CoalescedMmio]) -> List[pb.CoalescedMmio]:
             for e in entries]
 
 
-def exit_to_pb(exit_: X.Exit, coalesced: Sequence[CoalescedMmio] = ()) -> pb.Exit:
-    """struct kvm_run as an ``Exit`` message, with the coalesced-MMIO ring
-    entries drained as it is delivered."""
-    msg = pb.Exit(reason=exit_.reason)
+def exit_to_pb(exit_: X.Exit, seq: int, coalesced: Sequence[CoalescedMmio] = ()) -> pb.Exit:
+    """struct kvm_run as an ``Exit`` message, numbered ``seq``, with the
+    coalesced-MMIO ring entries drained when it happened."""
+    msg = pb.Exit(reason=exit_.reason, seq=seq)
     if coalesced:
         msg.coalesced_mmio.extend(coalesced_to_pb(coalesced))
     if isinstance(exit_, X.MmioExit):
@@ -138,7 +141,8 @@ def _eid_ranges(ranges: Iterable[tuple]) -> List[int]:
     return [bound for pair in ranges for bound in pair]
 
 
-def host_info(host: HostProfile, max_transfer: int, max_vms: int) -> pb.HostInfo:
+def host_info(host: HostProfile, limits: RequestLimits, max_vms: int, run_slice: int,
+              slice_time: float) -> pb.HostInfo:
     """What GetHostInfo reports for ``host``, derived from the model's tables."""
     return pb.HostInfo(
         isa=isa_string(host.isa),
@@ -161,7 +165,10 @@ def host_info(host: HostProfile, max_transfer: int, max_vms: int) -> pb.HostInfo
         default_abi_profile=DEFAULT_KERNEL,
         limits=pb.Limits(max_vcpus=KVM_MAX_VCPUS, max_vcpu_id=KVM_MAX_VCPU_IDS,
                          mem_slots=KVM_MEM_SLOTS_NUM, gpa_bits=gpa_bits(host.satp_mode),
-                         max_transfer=max_transfer, max_vms=max_vms),
+                         max_transfer=limits.max_transfer, max_vms=max_vms,
+                         max_batch_ops=limits.max_batch_ops,
+                         max_message_bytes=limits.max_message, max_id_bytes=limits.max_id_bytes,
+                         run_slice_insns=run_slice, run_slice_ms=round(slice_time * 1000)),
         timebase_frequency=host.timebase_frequency,
         satp_mode=host.satp_mode,
         api_version=KVM_API_VERSION,

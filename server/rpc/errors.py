@@ -20,6 +20,8 @@ from grpc_status import rpc_status
 from rvkvm.server.kvm.errors import ENOTSUPP, KvmError, errno_name
 from rvkvm.v1 import kvm_pb2 as pb
 
+from .limits import MAX_ERROR_MESSAGE
+
 ERROR_DOMAIN = "rvkvm.v1"
 
 ERRNO_TO_CODE: Dict[int, grpc.StatusCode] = {
@@ -30,6 +32,7 @@ ERRNO_TO_CODE: Dict[int, grpc.StatusCode] = {
     errno.EEXIST: grpc.StatusCode.ALREADY_EXISTS,
     errno.EBUSY: grpc.StatusCode.FAILED_PRECONDITION,
     errno.EIO: grpc.StatusCode.FAILED_PRECONDITION,
+    errno.EPROTO: grpc.StatusCode.FAILED_PRECONDITION,
     errno.E2BIG: grpc.StatusCode.OUT_OF_RANGE,
     errno.EOPNOTSUPP: grpc.StatusCode.UNIMPLEMENTED,
     ENOTSUPP: grpc.StatusCode.UNIMPLEMENTED,
@@ -37,6 +40,7 @@ ERRNO_TO_CODE: Dict[int, grpc.StatusCode] = {
     errno.ENOSPC: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errno.EPERM: grpc.StatusCode.PERMISSION_DENIED,
     errno.EACCES: grpc.StatusCode.PERMISSION_DENIED,
+    errno.ESHUTDOWN: grpc.StatusCode.UNAVAILABLE,
 }
 
 
@@ -44,11 +48,19 @@ def status_code(err: KvmError) -> grpc.StatusCode:
     return ERRNO_TO_CODE.get(err.errno, grpc.StatusCode.UNKNOWN)
 
 
+def _cut(text: str) -> str:
+    if len(text) <= MAX_ERROR_MESSAGE:
+        return text
+    return text[:MAX_ERROR_MESSAGE - 3] + "..."
+
+
 def kvm_errno(err: KvmError) -> pb.KvmErrno:
     """The errno of ``err`` as a message (detail and batch item status)."""
-    msg = pb.KvmErrno(errno=err.errno, name=err.name, message=err.message)
+    msg = pb.KvmErrno(errno=err.errno, name=err.name, message=_cut(err.message))
     if err.count is not None:
         msg.count = err.count
+    if err.exit_seq is not None:
+        msg.exit_seq = err.exit_seq
     return msg
 
 
@@ -67,6 +79,6 @@ def to_status(err: KvmError) -> grpc.Status:
         reason=err.name, domain=ERROR_DOMAIN,
         metadata={"errno": str(err.errno), "name": errno_name(err.errno)})
     status = status_pb2.Status(
-        code=status_code(err).value[0], message=str(err),
+        code=status_code(err).value[0], message=_cut(str(err)),
         details=[_pack(info), _pack(kvm_errno(err))])
     return rpc_status.to_status(status)

@@ -1,6 +1,7 @@
-"""Server interceptors: KVM errors to gRPC statuses, and structured logging.
+"""Server interceptors: KVM errors to gRPC statuses, structured logging,
+malformed request bytes, and the activity a drain waits on.
 
-Both wrap every rvkvm.v1 method in an async context manager (``around``)
+They wrap every rvkvm.v1 method in an async context manager (``around``)
 that is active while the handler runs (for a streaming response: while the
 stream is produced). Other services (health, reflection) pass untouched.
 """
@@ -8,11 +9,13 @@ stream is produced). Other services (health, reflection) pass untouched.
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
 from rvkvm.server.kvm import KvmError
 
@@ -117,3 +120,111 @@ class LoggingInterceptor(_AroundInterceptor):
                 self._log.error("rpc", **fields)
             else:
                 self._log.debug("rpc", **fields)
+
+
+class ActivityInterceptor(_AroundInterceptor):
+    """Counts rvkvm.v1 calls in flight, so a drain knows when the clients
+    are gone."""
+
+    def __init__(self) -> None:
+        self._in_flight = 0
+        self._last = time.monotonic()
+
+    def quiet_for(self) -> float:
+        """Seconds since the last call ended (0 while one is in flight)."""
+        if self._in_flight:
+            return 0.0
+        return time.monotonic() - self._last
+
+    @contextlib.asynccontextmanager
+    async def around(self, method: str,
+                     context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            self._last = time.monotonic()
+
+
+class Malformed:
+    """What a request that does not parse deserializes to."""
+
+    def __init__(self, size: int, error: Exception) -> None:
+        self.size = size
+        self.error = error
+
+    def to_error(self) -> KvmError:
+        text = str(self.error).splitlines()[0][:80] if str(self.error) else ""
+        return KvmError(errno.EINVAL, f"malformed request of {self.size} bytes: "
+                        f"{type(self.error).__name__} {text}".rstrip())
+
+
+class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
+    """Request bytes that do not parse (truncated, over-long varint, a string
+    that is not UTF-8) answer INVALID_ARGUMENT with EINVAL and are logged,
+    instead of failing inside grpc without an errno. Innermost, so the
+    error and logging interceptors see the ``KvmError``."""
+
+    def __init__(self, logger: Optional[Any] = None) -> None:
+        self._log = logger or structlog.get_logger("rvkvm.rpc")
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Optional[grpc.RpcMethodHandler]:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not method.startswith(SERVICE_PREFIX):
+            return handler
+        parse = handler.request_deserializer
+
+        def deserialize(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except (DecodeError, UnicodeDecodeError, ValueError, RuntimeError) as exc:
+                return Malformed(len(data), exc)
+
+        def check(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, Malformed):
+                err = request.to_error()
+                self._log.warning("malformed request", method=method, peer=context.peer(),
+                                  error=err.message)
+                raise err
+            return request
+
+        async def checked(requests: AsyncIterator[Any],
+                          context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for request in requests:
+                yield check(request, context)
+
+        codec = {"request_deserializer": deserialize,
+                 "response_serializer": handler.response_serializer}
+        if handler.unary_unary:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                return await inner_uu(check(request, context), context)
+            return grpc.unary_unary_rpc_method_handler(unary_unary, **codec)
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any,
+                                   context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                async for response in inner_us(check(request, context), context):
+                    yield response
+            return grpc.unary_stream_rpc_method_handler(unary_stream, **codec)
+        if handler.stream_unary:
+            inner_su = handler.stream_unary
+
+            async def stream_unary(requests: AsyncIterator[Any],
+                                   context: grpc.aio.ServicerContext) -> Any:
+                return await inner_su(checked(requests, context), context)
+            return grpc.stream_unary_rpc_method_handler(stream_unary, **codec)
+        inner_ss = handler.stream_stream
+
+        async def stream_stream(requests: AsyncIterator[Any],
+                                context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for response in inner_ss(checked(requests, context), context):
+                yield response
+        return grpc.stream_stream_rpc_method_handler(stream_stream, **codec)

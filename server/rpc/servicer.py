@@ -2,8 +2,12 @@
 
 Model calls that may block (they take the vCPU mutex, which a running vCPU
 holds for one slice) run in a thread pool, so the event loop stays free;
-``Run`` runs its slices in a separate pool. Errors are ``KvmError``s, turned
-into statuses by ``interceptors.KvmErrorInterceptor``.
+``Run`` runs its slices through the registry's ``FairScheduler``, with the
+caller's peer as the owner whose turn a slice waits for. Limits are checked
+(``limits``) before any work; long requests (batches, streams) are done in
+pieces with an await between them, so they stop when the caller goes away.
+Errors are ``KvmError``s, turned into statuses by
+``interceptors.KvmErrorInterceptor``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import asyncio
 import errno
 import functools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Callable, List, TypeAlias, TypeVar
+from typing import Any, AsyncIterator, Callable, Hashable, List, TypeAlias, TypeVar
 
 import grpc
 
@@ -22,21 +26,25 @@ from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
 from . import convert
 from .errors import OK, kvm_errno
-from .registry import VcpuSession, VmEntry, VmRegistry
+from .limits import RequestLimits
+from .registry import Pacing, VcpuSession, VmEntry, VmRegistry
+
+# BatchOneReg ops per model call (the caller's cancellation is seen between them).
+BATCH_CHUNK = 128
 
 T = TypeVar("T")
 Context: TypeAlias = grpc.aio.ServicerContext
 
 
 class KvmServicer(pb_grpc.KvmServicer):
-    def __init__(self, registry: VmRegistry, max_transfer: int, max_vms: int,
-                 ops_pool: ThreadPoolExecutor, run_pool: ThreadPoolExecutor) -> None:
+    def __init__(self, registry: VmRegistry, limits: RequestLimits, max_vms: int,
+                 pacing: Pacing, ops_pool: ThreadPoolExecutor) -> None:
         self._registry = registry
         self._system = registry.system
-        self._max_transfer = max_transfer
+        self._limits = limits
         self._max_vms = max_vms
+        self._pacing = pacing
         self._ops_pool = ops_pool
-        self._run_pool = run_pool
 
     # -- helpers ---------------------------------------------------------
 
@@ -50,19 +58,22 @@ class KvmServicer(pb_grpc.KvmServicer):
     def _session(self, ref: pb.VcpuRef) -> VcpuSession:
         return self._registry.get(ref.vm_id).session(ref.vcpu_id)
 
-    def _check_transfer(self, size: int) -> None:
-        if size > self._max_transfer:
-            raise KvmError(errno.E2BIG, f"{size} bytes exceed the transfer limit "
-                           f"{self._max_transfer}; use the streaming RPC")
+    @staticmethod
+    def _owner(context: Context) -> Hashable:
+        """Whose turn a Run's slices wait for: the caller (a tenant, once
+        there are tenants)."""
+        return context.peer()
 
-    async def _run(self, session: VcpuSession, request: pb.RunRequest) -> pb.Exit:
-        """One KVM_RUN, delivered with the coalesced-MMIO ring drained after
-        the exit happened (so the entries precede it)."""
+    async def _run(self, session: VcpuSession, request: pb.RunRequest,
+                   owner: Hashable) -> pb.Exit:
+        """One KVM_RUN (``interrupt`` applied first, as a VMM calls
+        KVM_INTERRUPT then KVM_RUN), with its number and the coalesced-MMIO
+        ring entries drained when the exit happened (they precede it)."""
         if request.HasField("interrupt"):
             session.vcpu.interrupt(request.interrupt)
-        exit_ = await session.run(request.completion, request.budget,
-                                  request.idle_timeout_ms / 1000, self._run_pool)
-        return convert.exit_to_pb(exit_, session.vcpu.vm.coalesced_mmio.drain())
+        delivery = await session.run(request.completion, request.budget,
+                                     request.idle_timeout_ms / 1000, owner)
+        return convert.exit_to_pb(delivery.exit, delivery.seq, delivery.coalesced)
 
     # -- system ----------------------------------------------------------
 
@@ -76,7 +87,8 @@ class KvmServicer(pb_grpc.KvmServicer):
         return pb.CheckExtensionResponse(value=target.check_extension(request.cap))
 
     async def GetHostInfo(self, request: pb.GetHostInfoRequest, context: Context) -> pb.HostInfo:
-        return convert.host_info(self._system.host, self._max_transfer, self._max_vms)
+        return convert.host_info(self._system.host, self._limits, self._max_vms,
+                                 self._pacing.run_slice, self._pacing.slice_time)
 
     async def CreateVm(self, request: pb.CreateVmRequest,
                        context: Context) -> pb.CreateVmResponse:
@@ -107,19 +119,22 @@ class KvmServicer(pb_grpc.KvmServicer):
     async def GetDirtyLog(self, request: pb.GetDirtyLogRequest,
                           context: Context) -> pb.GetDirtyLogResponse:
         vm = self._vm(request.vm_id).vm
+        # the bitmap must fit in a reply: refused before the log is harvested
+        self._limits.check_reply(next(((s.npages + 63) // 64 * 8 for s in vm.slots()
+                                       if s.slot == request.slot & 0xFFFF), 0))
         return pb.GetDirtyLogResponse(bitmap=await self._call(vm.get_dirty_log, request.slot))
 
     async def ReadMemory(self, request: pb.ReadMemoryRequest,
                          context: Context) -> pb.ReadMemoryResponse:
         vm = self._vm(request.vm_id).vm
-        self._check_transfer(request.size)
+        self._limits.check_transfer(request.size)
         return pb.ReadMemoryResponse(data=await self._call(vm.read_memory, request.gpa,
                                                            request.size))
 
     async def WriteMemory(self, request: pb.WriteMemoryRequest,
                           context: Context) -> pb.WriteMemoryResponse:
         vm = self._vm(request.vm_id).vm
-        self._check_transfer(len(request.data))
+        self._limits.check_transfer(len(request.data))
         await self._call(vm.write_memory, request.gpa, request.data)
         return pb.WriteMemoryResponse(bytes_written=len(request.data))
 
@@ -127,8 +142,9 @@ class KvmServicer(pb_grpc.KvmServicer):
                                context: Context) -> AsyncIterator[pb.MemoryChunk]:
         vm = self._vm(request.vm_id).vm
         gpa, end = request.gpa, request.gpa + request.size
+        await self._call(vm.check_range, gpa, request.size)  # EFAULT before any chunk
         while gpa < end:
-            n = min(self._max_transfer, end - gpa)
+            n = min(self._limits.max_transfer, end - gpa)
             yield pb.MemoryChunk(gpa=gpa, data=await self._call(vm.read_memory, gpa, n))
             gpa += n
 
@@ -137,7 +153,7 @@ class KvmServicer(pb_grpc.KvmServicer):
         written = 0
         async for chunk in request_iterator:
             vm = self._vm(chunk.vm_id).vm
-            self._check_transfer(len(chunk.data))
+            self._limits.check_transfer(len(chunk.data))
             await self._call(vm.write_memory, chunk.gpa, chunk.data)
             written += len(chunk.data)
         return pb.WriteMemoryResponse(bytes_written=written)
@@ -172,12 +188,13 @@ class KvmServicer(pb_grpc.KvmServicer):
         return pb.GetRegListResponse(ids=ids, names=[short_name(i) for i in ids])
 
     async def Run(self, request: pb.RunRequest, context: Context) -> pb.Exit:
-        return await self._run(self._session(request.vcpu), request)
+        return await self._run(self._session(request.vcpu), request, self._owner(context))
 
     async def RunStream(self, request_iterator: AsyncIterator[pb.RunRequest],
                         context: Context) -> AsyncIterator[pb.Exit]:
+        owner = self._owner(context)
         async for request in request_iterator:
-            yield await self._run(self._session(request.vcpu), request)
+            yield await self._run(self._session(request.vcpu), request, owner)
 
     async def Interrupt(self, request: pb.InterruptRequest,
                         context: Context) -> pb.InterruptResponse:
@@ -244,19 +261,28 @@ class KvmServicer(pb_grpc.KvmServicer):
                           context: Context) -> pb.BatchOneRegResponse:
         entry = self._vm(request.vm_id)
         entry.vm_alive()
-        results = await self._call(_batch_one_reg, entry, list(request.ops),
-                                   request.stop_on_error)
+        self._limits.check_batch(len(request.ops))
+        ops = list(request.ops)
+        results: List[pb.RegResult] = []
+        for first in range(0, len(ops), BATCH_CHUNK):
+            done = await self._call(_batch_one_reg, entry, ops[first:first + BATCH_CHUNK],
+                                    request.stop_on_error)
+            results.extend(done)
+            if request.stop_on_error and done and done[-1].status.errno:
+                break
         return pb.BatchOneRegResponse(results=results)
 
     async def RunMany(self, request: pb.RunManyRequest,
                       context: Context) -> pb.RunManyResponse:
         entry = self._vm(request.vm_id)
+        self._registry.lifecycle.check_serving()
         ids = [run.vcpu.vcpu_id for run in request.runs]
         if len(set(ids)) != len(ids):
             raise KvmError(errno.EINVAL, "RunMany names a vCPU more than once")
         sessions = [entry.session(i) for i in ids]
+        owner = self._owner(context)
         outcomes = await asyncio.gather(
-            *(self._run(s, run) for s, run in zip(sessions, request.runs)),
+            *(self._run(s, run, owner) for s, run in zip(sessions, request.runs)),
             return_exceptions=True)
         results: List[pb.RunResult] = []
         for vcpu_id, outcome in zip(ids, outcomes):

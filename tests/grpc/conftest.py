@@ -17,6 +17,7 @@ import pytest
 from rvkvm.client import Kvm
 from rvkvm.emulator.hart import ENGINES
 from rvkvm.server.rpc import Server, ServerConfig, create_server
+from rvkvm.server.rpc.limits import RequestLimits
 
 
 class ServerThread:
@@ -60,8 +61,8 @@ class ServerThread:
 
 
 def _test_config(engine: str) -> ServerConfig:
-    return ServerConfig(engine=engine, run_slice=20_000, idle_slice=0.01,
-                        max_transfer=64 * 1024)
+    return ServerConfig(engine=engine, run_slice=20_000,
+                        limits=RequestLimits(max_transfer=64 * 1024))
 
 
 @pytest.fixture(scope="session")

@@ -1,105 +1,221 @@
-"""The run session of the gRPC adapter, without a network: slices, and the
-exit a cancelled Run produced but could not deliver."""
+"""The run session of the gRPC adapter, without a network: slices bounded in
+instructions and wall time, numbered exits kept until answered, the fair
+scheduler, idle vCPUs that hold no thread."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
 
 import pytest
 
+from rvkvm.server.kvm import KvmError
 from rvkvm.server.kvm import exits as X
-from rvkvm.server.rpc.registry import Pacing, VcpuSession
+from rvkvm.server.rpc.registry import Lifecycle, Pacing, VcpuSession
+from rvkvm.server.rpc.scheduler import FairScheduler
 from rvkvm.v1 import kvm_pb2 as pb
-from tests.server.kvm_runtime_guest import A1, PC, WFI, jump_self, load, new_vm
+from tests.emulator import rvasm as A
+from tests.server.kvm_runtime_guest import (
+    A1,
+    PC,
+    RAM_BASE,
+    T0,
+    T1,
+    WFI,
+    jump_self,
+    li,
+    load,
+    lw,
+    new_vm,
+    sw,
+)
 
 from .guest import mmio_loads
 
-NO_COMPLETION = pb.Completion()
+OWNER = "test"
 
 
 @pytest.fixture
-def pool():
-    with ThreadPoolExecutor(2) as executor:
-        yield executor
+def scheduler():
+    sched = FairScheduler(2)
+    yield sched
+    sched.shutdown()
 
 
-def _session(program):
+def _session(scheduler, program, lifecycle=None):
     vm, (vcpu,) = new_vm()
     load(vm, vcpu, program)
-    return VcpuSession(vcpu, Pacing(run_slice=1000, idle_slice=0.01))
+    return VcpuSession(vcpu, scheduler, lifecycle or Lifecycle(), Pacing(run_slice=1000))
 
 
-def _mmio_data(value):
-    return pb.Completion(mmio=pb.MmioCompletion(data=value.to_bytes(8, "little")))
+def _completion(seq=None, mmio=None):
+    msg = pb.Completion()
+    if seq is not None:
+        msg.exit_seq = seq
+    if mmio is not None:
+        msg.mmio.data = mmio.to_bytes(8, "little")
+    return msg
 
 
-async def test_exit_of_a_cancelled_run_is_delivered_by_the_next_run(pool):
-    session = _session(mmio_loads())
+def self_modifying_loop():
+    """Stores into its own code forever (each store drops the translation)."""
+    return li(T0, RAM_BASE) + [lw(T1, T0, 0), sw(T1, T0, 0), A.j(0, -4)]
+
+
+async def test_exit_of_a_cancelled_run_is_delivered_by_the_next_run(scheduler):
+    session = _session(scheduler, mmio_loads())
     vcpu = session.vcpu
     # The race under test: the client cancels while a slice runs, and the
-    # slice still ends in a real exit (the kick came too late for it).
+    # slice still ends in a real exit (the preemption came too late for it).
     gate = threading.Event()
     real_run = vcpu.run
     vcpu.run = lambda *args: gate.wait(10) and real_run(*args)
-    vcpu.kick = lambda: None
-    task = asyncio.ensure_future(session.run(NO_COMPLETION, 0, 0.0, pool))
+    vcpu.preempt = lambda: None
+    task = asyncio.ensure_future(session.run(_completion(0), 0, 0.0, OWNER))
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     gate.set()
-    lost = await session.run(_mmio_data(1), 0, 0.0, pool)
-    assert isinstance(lost, X.MmioExit) and lost.len == 8  # delivered, not run again
-    nxt = await session.run(_mmio_data(6), 0, 0.0, pool)
-    assert isinstance(nxt, X.MmioExit) and nxt.len == 4
-    assert vcpu.get_value(A1) == 6  # the completion sent with the stale Run was not applied
+    # the retry names exit 0 again: it gets exit 1, not run again
+    lost, seq, _ = await session.run(_completion(0), 0, 0.0, OWNER)
+    assert isinstance(lost, X.MmioExit) and lost.len == 8 and seq == 1
+    again, seq, _ = await session.run(_completion(0), 0, 0.0, OWNER)
+    assert again is lost and seq == 1  # as often as the reply is lost
+    nxt, seq, _ = await session.run(_completion(1, mmio=6), 0, 0.0, OWNER)
+    assert isinstance(nxt, X.MmioExit) and nxt.len == 4 and seq == 2
+    assert vcpu.get_value(A1) == 6
 
 
-async def test_budget_is_split_into_slices(pool):
-    session = _session([jump_self()])
-    exit_ = await session.run(NO_COMPLETION, 5500, 0.0, pool)
-    assert isinstance(exit_, X.IntrExit) and exit_.why == X.INTR_BUDGET
+async def test_a_completion_for_another_exit_is_eproto(scheduler):
+    session = _session(scheduler, mmio_loads())
+    exit_, seq, _ = await session.run(_completion(0), 0, 0.0, OWNER)
+    assert seq == 1
+    for wrong in (2, 5, 1 << 63):
+        with pytest.raises(KvmError) as info:
+            await session.run(_completion(wrong, mmio=1), 0, 0.0, OWNER)
+        assert info.value.name == "EPROTO" and info.value.exit_seq == 1
+    exit_, seq, _ = await session.run(_completion(1, mmio=3), 0, 0.0, OWNER)
+    assert seq == 2 and session.vcpu.get_value(A1) == 3  # the right one still applies
 
 
-async def test_cancellation_kicks_the_vcpu(pool):
-    session = _session([jump_self()])
-    task = asyncio.ensure_future(session.run(NO_COMPLETION, 0, 0.0, pool))
+async def test_without_exit_seq_the_old_rule_holds(scheduler):
+    session = _session(scheduler, mmio_loads())
+    gate = threading.Event()
+    real_run = session.vcpu.run
+    session.vcpu.run = lambda *args: gate.wait(10) and real_run(*args)
+    session.vcpu.preempt = lambda: None
+    task = asyncio.ensure_future(session.run(_completion(), 0, 0.0, OWNER))
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    exit_ = await session.run(NO_COMPLETION, 1000, 0.0, pool)
-    assert isinstance(exit_, X.IntrExit)  # the kick, or the budget: nothing was lost
-    assert session.vcpu.get_value(PC) == 0x8000_0000
+    gate.set()
+    lost, _, _ = await session.run(_completion(mmio=1), 0, 0.0, OWNER)
+    assert isinstance(lost, X.MmioExit) and lost.len == 8  # undelivered: returned, not run
+    nxt, _, _ = await session.run(_completion(mmio=6), 0, 0.0, OWNER)
+    assert isinstance(nxt, X.MmioExit) and nxt.len == 4
+    assert session.vcpu.get_value(A1) == 6  # the stale Run's completion was not applied
 
 
-async def test_idle_vcpus_do_not_hold_threads(pool):
+async def test_cancellation_preempts_without_an_exit(scheduler):
+    session = _session(scheduler, [jump_self()])
+    task = asyncio.ensure_future(session.run(_completion(0), 0, 0.0, OWNER))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # the cancelled Run made no exit: the retry (answered exit 0) runs on, and
+    # the next exit is number 1, a budget exit, not a kick
+    exit_, seq, _ = await session.run(_completion(0), 1000, 0.0, OWNER)
+    assert exit_.why == X.INTR_BUDGET and seq == 1
+    assert session.vcpu.get_value(PC) == RAM_BASE
+
+
+async def test_budget_is_split_into_slices(scheduler):
+    session = _session(scheduler, [jump_self()])
+    exit_, seq, _ = await session.run(_completion(0), 5500, 0.0, OWNER)
+    assert exit_.why == X.INTR_BUDGET and seq == 1
+
+
+async def test_idle_vcpus_do_not_hold_threads():
     # more idle vCPUs than threads, all waiting at once; a busy one still runs
-    idle = [_session([WFI, jump_self()]) for _ in range(4)]
-    waiting = [asyncio.ensure_future(s.run(NO_COMPLETION, 0, 0.3, pool)) for s in idle]
-    busy = _session([jump_self()])
-    exit_ = await asyncio.wait_for(busy.run(NO_COMPLETION, 3000, 0.0, pool), 10)
-    assert exit_.why == X.INTR_BUDGET
-    for exit_ in await asyncio.gather(*waiting):
-        assert exit_.why == X.INTR_IDLE
+    sched = FairScheduler(1)
+    try:
+        idle = [_session(sched, [WFI, jump_self()]) for _ in range(4)]
+        waiting = [asyncio.ensure_future(s.run(_completion(0), 0, 0.3, OWNER)) for s in idle]
+        busy = _session(sched, [jump_self()])
+        exit_, _, _ = await asyncio.wait_for(busy.run(_completion(0), 3000, 0.0, OWNER), 10)
+        assert exit_.why == X.INTR_BUDGET
+        assert sched.waiting() == 0
+        for exit_, seq, _ in await asyncio.gather(*waiting):
+            assert exit_.why == X.INTR_IDLE and seq == 1
+    finally:
+        sched.shutdown()
 
 
-def test_a_quantum_runs_slices_back_to_back_on_its_thread():
+async def test_an_interrupt_wakes_a_waiting_run(scheduler):
+    session = _session(scheduler, [WFI, jump_self()])
+    task = asyncio.ensure_future(session.run(_completion(0), 0, 0.0, OWNER))
+    await asyncio.sleep(0.1)
+    assert not task.done() and session.vcpu.idle  # waiting, no slice queued
+    session.vcpu.kick()
+    exit_, seq, _ = await asyncio.wait_for(task, 10)
+    assert exit_.why == X.INTR_KICK and seq == 1
+
+
+async def test_drain_ends_runs_with_a_shutdown_exit(scheduler):
+    lifecycle = Lifecycle()
+    busy = _session(scheduler, [jump_self()], lifecycle)
+    idle = _session(scheduler, [WFI, jump_self()], lifecycle)
+    tasks = [asyncio.ensure_future(s.run(_completion(0), 0, 0.0, OWNER)) for s in (busy, idle)]
+    await asyncio.sleep(0.1)
+    lifecycle.draining = True
+    for session in (busy, idle):
+        session.wake()
+        session.vcpu.preempt()
+    for exit_, seq, _ in await asyncio.wait_for(asyncio.gather(*tasks), 10):
+        assert exit_.why == X.INTR_SHUTDOWN and seq == 1
+    with pytest.raises(KvmError) as info:
+        await busy.run(_completion(1), 0, 0.0, OWNER)
+    assert info.value.name == "ESHUTDOWN"
+    assert busy.vcpu.get_value(PC) == RAM_BASE  # state stays readable
+
+
+def test_a_slice_is_bounded_in_wall_time():
+    vm, (vcpu,) = new_vm()
+    load(vm, vcpu, self_modifying_loop())
+    # far more instructions than this guest retires in the slice's time
+    exit_ = vcpu.run(10_000_000, 0, time.monotonic() + 0.05)
+    assert exit_.why == X.INTR_SLICE
+    assert 0 < vcpu.last_run_insns < 10_000_000
+    pc = vcpu.get_value(PC)
+    assert RAM_BASE <= pc < RAM_BASE + 0x40
+
+
+def test_preempt_ends_only_the_current_slice():
     vm, (vcpu,) = new_vm()
     load(vm, vcpu, [jump_self()])
-    session = VcpuSession(vcpu, Pacing(run_slice=1000, idle_slice=0.01, quantum=0.2))
-    exit_, used = session._run_quantum(None)
-    # one hand-off to the event loop per quantum, not per slice
-    assert exit_.why == X.INTR_BUDGET and used >= 3000 and used % 1000 == 0
-    exit_, used = session._run_quantum(2500)
-    assert exit_.why == X.INTR_BUDGET and used == 2500  # the last slice is cut to fit
+    threading.Timer(0.05, vcpu.preempt).start()
+    assert vcpu.run(1 << 60, 0).why == X.INTR_SLICE
+    assert vcpu.run(5000, 0).why == X.INTR_BUDGET  # forgotten: not a sticky kick
 
 
-def test_a_quantum_ends_at_the_first_real_exit():
-    vm, (vcpu,) = new_vm()
-    load(vm, vcpu, mmio_loads())
-    session = VcpuSession(vcpu, Pacing(run_slice=1000, idle_slice=0.01, quantum=5.0))
-    exit_, used = session._run_quantum(None)
-    assert isinstance(exit_, X.MmioExit) and used == 0
+def test_scheduler_takes_turns_by_owner():
+    sched = FairScheduler(1)
+    order = []
+    gate = threading.Event()
+    try:
+        blocker = sched.submit("x", gate.wait, 10)
+        futures = [sched.submit(owner, order.append, f"{owner}{i}")
+                   for owner, i in (("a", 1), ("a", 2), ("a", 3), ("b", 1), ("c", 1),
+                                    ("b", 2))]
+        gate.set()
+        blocker.result(10)
+        for future in futures:
+            future.result(10)
+    finally:
+        sched.shutdown()
+    # round-robin over owners, in order within an owner
+    assert order == ["a1", "b1", "c1", "a2", "b2", "a3"]

@@ -19,6 +19,7 @@ class IntrReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INTR_REASON_KICK: _ClassVar[IntrReason]
     INTR_REASON_BUDGET: _ClassVar[IntrReason]
     INTR_REASON_IDLE: _ClassVar[IntrReason]
+    INTR_REASON_SHUTDOWN: _ClassVar[IntrReason]
 MEMORY_FLAG_NONE: MemoryFlag
 MEMORY_FLAG_LOG_DIRTY_PAGES: MemoryFlag
 MEMORY_FLAG_READONLY: MemoryFlag
@@ -26,18 +27,21 @@ INTR_REASON_UNSPECIFIED: IntrReason
 INTR_REASON_KICK: IntrReason
 INTR_REASON_BUDGET: IntrReason
 INTR_REASON_IDLE: IntrReason
+INTR_REASON_SHUTDOWN: IntrReason
 
 class KvmErrno(_message.Message):
-    __slots__ = ("errno", "name", "message", "count")
+    __slots__ = ("errno", "name", "message", "count", "exit_seq")
     ERRNO_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    EXIT_SEQ_FIELD_NUMBER: _ClassVar[int]
     errno: int
     name: str
     message: str
     count: int
-    def __init__(self, errno: _Optional[int] = ..., name: _Optional[str] = ..., message: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+    exit_seq: int
+    def __init__(self, errno: _Optional[int] = ..., name: _Optional[str] = ..., message: _Optional[str] = ..., count: _Optional[int] = ..., exit_seq: _Optional[int] = ...) -> None: ...
 
 class VcpuRef(_message.Message):
     __slots__ = ("vm_id", "vcpu_id")
@@ -130,20 +134,30 @@ class AbiProfile(_message.Message):
     def __init__(self, name: _Optional[str] = ..., linux_version: _Optional[str] = ..., isa_ext_max: _Optional[int] = ..., sbi_ext_max: _Optional[int] = ..., sbi_spec_version: _Optional[str] = ..., flags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_vcpus", "max_vcpu_id", "mem_slots", "gpa_bits", "max_transfer", "max_vms")
+    __slots__ = ("max_vcpus", "max_vcpu_id", "mem_slots", "gpa_bits", "max_transfer", "max_vms", "max_batch_ops", "max_message_bytes", "max_id_bytes", "run_slice_insns", "run_slice_ms")
     MAX_VCPUS_FIELD_NUMBER: _ClassVar[int]
     MAX_VCPU_ID_FIELD_NUMBER: _ClassVar[int]
     MEM_SLOTS_FIELD_NUMBER: _ClassVar[int]
     GPA_BITS_FIELD_NUMBER: _ClassVar[int]
     MAX_TRANSFER_FIELD_NUMBER: _ClassVar[int]
     MAX_VMS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_OPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_ID_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RUN_SLICE_INSNS_FIELD_NUMBER: _ClassVar[int]
+    RUN_SLICE_MS_FIELD_NUMBER: _ClassVar[int]
     max_vcpus: int
     max_vcpu_id: int
     mem_slots: int
     gpa_bits: int
     max_transfer: int
     max_vms: int
-    def __init__(self, max_vcpus: _Optional[int] = ..., max_vcpu_id: _Optional[int] = ..., mem_slots: _Optional[int] = ..., gpa_bits: _Optional[int] = ..., max_transfer: _Optional[int] = ..., max_vms: _Optional[int] = ...) -> None: ...
+    max_batch_ops: int
+    max_message_bytes: int
+    max_id_bytes: int
+    run_slice_insns: int
+    run_slice_ms: int
+    def __init__(self, max_vcpus: _Optional[int] = ..., max_vcpu_id: _Optional[int] = ..., mem_slots: _Optional[int] = ..., gpa_bits: _Optional[int] = ..., max_transfer: _Optional[int] = ..., max_vms: _Optional[int] = ..., max_batch_ops: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_id_bytes: _Optional[int] = ..., run_slice_insns: _Optional[int] = ..., run_slice_ms: _Optional[int] = ...) -> None: ...
 
 class HostInfo(_message.Message):
     __slots__ = ("isa", "isa_extensions", "capabilities", "isa_exts", "sbi_exts", "fwft_features", "abi_profiles", "default_abi_profile", "limits", "timebase_frequency", "satp_mode", "api_version")
@@ -346,14 +360,16 @@ class GetRegListResponse(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[int]] = ..., names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Completion(_message.Message):
-    __slots__ = ("mmio", "riscv_sbi", "riscv_csr")
+    __slots__ = ("exit_seq", "mmio", "riscv_sbi", "riscv_csr")
+    EXIT_SEQ_FIELD_NUMBER: _ClassVar[int]
     MMIO_FIELD_NUMBER: _ClassVar[int]
     RISCV_SBI_FIELD_NUMBER: _ClassVar[int]
     RISCV_CSR_FIELD_NUMBER: _ClassVar[int]
+    exit_seq: int
     mmio: MmioCompletion
     riscv_sbi: SbiCompletion
     riscv_csr: CsrCompletion
-    def __init__(self, mmio: _Optional[_Union[MmioCompletion, _Mapping]] = ..., riscv_sbi: _Optional[_Union[SbiCompletion, _Mapping]] = ..., riscv_csr: _Optional[_Union[CsrCompletion, _Mapping]] = ...) -> None: ...
+    def __init__(self, exit_seq: _Optional[int] = ..., mmio: _Optional[_Union[MmioCompletion, _Mapping]] = ..., riscv_sbi: _Optional[_Union[SbiCompletion, _Mapping]] = ..., riscv_csr: _Optional[_Union[CsrCompletion, _Mapping]] = ...) -> None: ...
 
 class MmioCompletion(_message.Message):
     __slots__ = ("data",)
@@ -390,7 +406,8 @@ class RunRequest(_message.Message):
     def __init__(self, vcpu: _Optional[_Union[VcpuRef, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., budget: _Optional[int] = ..., idle_timeout_ms: _Optional[int] = ..., interrupt: _Optional[int] = ...) -> None: ...
 
 class Exit(_message.Message):
-    __slots__ = ("reason", "mmio", "riscv_sbi", "riscv_csr", "system_event", "debug", "intr", "fail_entry", "internal_error", "unknown", "coalesced_mmio")
+    __slots__ = ("seq", "reason", "mmio", "riscv_sbi", "riscv_csr", "system_event", "debug", "intr", "fail_entry", "internal_error", "unknown", "coalesced_mmio")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     MMIO_FIELD_NUMBER: _ClassVar[int]
     RISCV_SBI_FIELD_NUMBER: _ClassVar[int]
@@ -402,6 +419,7 @@ class Exit(_message.Message):
     INTERNAL_ERROR_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     COALESCED_MMIO_FIELD_NUMBER: _ClassVar[int]
+    seq: int
     reason: int
     mmio: MmioExit
     riscv_sbi: SbiExit
@@ -413,7 +431,7 @@ class Exit(_message.Message):
     internal_error: InternalErrorExit
     unknown: UnknownExit
     coalesced_mmio: _containers.RepeatedCompositeFieldContainer[CoalescedMmio]
-    def __init__(self, reason: _Optional[int] = ..., mmio: _Optional[_Union[MmioExit, _Mapping]] = ..., riscv_sbi: _Optional[_Union[SbiExit, _Mapping]] = ..., riscv_csr: _Optional[_Union[CsrExit, _Mapping]] = ..., system_event: _Optional[_Union[SystemEventExit, _Mapping]] = ..., debug: _Optional[_Union[DebugExit, _Mapping]] = ..., intr: _Optional[_Union[IntrExit, _Mapping]] = ..., fail_entry: _Optional[_Union[FailEntryExit, _Mapping]] = ..., internal_error: _Optional[_Union[InternalErrorExit, _Mapping]] = ..., unknown: _Optional[_Union[UnknownExit, _Mapping]] = ..., coalesced_mmio: _Optional[_Iterable[_Union[CoalescedMmio, _Mapping]]] = ...) -> None: ...
+    def __init__(self, seq: _Optional[int] = ..., reason: _Optional[int] = ..., mmio: _Optional[_Union[MmioExit, _Mapping]] = ..., riscv_sbi: _Optional[_Union[SbiExit, _Mapping]] = ..., riscv_csr: _Optional[_Union[CsrExit, _Mapping]] = ..., system_event: _Optional[_Union[SystemEventExit, _Mapping]] = ..., debug: _Optional[_Union[DebugExit, _Mapping]] = ..., intr: _Optional[_Union[IntrExit, _Mapping]] = ..., fail_entry: _Optional[_Union[FailEntryExit, _Mapping]] = ..., internal_error: _Optional[_Union[InternalErrorExit, _Mapping]] = ..., unknown: _Optional[_Union[UnknownExit, _Mapping]] = ..., coalesced_mmio: _Optional[_Iterable[_Union[CoalescedMmio, _Mapping]]] = ...) -> None: ...
 
 class MmioExit(_message.Message):
     __slots__ = ("phys_addr", "data", "len", "is_write")

@@ -248,7 +248,9 @@ class KvmServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetDirtyLog(self, request, context):
-        """KVM_GET_DIRTY_LOG: the dirty bitmap of a slot; harvesting clears it.
+        """KVM_GET_DIRTY_LOG: the dirty bitmap of a slot; harvesting clears it. A
+        bitmap larger than HostInfo.limits.max_message_bytes (a slot of more than
+        about 128 GiB) is refused with E2BIG before the log is harvested.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -408,7 +410,8 @@ class KvmServicer:
 
     def RunMany(self, request, context):
         """Run several vCPUs of one VM concurrently, each with its own completion
-        and budget; returns when every one of them has exited.
+        and budget; returns when every one of them has exited. A completion for
+        another exit fails that vCPU's result with EPROTO (the others run).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
