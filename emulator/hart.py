@@ -92,7 +92,8 @@ class Hart:
         self._step_next = False  # run the next instruction on the interpreter
         # block bookkeeping (filled by the translator)
         self.exc_done = 0
-        self._code: Dict[int, List[Tuple[Ctx, int]]] = {}  # ppn -> [(ctx, pc)]
+        # ppn -> [(ctx, pc, first byte, end byte)]: the code cached from it
+        self._code: Dict[int, List[Tuple[Ctx, int, int, int]]] = {}
         self.code_dirty = False
         # counters a benchmark reads (bench_boot)
         self.n_fence_i = 0
@@ -203,14 +204,32 @@ class Hart:
         self._code.clear()
         self.translator.code_chars = 0
 
-    def _code_written(self, ppn: int) -> None:
-        entries = self._code.pop(ppn, None)
-        if entries:
-            for ctx, pc in entries:
+    def _code_written(self, ppn: int, lo: int, hi: int) -> Tuple[bool, bool]:
+        """Bytes [lo, hi) of page ``ppn`` were written: drop the code whose
+        bytes overlap them (a block, region or interpreter entry covers
+        the span from its first instruction to the end of its last); the
+        rest of the page's code stays. (dropped any, still holds code)."""
+        entries = self._code.get(ppn)
+        if not entries:
+            return False, False
+        keep = []
+        dropped = False
+        for e in entries:
+            ctx, pc, start, end = e
+            if start < hi and lo < end:
                 ctx.blocks.pop(pc, None)
                 ctx.suspect.pop(pc, None)
                 ctx.insns.pop(pc, None)
-        self.code_dirty = True
+                dropped = True
+            else:
+                keep.append(e)
+        if dropped:
+            self.code_dirty = True  # a running block may be one of them
+            if keep:
+                self._code[ppn] = keep
+            else:
+                del self._code[ppn]
+        return dropped, bool(keep)
 
     def _code_marked(self, buf: Any, off: int) -> None:
         """A page became a code page (this hart's or another's code): drop
@@ -236,9 +255,11 @@ class Hart:
         read from a page marked then is still what memory holds."""
         return self.mem.code_writes == since
 
-    def note_code(self, ctx: Ctx, pc: int, ppn: int) -> None:
-        """Record that ``ctx`` caches code for ``pc`` read from page ``ppn``."""
-        self._code.setdefault(ppn, []).append((ctx, pc))
+    def note_code(self, ctx: Ctx, pc: int, ppn: int, start: int = 0,
+                  end: int = PAGE_SIZE) -> None:
+        """Record that ``ctx`` caches code for ``pc`` read from bytes
+        [start, end) (page offsets) of page ``ppn``."""
+        self._code.setdefault(ppn, []).append((ctx, pc, start, end))
         vpage = pc & ~PAGE_MASK
         pcs = ctx.vcode.get(vpage)
         if pcs is None:

@@ -93,7 +93,7 @@ class Interpreter:
         # another hart wrote while this one read it.
         if (pc & 0xFFF) + d.length <= 0x1000 and h.code_unchanged(since):
             ctx.insns[pc] = entry
-            h.note_code(ctx, pc, ppn)
+            h.note_code(ctx, pc, ppn, pc & 0xFFF, (pc & 0xFFF) + d.length)
         return entry
 
     def step(self) -> None:

@@ -85,6 +85,17 @@ class Block:
         # ``P`` argument: the leader's offset in the page).
         self.entries = entries
 
+    def span(self) -> Tuple[int, int]:
+        """The page offsets [first, end) of the bytes its code was read
+        from (what a write must touch to invalidate it)."""
+        lo = self.pc & PAGE_MASK
+        if not self.index:
+            return lo, min(lo + 4, PAGE_MASK + 1)  # a marker: the instruction at pc
+        base = self.pc - lo
+        lo = min(self.index) - base
+        hi = max(n for _, n in self.index.values()) - base
+        return lo, hi if lo < hi <= PAGE_MASK + 1 else PAGE_MASK + 1
+
     def entered_at(self, pc: int) -> Block:
         """The same code entered at ``pc``, one of ``entries``: a function
         object sharing the region's code object, with another default for
@@ -998,7 +1009,7 @@ class Translator:
             if ctx.blocks.get(region.pc) is region:
                 blk = region.entered_at(pc)
                 ctx.blocks[pc] = blk
-                h.note_code(ctx, pc, ppn)
+                h.note_code(ctx, pc, ppn, *blk.span())
                 return blk
             del ctx.inner[pc]  # the region's code was dropped since
         if self.code_chars > self.max_code:
@@ -1045,7 +1056,7 @@ class Translator:
         if not h.code_unchanged(since):
             return blk  # see _translate_new
         ctx.blocks[pc] = blk
-        h.note_code(ctx, pc, ppn)
+        h.note_code(ctx, pc, ppn, *blk.span())
         self.tier1_built += 1
         self.tier1_insns += len(index)
         return blk
@@ -1069,7 +1080,7 @@ class Translator:
             # run what was read (the fetch came first), keep nothing
             return blk
         ctx.blocks[pc] = blk
-        h.note_code(ctx, pc, ppn)
+        h.note_code(ctx, pc, ppn, *blk.span())
         for leader in blk.entries:
             ctx.inner[leader] = (blk, ppn)  # the newest region: still live
         self.blocks_built += 1
