@@ -221,6 +221,12 @@ class PhysMemory:
                 for listener in list(self._mark_listeners):
                     listener(r.buf, off)
 
+    def drop_code(self, ppn: int) -> None:
+        """Every hart drops the code it holds from page ``ppn`` (which then
+        stops being a code page unless code is read from it again)."""
+        if ppn in self.code_pages:
+            self._code_written(ppn, 0, PAGE_SIZE)
+
     def _code_written(self, ppn: int, lo: int, hi: int) -> None:
         """Bytes [lo, hi) of code page ``ppn`` were written: the harts drop
         the code read from them; the page stops being a code page when no

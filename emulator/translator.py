@@ -878,6 +878,7 @@ class Translator:
         # the first tier (emulator.tier1): entries before a region is built
         self.hot_after = tier1.HOT_AFTER
         self.tier1_views = not ON_PYPY
+        self.live_pages = True  # rewritten pages run live blocks (tier1.make_live_runner)
         self.tier1_built = 0
         self.tier1_insns = 0
         self.tier1_seconds = 0.0
@@ -1042,6 +1043,18 @@ class Translator:
         smc = h.mem.code_page_writes.get(ppn, 0) >= tier1.SMC_PAGE_WRITES
         if pc in ctx.hot and not smc:
             return None
+        if smc and self.live_pages:
+            # rewritten often: a live block, not registered as code (it
+            # reads the page as it runs), but set aside by fences of its page
+            h.mem.drop_code(ppn)  # nothing cached from it: stores there are plain again
+            fn, live_index = tier1.make_live_runner(ctx, pc, self.tier1_views, self.glb, buf,
+                                                    delta)
+            blk = Block(fn, tier1.MAX_INSNS, live_index, pc)  # type: ignore[arg-type]
+            blk.ppn = ppn
+            ctx.blocks[pc] = blk
+            ctx.vcode.setdefault(pc & ~PAGE_MASK, set()).add(pc)
+            self.tier1_built += 1
+            return blk
         since = h.mark_code_page(ppn)
         body, term, end, index = tier1.straight_run(h, ctx, pc, self.tier1_views, self.glb,
                                                     buf, delta)
