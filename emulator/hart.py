@@ -84,6 +84,10 @@ class Hart:
         self._kick = False
         self.time_fn: Optional[Callable[[], int]] = None  # None: deterministic time
         self.time_skip = 0  # deterministic time skipped while waiting in WFI
+        # Deterministic time: timer ticks per retired instruction, as the
+        # fraction time_num / time_den (set_time_rate); 1/1 by default.
+        self.time_num = 1
+        self.time_den = 1
         self.mtimecmp = NO_DEADLINE  # platform machine timer (CLINT)
         self.sbi_timecmp = NO_DEADLINE  # supervisor timer emulated by an SBI host
         self._deadline = 0  # instret at which to re-check the timers
@@ -278,7 +282,27 @@ class Hart:
     def time(self) -> int:
         if self.time_fn is not None:
             return self.time_fn()
-        return self.instret + self.time_skip
+        if self.time_den == 1 == self.time_num:
+            return self.instret + self.time_skip
+        return self.instret * self.time_num // self.time_den + self.time_skip
+
+    def set_time_rate(self, ticks: int, insns: int) -> None:
+        """Deterministic time advances ``ticks`` timer ticks every ``insns``
+        retired instructions (e.g. a 10 MHz timebase at 1 ns of guest time
+        per instruction: 1 tick per 100). The current time is kept."""
+        if ticks <= 0 or insns <= 0:
+            raise ValueError("the time rate must be positive")
+        now = self.time() if self.time_fn is None else 0
+        self.time_num, self.time_den = ticks, insns
+        if self.time_fn is None:
+            self.time_skip += now - self.time()
+        self.irq_dirty = True
+
+    def _insns_until(self, when: int) -> int:
+        """Retired-instruction count at which deterministic time reaches ``when``."""
+        if self.time_den == 1 == self.time_num:
+            return when - self.time_skip
+        return -(-(when - self.time_skip) * self.time_den // self.time_num)
 
     def _timer_bits(self, now: int) -> int:
         bits = 0
@@ -1121,7 +1145,8 @@ class Hart:
         now = self.time()
         if self.time_fn is None:
             nxt = self._next_timer(now)
-            self._deadline = self.instret + (nxt - now) if nxt != NO_DEADLINE else NO_DEADLINE
+            self._deadline = (max(self.instret, self._insns_until(nxt)) if nxt != NO_DEADLINE
+                              else NO_DEADLINE)
         else:
             self._deadline = self.instret + 4096
         cause = self.pending_interrupt()

@@ -163,6 +163,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--insns", type=int, default=0,
                     help="stop after this many instructions (a fixed amount of work: compare"
                     " CPU seconds on a busy machine)")
+    ap.add_argument("--ns-per-insn", default=None,
+                    help="guest time per instruction in ns (default: one 10 MHz tick, 100 ns)")
     ap.add_argument("--engine", choices=("fast", "reference"), default="fast")
     ap.add_argument("--ram", type=int, default=512, help="MiB of guest RAM")
     ap.add_argument("--append", default=DEFAULT_APPEND, help="kernel command line")
@@ -172,6 +174,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--echo", action="store_true", help="copy the console to stdout")
     args = ap.parse_args(argv)
     boot = Boot(args.kernel, args.engine, args.ram, args.append)
+    if args.ns_per_insn:
+        from fractions import Fraction
+        boot.vm.ns_per_insn = Fraction(args.ns_per_insn)
     boot.echo = args.echo
     hart = boot.vcpu.hart
     tr = hart.translator
