@@ -1,6 +1,6 @@
 """Benchmark: guest MIPS of both engines, side by side in one run.
 
-    python -m emulator.bench [--programs crc32,nqueens,qsort] [--ref-insns N] [--no-pypy]
+    python -m emulator.bench [--programs crc32,nqueens,qsort,smc] [--ref-insns N] [--no-pypy]
 
 Each bundled guest runs ``--repeat`` rounds (default 3), each round one run
 to completion on the fast engine and one of its first ``--ref-insns``
@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Tuple
 from .machine import Machine
 
 GUEST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guests")
-PROGRAMS = ("crc32", "nqueens", "qsort")
+PROGRAMS = ("crc32", "nqueens", "qsort", "smc")
 
 
 def run_once(path: str, engine: str, max_insns: Optional[int]) -> Tuple[int, float, str]:

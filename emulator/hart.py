@@ -88,6 +88,10 @@ class Hart:
         self._kick = False
         self.time_fn: Optional[Callable[[], int]] = None  # None: deterministic time
         self.time_skip = 0  # deterministic time skipped while waiting in WFI
+        # Deterministic time: timer ticks per retired instruction, as the
+        # fraction time_num / time_den (set_time_rate); 1/1 by default.
+        self.time_num = 1
+        self.time_den = 1
         self.mtimecmp = NO_DEADLINE  # platform machine timer (CLINT)
         self.sbi_timecmp = NO_DEADLINE  # supervisor timer emulated by an SBI host
         self._deadline = 0  # instret at which to re-check the timers
@@ -96,7 +100,8 @@ class Hart:
         self._step_next = False  # run the next instruction on the interpreter
         # block bookkeeping (filled by the translator)
         self.exc_done = 0
-        self._code: Dict[int, List[Tuple[Ctx, int]]] = {}  # ppn -> [(ctx, pc)]
+        # ppn -> [(ctx, pc, first byte, end byte)]: the code cached from it
+        self._code: Dict[int, List[Tuple[Ctx, int, int, int]]] = {}
         self.code_dirty = False
         # counters a benchmark reads (bench_boot)
         self.n_fence_i = 0
@@ -207,14 +212,32 @@ class Hart:
         self._code.clear()
         self.translator.code_chars = 0
 
-    def _code_written(self, ppn: int) -> None:
-        entries = self._code.pop(ppn, None)
-        if entries:
-            for ctx, pc in entries:
+    def _code_written(self, ppn: int, lo: int, hi: int) -> Tuple[bool, bool]:
+        """Bytes [lo, hi) of page ``ppn`` were written: drop the code whose
+        bytes overlap them (a block, region or interpreter entry covers
+        the span from its first instruction to the end of its last); the
+        rest of the page's code stays. (dropped any, still holds code)."""
+        entries = self._code.get(ppn)
+        if not entries:
+            return False, False
+        keep = []
+        dropped = False
+        for e in entries:
+            ctx, pc, start, end = e
+            if start < hi and lo < end:
                 ctx.blocks.pop(pc, None)
                 ctx.suspect.pop(pc, None)
                 ctx.insns.pop(pc, None)
-        self.code_dirty = True
+                dropped = True
+            else:
+                keep.append(e)
+        if dropped:
+            self.code_dirty = True  # a running block may be one of them
+            if keep:
+                self._code[ppn] = keep
+            else:
+                del self._code[ppn]
+        return dropped, bool(keep)
 
     def _code_marked(self, buf: Any, off: int) -> None:
         """A page became a code page (this hart's or another's code): drop
@@ -240,9 +263,11 @@ class Hart:
         read from a page marked then is still what memory holds."""
         return self.mem.code_writes == since
 
-    def note_code(self, ctx: Ctx, pc: int, ppn: int) -> None:
-        """Record that ``ctx`` caches code for ``pc`` read from page ``ppn``."""
-        self._code.setdefault(ppn, []).append((ctx, pc))
+    def note_code(self, ctx: Ctx, pc: int, ppn: int, start: int = 0,
+                  end: int = PAGE_SIZE) -> None:
+        """Record that ``ctx`` caches code for ``pc`` read from bytes
+        [start, end) (page offsets) of page ``ppn``."""
+        self._code.setdefault(ppn, []).append((ctx, pc, start, end))
         vpage = pc & ~PAGE_MASK
         pcs = ctx.vcode.get(vpage)
         if pcs is None:
@@ -261,7 +286,27 @@ class Hart:
     def time(self) -> int:
         if self.time_fn is not None:
             return self.time_fn()
-        return self.instret + self.time_skip
+        if self.time_den == 1 == self.time_num:
+            return self.instret + self.time_skip
+        return self.instret * self.time_num // self.time_den + self.time_skip
+
+    def set_time_rate(self, ticks: int, insns: int) -> None:
+        """Deterministic time advances ``ticks`` timer ticks every ``insns``
+        retired instructions (e.g. a 10 MHz timebase at 1 ns of guest time
+        per instruction: 1 tick per 100). The current time is kept."""
+        if ticks <= 0 or insns <= 0:
+            raise ValueError("the time rate must be positive")
+        now = self.time() if self.time_fn is None else 0
+        self.time_num, self.time_den = ticks, insns
+        if self.time_fn is None:
+            self.time_skip += now - self.time()
+        self.irq_dirty = True
+
+    def _insns_until(self, when: int) -> int:
+        """Retired-instruction count at which deterministic time reaches ``when``."""
+        if self.time_den == 1 == self.time_num:
+            return when - self.time_skip
+        return -(-(when - self.time_skip) * self.time_den // self.time_num)
 
     def _timer_bits(self, now: int) -> int:
         bits = 0
@@ -1104,7 +1149,8 @@ class Hart:
         now = self.time()
         if self.time_fn is None:
             nxt = self._next_timer(now)
-            self._deadline = self.instret + (nxt - now) if nxt != NO_DEADLINE else NO_DEADLINE
+            self._deadline = (max(self.instret, self._insns_until(nxt)) if nxt != NO_DEADLINE
+                              else NO_DEADLINE)
         else:
             self._deadline = self.instret + 4096
         cause = self.pending_interrupt()

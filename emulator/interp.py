@@ -11,6 +11,7 @@ import struct
 import types
 from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
 
+from . import tier1
 from .bits import M64
 from .codegen import ListEmitter, compile_function
 from .events import CodeModified, GuestExit, Trap
@@ -75,7 +76,12 @@ class Interpreter:
         if e is not None:
             return e  # type: ignore[return-value]
         try:
-            since = h.mark_code_page(h.fetch_page(pc)[2])  # before it is read
+            ppn = h.fetch_page(pc)[2]
+            # (fast engine) a page rewritten often runs live blocks
+            # (emulator.tier1): nothing from it is cached, it is no code page
+            live = (h.engine == "fast" and h.translator.live_pages
+                    and h.mem.code_page_writes.get(ppn, 0) >= tier1.SMC_PAGE_WRITES)
+            since = -1 if live else h.mark_code_page(ppn)  # before it is read
             raw, ppn = h.fetch(pc)
         except Trap as t:
             t.pc = pc
@@ -84,16 +90,15 @@ class Interpreter:
         if h.engine == "fast":
             # the fast engine's SYSTEM instructions (and steps): code per
             # instruction word, shared by every address (emulator.tier1)
-            from .tier1 import bound_function
-            entry = (bound_function(ctx, raw, pc, self.glb), d)
+            entry = (tier1.bound_function(ctx, raw, pc, self.glb), d)
         else:
             entry = (compile_insn(d, ctx, self.glb), d)
         # An instruction that straddles two pages is not cached: a write
         # to its second page could not invalidate it. Nor one whose page
         # another hart wrote while this one read it.
-        if (pc & 0xFFF) + d.length <= 0x1000 and h.code_unchanged(since):
+        if not live and (pc & 0xFFF) + d.length <= 0x1000 and h.code_unchanged(since):
             ctx.insns[pc] = entry
-            h.note_code(ctx, pc, ppn)
+            h.note_code(ctx, pc, ppn, pc & 0xFFF, (pc & 0xFFF) + d.length)
         return entry
 
     def step(self) -> None:

@@ -113,7 +113,9 @@ class MmioRegion(Region):
         self.handler = handler
 
 
-CodeWriteListener = Callable[[int], None]
+# (ppn, first byte offset, end offset) of a write to a code page -> (whether
+# the listener dropped code, whether it still holds code from that page)
+CodeWriteListener = Callable[[int, int, int], Tuple[bool, bool]]
 
 
 class PhysMemory:
@@ -177,7 +179,7 @@ class PhysMemory:
             first = region.base >> PAGE_SHIFT
             for ppn in range(first, region.end >> PAGE_SHIFT):
                 if ppn in self.code_pages:
-                    self._code_written(ppn)
+                    self._code_written(ppn, 0, PAGE_SIZE)
 
     @property
     def regions(self) -> Tuple[Region, ...]:
@@ -219,12 +221,26 @@ class PhysMemory:
                 for listener in list(self._mark_listeners):
                     listener(r.buf, off)
 
-    def _code_written(self, ppn: int) -> None:
-        self.code_pages.discard(ppn)
+    def drop_code(self, ppn: int) -> None:
+        """Every hart drops the code it holds from page ``ppn`` (which then
+        stops being a code page unless code is read from it again)."""
+        if ppn in self.code_pages:
+            self._code_written(ppn, 0, PAGE_SIZE)
+
+    def _code_written(self, ppn: int, lo: int, hi: int) -> None:
+        """Bytes [lo, hi) of code page ``ppn`` were written: the harts drop
+        the code read from them; the page stops being a code page when no
+        hart holds code from it any more."""
         self.code_writes += 1
-        self.code_page_writes[ppn] = self.code_page_writes.get(ppn, 0) + 1
+        dropped = held = False
         for listener in list(self._code_listeners):
-            listener(ppn)
+            d, h = listener(ppn, lo, hi)
+            dropped |= d
+            held |= h
+        if dropped:
+            self.code_page_writes[ppn] = self.code_page_writes.get(ppn, 0) + 1
+        if not held:
+            self.code_pages.discard(ppn)
 
     # -- host page references for the TLBs --------------------------------
     def host_page(self, paddr: int, write: bool) -> Optional[Tuple[Any, ...]]:
@@ -284,7 +300,9 @@ class PhysMemory:
             if r.dirty_log is not None:
                 r.dirty_log.add(ppn - (r.base >> PAGE_SHIFT))
             if ppn in self.code_pages:
-                self._code_written(ppn)
+                base = ppn << PAGE_SHIFT
+                self._code_written(ppn, max(paddr, base) - base,
+                                   min(paddr + size, base + PAGE_SIZE) - base)
             if ppn in self.watch_pages and self.watcher is not None:
                 self.watcher(paddr, size)
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from .codegen import ListEmitter, compile_function
 from .context import Ctx
+from .events import StepInstead
 from .isa import BRANCH, JUMP, SYSTEM, Decoded, decode
 from .memory import NATIVE_VIEWS, PAGE_MASK, UNPACK, VIEW, VIEW_SHIFT
 
@@ -269,3 +270,74 @@ def make_runner(body: List[Tuple[Callable[..., None], int]],
         return length
 
     return run
+
+
+class LiveIndex:
+    """``Block.index`` of a live block: every pc maps to (0, the pc after
+    the instruction running now); the runner keeps ``H.exc_done`` at the
+    instructions it completed, so a trap retires exactly those."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: List[int]) -> None:
+        self.state = state
+
+    def __getitem__(self, pc: int) -> Tuple[int, int]:
+        return 0, self.state[0]
+
+
+def make_live_runner(ctx: Ctx, pc: int, views: bool, glb: Dict[str, object], buf: Any,
+                     delta: int) -> Tuple[Callable[..., int], LiveIndex]:
+    """A block for a page whose code is rewritten often: it reads and
+    looks up each instruction word as it runs (a dictionary lookup per
+    instruction, per-word functions shared as above), so a write to the
+    page leaves nothing to invalidate and it is never rebuilt. Runs from
+    ``pc`` up to a control transfer, a SYSTEM instruction (left to the
+    interpreter), the page end or MAX_INSNS instructions."""
+    rt, wt = ctx.rt, ctx.wt
+    page_end = (pc & ~PAGE_MASK) + PAGE_MASK + 1
+    state = [pc]
+    u2, u4 = UNPACK[2], UNPACK[4]
+    by_word = _BY_WORD
+    flav = _flavour(ctx, views)
+
+    def run(H: Any, X: List[int], F: List[int], lim: int) -> int:
+        cur = pc
+        n = 0
+        while n < MAX_INSNS:
+            raw = u2(buf, delta + cur)[0]
+            if raw & 3 == 3:
+                if cur + 4 > page_end:
+                    break
+                raw = u4(buf, delta + cur)[0]
+            hit = by_word.get((flav, raw))
+            fn, kind, length = hit if hit is not None else word_function(ctx, views, raw, glb)
+            if kind == SYSTEM:
+                break
+            nxt = cur + length
+            if fn is None:  # auipc: made for its address
+                if not n:
+                    state[0] = nxt
+                    H.exc_done = 0
+                    pc_function(ctx, views, raw, cur, glb)(H, X, F)
+                    return 1
+                break
+            state[0] = nxt
+            H.exc_done = n
+            fn(H, X, F, cur, rt, wt)
+            n += 1
+            if kind == BRANCH or kind == JUMP:
+                H.exc_done = 0
+                return n
+            cur = nxt
+            if cur >= page_end:
+                break
+        H.exc_done = 0
+        if not n:
+            # a SYSTEM or page-straddling instruction first: the interpreter's
+            state[0] = cur
+            raise StepInstead(cur)
+        H.pc = cur
+        return n
+
+    return run, LiveIndex(state)

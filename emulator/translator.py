@@ -85,6 +85,17 @@ class Block:
         # ``P`` argument: the leader's offset in the page).
         self.entries = entries
 
+    def span(self) -> Tuple[int, int]:
+        """The page offsets [first, end) of the bytes its code was read
+        from (what a write must touch to invalidate it)."""
+        lo = self.pc & PAGE_MASK
+        if not self.index:
+            return lo, min(lo + 4, PAGE_MASK + 1)  # a marker: the instruction at pc
+        base = self.pc - lo
+        lo = min(self.index) - base
+        hi = max(n for _, n in self.index.values()) - base
+        return lo, hi if lo < hi <= PAGE_MASK + 1 else PAGE_MASK + 1
+
     def entered_at(self, pc: int) -> Block:
         """The same code entered at ``pc``, one of ``entries``: a function
         object sharing the region's code object, with another default for
@@ -867,6 +878,7 @@ class Translator:
         # the first tier (emulator.tier1): entries before a region is built
         self.hot_after = tier1.HOT_AFTER
         self.tier1_views = not ON_PYPY
+        self.live_pages = True  # rewritten pages run live blocks (tier1.make_live_runner)
         self.tier1_built = 0
         self.tier1_insns = 0
         self.tier1_seconds = 0.0
@@ -998,7 +1010,7 @@ class Translator:
             if ctx.blocks.get(region.pc) is region:
                 blk = region.entered_at(pc)
                 ctx.blocks[pc] = blk
-                h.note_code(ctx, pc, ppn)
+                h.note_code(ctx, pc, ppn, *blk.span())
                 return blk
             del ctx.inner[pc]  # the region's code was dropped since
         if self.code_chars > self.max_code:
@@ -1031,6 +1043,18 @@ class Translator:
         smc = h.mem.code_page_writes.get(ppn, 0) >= tier1.SMC_PAGE_WRITES
         if pc in ctx.hot and not smc:
             return None
+        if smc and self.live_pages:
+            # rewritten often: a live block, not registered as code (it
+            # reads the page as it runs), but set aside by fences of its page
+            h.mem.drop_code(ppn)  # nothing cached from it: stores there are plain again
+            fn, live_index = tier1.make_live_runner(ctx, pc, self.tier1_views, self.glb, buf,
+                                                    delta)
+            blk = Block(fn, tier1.MAX_INSNS, live_index, pc)  # type: ignore[arg-type]
+            blk.ppn = ppn
+            ctx.blocks[pc] = blk
+            ctx.vcode.setdefault(pc & ~PAGE_MASK, set()).add(pc)
+            self.tier1_built += 1
+            return blk
         since = h.mark_code_page(ppn)
         body, term, end, index = tier1.straight_run(h, ctx, pc, self.tier1_views, self.glb,
                                                     buf, delta)
@@ -1045,7 +1069,7 @@ class Translator:
         if not h.code_unchanged(since):
             return blk  # see _translate_new
         ctx.blocks[pc] = blk
-        h.note_code(ctx, pc, ppn)
+        h.note_code(ctx, pc, ppn, *blk.span())
         self.tier1_built += 1
         self.tier1_insns += len(index)
         return blk
@@ -1069,7 +1093,7 @@ class Translator:
             # run what was read (the fetch came first), keep nothing
             return blk
         ctx.blocks[pc] = blk
-        h.note_code(ctx, pc, ppn)
+        h.note_code(ctx, pc, ppn, *blk.span())
         for leader in blk.entries:
             ctx.inner[leader] = (blk, ppn)  # the newest region: still live
         self.blocks_built += 1

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import errno
 import mmap
+import os
 import threading
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from rvkvm.emulator.hart import Hart
@@ -86,6 +88,13 @@ class Vm:
         self._lock = threading.RLock()
         self._time_floor = 0
         self._destroyed = False
+        # Guest time per retired instruction in deterministic mode, in
+        # nanoseconds (None: one timebase tick per instruction, 100 ns at
+        # the default 10 MHz). RVKVM_NS_PER_INSN sets it for new VMs.
+        self._ns_per_insn: Optional[Fraction] = None
+        env = os.environ.get("RVKVM_NS_PER_INSN")
+        if env:
+            self.ns_per_insn = Fraction(env)
 
     # ------------------------------------------------------------------
     # capabilities
@@ -309,6 +318,8 @@ class Vm:
             if vcpu_id in self._vcpus:
                 raise KvmError(errno.EEXIST, f"vCPU {vcpu_id} exists")
             vcpu = Vcpu(self, vcpu_id, runnable=not self._vcpus)
+            if self._ns_per_insn is not None:
+                self._apply_time_rate(vcpu.hart)
             self._vcpus[vcpu_id] = vcpu
             return vcpu
 
@@ -326,6 +337,30 @@ class Vm:
     # skipped in WFI). The VM keeps a floor that only rises: a hart entering
     # run() is brought up to it, so vCPUs stay within one slice of each other
     # and a vCPU started late does not see time from the past.
+
+    @property
+    def ns_per_insn(self) -> Optional[Fraction]:
+        """Nanoseconds of guest time per retired instruction (deterministic
+        time), None for the default of one timebase tick per instruction."""
+        return self._ns_per_insn
+
+    @ns_per_insn.setter
+    def ns_per_insn(self, value: Optional[Fraction]) -> None:
+        if value is not None:
+            value = Fraction(value)
+            if value <= 0:
+                raise ValueError("ns_per_insn must be positive")
+        with self._lock:
+            self._ns_per_insn = value
+            for vcpu in self._vcpus.values():
+                self._apply_time_rate(vcpu.hart)
+
+    def _apply_time_rate(self, hart: Hart) -> None:
+        if self._ns_per_insn is None:
+            hart.set_time_rate(1, 1)
+            return
+        rate = self._ns_per_insn * self.platform.host.timebase_frequency / 1_000_000_000
+        hart.set_time_rate(rate.numerator, rate.denominator)
 
     def set_time(self, value: int) -> None:
         with self._lock:

@@ -163,6 +163,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--insns", type=int, default=0,
                     help="stop after this many instructions (a fixed amount of work: compare"
                     " CPU seconds on a busy machine)")
+    ap.add_argument("--ns-per-insn", default=None,
+                    help="guest time per instruction in ns (default: one 10 MHz tick, 100 ns)")
     ap.add_argument("--engine", choices=("fast", "reference"), default="fast")
     ap.add_argument("--ram", type=int, default=512, help="MiB of guest RAM")
     ap.add_argument("--append", default=DEFAULT_APPEND, help="kernel command line")
@@ -172,6 +174,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--echo", action="store_true", help="copy the console to stdout")
     args = ap.parse_args(argv)
     boot = Boot(args.kernel, args.engine, args.ram, args.append)
+    if args.ns_per_insn:
+        from fractions import Fraction
+        boot.vm.ns_per_insn = Fraction(args.ns_per_insn)
     boot.echo = args.echo
     hart = boot.vcpu.hart
     tr = hart.translator
@@ -182,7 +187,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     cpu = time.process_time() - c0
     insns = hart.instret
     tier1 = getattr(tr, "tier1_seconds", 0.0)
-    trans = tr.translate_seconds + tier1
+    # getattr: the counters are new; older trees run this file too (compare)
+    trans = getattr(tr, "translate_seconds", 0.0) + tier1
     running = cpu - trans - boot.exit_seconds
     print(f"python            {platform.python_implementation()} {platform.python_version()}")
     print(f"engine            {args.engine}")
@@ -197,12 +203,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"time running      {running:.1f} s ({100 * running / cpu:.1f}%)")
     print(f"time in exits     {boot.exit_seconds:.2f} s ({100 * boot.exit_seconds / cpu:.1f}%)"
           f", {boot.exits:,} exits")
-    print(f"translations      {tr.blocks_built:,} regions, {tr.insns_translated:,} insns"
-          f" ({1e6 * tr.translate_seconds / max(1, tr.insns_translated):.1f} us per insn"
+    done = getattr(tr, "insns_translated", 0)
+    print(f"translations      {tr.blocks_built:,} regions, {done:,} insns"
+          f" ({1e6 * getattr(tr, 'translate_seconds', 0.0) / max(1, done):.1f} us per insn"
           f" translated)")
-    print(f"fence.i           {hart.n_fence_i:,}")
-    print(f"sfence.vma        {hart.n_sfence_vma:,}")
-    print(f"code flushes      {hart.n_code_flushes:,} (budget flushes {tr.code_flushes:,})")
+    print(f"fence.i           {getattr(hart, 'n_fence_i', '?')}")
+    print(f"sfence.vma        {getattr(hart, 'n_sfence_vma', '?')}")
+    print(f"code flushes      {getattr(hart, 'n_code_flushes', '?')} (budget flushes"
+          f" {tr.code_flushes:,})")
     if hasattr(tr, "tier1_built"):
         print(f"first tier        {tr.tier1_built:,} blocks, {tr.tier1_insns:,} insns"
               f" ({1e6 * tier1 / max(1, tr.tier1_insns):.1f} us per insn)")

@@ -207,3 +207,28 @@ def test_sfence_of_another_asid_keeps_code() -> None:
     remap_leaf(mem, VA1, PA3)
     h.sfence_vma(0, 5, sfence(0, 11), 0)
     assert run_loop(h, VA1) == ("trap", 90)
+
+
+def test_a_write_drops_only_the_code_whose_bytes_it_touches() -> None:
+    h, mem = make_hart("fast", [A.EBREAK])
+    mem.write_bytes(CODE, A.words(counting_loop(1)))
+    mem.write_bytes(CODE + 0x100, A.words(counting_loop(2)))
+    assert run_loop(h, CODE) == ("trap", 30)
+    assert run_loop(h, CODE + 0x100) == ("trap", 60)
+    first, second = h.ctx.blocks[CODE], h.ctx.blocks[CODE + 0x100]
+    mem.write_bytes(CODE + 0x800, b"data")  # same page, no code there
+    assert h.ctx.blocks[CODE] is first and h.ctx.blocks[CODE + 0x100] is second
+    assert (CODE >> 12) in mem.code_pages
+    mem.write_bytes(CODE + 0x100, A.words([A.addi(5, 5, 4)]))  # the second loop's first word
+    assert h.ctx.blocks[CODE] is first and CODE + 0x100 not in h.ctx.blocks
+    assert run_loop(h, CODE + 0x100) == ("trap", 120)
+    assert run_loop(h, CODE) == ("trap", 30)
+
+
+def test_a_page_stops_being_code_when_its_code_is_gone() -> None:
+    h, mem = make_hart("fast", [A.EBREAK])
+    mem.write_bytes(CODE, A.words(counting_loop(1)))
+    run_loop(h, CODE)
+    assert (CODE >> 12) in mem.code_pages
+    mem.write_bytes(CODE, bytes(64))  # over every instruction built from the page
+    assert (CODE >> 12) not in mem.code_pages  # stores there take the fast path again

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import rvkvm.emulator.tier1 as tier1
 
 from . import rvasm as A
-from .harts import make_hart
+from .harts import BASE, make_hart
 from .test_engines_agree import program, run, values
 from .test_invalidation import self_modifying
 
@@ -71,3 +71,43 @@ def _regions_built_by_self_modifying() -> int:
     finally:
         T.Translator._translate_new = orig  # type: ignore[method-assign]
     return len(built)
+
+
+def test_self_modifying_guest_passes_on_the_fast_engine() -> None:
+    from emulator.bench import GUEST_DIR, run_once
+
+    insns, _, outcome = run_once(f"{GUEST_DIR}/smc.elf", "fast", None)
+    assert outcome == "pass" and insns > 200_000 * 8
+
+
+def _patching_until_a_fault(engine: str):
+    """Each lap copies word ``table[lap]`` into the loop's own slot and runs
+    it; lap 25's word is a load from address 0 (an access fault)."""
+    table = BASE + 0x8000
+    slot_at = 5 * 4
+    code = A.assemble([
+        A.lbl("top"),
+        A.i(0x13, 1, 10, 21, 2),          # slli x10, x21, 2
+        A.r(0x33, 0, 0, 10, 10, 11),      # add x10, x10, x11
+        A.i(0x03, 2, 8, 10, 0),           # lw x8, 0(x10)
+        A.s(0x23, 2, 6, 8, 0),            # sw x8, 0(x6)
+        0x0000100F,                       # fence.i
+        A.addi(0, 0, 0),                  # the slot
+        A.addi(21, 21, 1),
+        A.addi(20, 20, -1),
+        A.br(1, 20, 0, "top"),
+        A.EBREAK,
+    ])
+    words = [A.addi(5, 5, i) if i != 25 else A.i(0x03, 3, 9, 0, 0) for i in range(30)]
+    h, mem = make_hart(engine, code, data=A.words(words), data_at=table)
+    h.x[6], h.x[11], h.x[20] = BASE + slot_at, table, 30
+    stop = h.run(100_000)
+    return stop.reason, stop.cause, h.pc, h.instret, tuple(h.x)
+
+
+def test_live_blocks_of_a_rewritten_page_trap_precisely(monkeypatch) -> None:
+    monkeypatch.setattr(tier1, "HOT_AFTER", 1)
+    ref = _patching_until_a_fault("reference")
+    fast = _patching_until_a_fault("fast")
+    assert fast == ref
+    assert ref[:3] == ("trap", 5, BASE + 5 * 4) and ref[4][5] == sum(range(25))
