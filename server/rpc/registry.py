@@ -27,6 +27,7 @@ from typing import Dict, Hashable, List, NamedTuple, Optional, Sequence, Tuple
 from rvkvm.server.kvm import DEFAULT_KERNEL, KvmError, KvmSystem, Vcpu, Vm
 from rvkvm.server.kvm import exits as X
 from rvkvm.server.kvm.coalesced_mmio import CoalescedMmio
+from rvkvm.server.kvm.profiles import KERNEL_PROFILES
 from rvkvm.v1 import kvm_pb2 as pb
 
 from .convert import fill_completion
@@ -319,7 +320,8 @@ class VmRegistry:
             try:
                 vm = self.system.create_vm(machine_type, profile or DEFAULT_KERNEL)
             except ValueError:  # unknown ABI profile
-                raise KvmError(errno.EINVAL, f"no ABI profile {shown_id(profile)}") from None
+                raise KvmError(errno.EINVAL, f"unknown kernel profile {shown_id(profile)} "
+                               f"(known: {', '.join(KERNEL_PROFILES)})") from None
             vm_id = "vm-" + uuid.uuid4().hex
             entry = VmEntry(vm_id, vm, self.scheduler, self.lifecycle, self._pacing)
             self._vms[vm_id] = entry

@@ -74,7 +74,7 @@ def _regions_built_by_self_modifying() -> int:
 
 
 def test_self_modifying_guest_passes_on_the_fast_engine() -> None:
-    from emulator.bench import GUEST_DIR, run_once
+    from rvkvm.emulator.bench import GUEST_DIR, run_once
 
     insns, _, outcome = run_once(f"{GUEST_DIR}/smc.elf", "fast", None)
     assert outcome == "pass" and insns > 200_000 * 8

@@ -8,8 +8,8 @@ from fractions import Fraction
 
 import pytest
 
-from emulator import csr as C
-from server.kvm.system import KvmSystem
+from rvkvm.emulator import csr as C
+from rvkvm.server.kvm.system import KvmSystem
 
 from . import rvasm as A
 from .harts import make_hart
