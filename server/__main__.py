@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import threading
+from fractions import Fraction
 from typing import List, Optional
 
 import structlog
@@ -88,6 +89,10 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
                              "with the parent, however it ends)")
     parser.add_argument("--debug", action="store_true",
                         help="print the traceback of an unexpected error (also RVKVM_DEBUG=1)")
+    parser.add_argument("--ns-per-insn", type=_ns_per_insn, default=None, metavar="NS",
+                        help="guest time per retired instruction, in nanoseconds (a fraction "
+                             "such as 1 or 1/4; default: one timebase tick per instruction, "
+                             "100 ns at 10 MHz). Timer work in the guest grows with it")
     parser.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                         help="on SIGTERM, keep VM state readable this long (or until "
                              "the clients are gone) before exiting")
@@ -187,6 +192,16 @@ async def serve(listen: str, config: ServerConfig, exit_on_stdin_eof: bool = Fal
     return EXIT_INTERRUPTED if interrupted.is_set() else 0
 
 
+def _ns_per_insn(text: str) -> Fraction:
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"not a number of nanoseconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
 def _host(plus: str, minus: str) -> HostProfile:
     """The default host with the listed extensions added and removed."""
     host = HostProfile.default()
@@ -208,7 +223,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{PROG}: {err}", file=sys.stderr)
         return EXIT_USAGE
     config = ServerConfig(host=host, engine=args.engine, max_vms=args.max_vms,
-                          inline_slice=args.inline_slice)
+                          inline_slice=args.inline_slice, ns_per_insn=args.ns_per_insn)
 
     def run() -> int:
         try:

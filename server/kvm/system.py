@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Optional
 
 from .caps import check_extension
@@ -20,9 +21,13 @@ KVM_VCPU_MMAP_SIZE = 2 * PAGE_SIZE
 class KvmSystem:
     """``/dev/kvm`` of the emulated host."""
 
-    def __init__(self, host: Optional[HostProfile] = None, engine: str = "fast") -> None:
+    def __init__(self, host: Optional[HostProfile] = None, engine: str = "fast",
+                 ns_per_insn: Optional[Fraction] = None) -> None:
         self.host = host or HostProfile.default()
         self.engine = engine
+        # guest nanoseconds per retired instruction of new VMs (None: one
+        # timebase tick per instruction), see Vm.ns_per_insn
+        self.ns_per_insn = ns_per_insn
 
     def get_api_version(self) -> int:
         return KVM_API_VERSION
@@ -38,4 +43,7 @@ class KvmSystem:
         """KVM_CREATE_VM; RISC-V ignores the machine type. ``profile`` names
         the kernel ABI (``kernel_profile``), ``host`` overrides the host."""
         kernel_profile(profile)  # unknown names raise ValueError early
-        return Vm(platform(profile, host or self.host), engine=self.engine)
+        vm = Vm(platform(profile, host or self.host), engine=self.engine)
+        if self.ns_per_insn is not None:
+            vm.ns_per_insn = self.ns_per_insn
+        return vm

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import mmap
-import os
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -90,11 +89,8 @@ class Vm:
         self._destroyed = False
         # Guest time per retired instruction in deterministic mode, in
         # nanoseconds (None: one timebase tick per instruction, 100 ns at
-        # the default 10 MHz). RVKVM_NS_PER_INSN sets it for new VMs.
+        # the default 10 MHz); KvmSystem.ns_per_insn sets it for new VMs.
         self._ns_per_insn: Optional[Fraction] = None
-        env = os.environ.get("RVKVM_NS_PER_INSN")
-        if env:
-            self.ns_per_insn = Fraction(env)
 
     # ------------------------------------------------------------------
     # capabilities
