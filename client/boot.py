@@ -356,7 +356,7 @@ def _why(result: RunResult) -> str:
     return f"VM stopped: {e!r}"
 
 
-TAGPTR_GUEST = os.path.join(os.path.dirname(__file__), "guests", "tagptr.elf")
+TAGPTR_GUEST = os.path.join(os.path.dirname(__file__), "linux", "tagptr.elf")
 
 
 def initramfs_programs() -> List[Tuple[str, bytes, int]]:
