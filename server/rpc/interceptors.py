@@ -1,6 +1,7 @@
-"""Server interceptors: KVM errors to gRPC statuses, and structured logging.
+"""Server interceptors: KVM errors to gRPC statuses (here), authentication,
+logging and metrics (``calls.CallInterceptor``).
 
-Both wrap every rvkvm.v1 method in an async context manager (``around``)
+They wrap every rvkvm.v1 method in an async context manager (``around``)
 that is active while the handler runs (for a streaming response: while the
 stream is produced). Other services (health, reflection) pass untouched.
 """
@@ -8,11 +9,9 @@ stream is produced). Other services (health, reflection) pass untouched.
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
 import grpc
-import structlog
 
 from rvkvm.server.kvm import KvmError
 
@@ -83,37 +82,3 @@ class KvmErrorInterceptor(_AroundInterceptor):
             yield
         except KvmError as err:
             await context.abort_with_status(to_status(err))
-
-
-class LoggingInterceptor(_AroundInterceptor):
-    """One structured log line per RPC: method, peer, outcome, duration."""
-
-    def __init__(self, logger: Optional[Any] = None) -> None:
-        self._log = logger or structlog.get_logger("rvkvm.rpc")
-
-    @contextlib.asynccontextmanager
-    async def around(self, method: str,
-                     context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        # Read the peer now: touching the context after the call is torn
-        # down (a closed stream being finalised) can crash grpc's core.
-        peer = context.peer()
-        start = time.perf_counter()
-        outcome, failed = "OK", False
-        try:
-            yield
-        except KvmError as err:
-            outcome = err.name
-            raise
-        except Exception as exc:
-            outcome, failed = type(exc).__name__, True
-            raise
-        except BaseException as exc:  # cancelled RPC, client closed the stream
-            outcome = type(exc).__name__
-            raise
-        finally:
-            fields = {"method": method, "peer": peer, "outcome": outcome,
-                      "ms": round((time.perf_counter() - start) * 1000, 3)}
-            if failed:
-                self._log.error("rpc", **fields)
-            else:
-                self._log.debug("rpc", **fields)

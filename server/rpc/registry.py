@@ -19,13 +19,15 @@ import time
 import uuid
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from rvkvm.server.kvm import DEFAULT_KERNEL, KvmError, KvmSystem, Vcpu, Vm
 from rvkvm.server.kvm import exits as X
 from rvkvm.v1 import kvm_pb2 as pb
 
 from .convert import fill_completion
+from .leases import Lease
+from .tenants import OPEN_TENANT
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class VcpuSession:
         self._lock = asyncio.Lock()  # one Run at a time, as KVM_RUN holds vcpu->mutex
         self._inflight: Optional[Future] = None  # a slice a cancelled Run left running
         self._undelivered: Optional[X.Exit] = None
+        self.slices = 0  # Vcpu.run calls made (the run_slices metric)
 
     async def run(self, completion: pb.Completion, budget: int, idle_timeout: float,
                   pool: Executor) -> X.Exit:
@@ -94,6 +97,7 @@ class VcpuSession:
             step = self._run_slice if remaining is None else min(self._run_slice,
                                                                  remaining - used)
             exit_ = self.vcpu.run(step, self._idle_slice)
+            self.slices += 1
             if not isinstance(exit_, X.IntrExit) or exit_.why != X.INTR_BUDGET:
                 return exit_, used
             used += step
@@ -121,11 +125,16 @@ class VcpuSession:
 
 
 class VmEntry:
-    """A hosted VM and the sessions of its vCPUs."""
+    """A hosted VM, the tenant that owns it (``owner``, also the key of its
+    share of run time), its lease and the sessions of its vCPUs."""
 
-    def __init__(self, vm_id: str, vm: Vm, pacing: Pacing = Pacing()) -> None:
+    def __init__(self, vm_id: str, vm: Vm, pacing: Pacing = Pacing(),
+                 owner: str = OPEN_TENANT) -> None:
         self.vm_id = vm_id
         self.vm = vm
+        self.owner = owner
+        self.created = time.time()
+        self.lease = Lease()
         self._pacing = pacing
         self._sessions: Dict[int, VcpuSession] = {}
         self._lock = threading.Lock()
@@ -135,6 +144,10 @@ class VmEntry:
             session = VcpuSession(self.vm.create_vcpu(vcpu_id), self._pacing)
             self._sessions[vcpu_id] = session
             return session
+
+    def vcpu_ids(self) -> List[int]:
+        with self._lock:
+            return sorted(self._sessions)
 
     def session(self, vcpu_id: int) -> VcpuSession:
         self.vm_alive()
@@ -158,9 +171,11 @@ class VmRegistry:
         self._pacing = pacing
         self._vms: Dict[str, VmEntry] = {}
         self._lock = threading.Lock()
+        # Called with each VM this registry destroys (DestroyVm, lease, shutdown).
+        self.on_destroy: List[Callable[[VmEntry], None]] = []
 
-    def create(self, machine_type: int, profile: str) -> VmEntry:
-        """A new VM; ``profile`` "" is the default kernel ABI."""
+    def create(self, machine_type: int, profile: str, owner: str = OPEN_TENANT) -> VmEntry:
+        """A new VM of tenant ``owner``; ``profile`` "" is the default kernel ABI."""
         with self._lock:
             if self._max_vms and len(self._vms) >= self._max_vms:
                 raise KvmError(errno.ENOSPC, f"this server hosts at most {self._max_vms} VMs")
@@ -169,25 +184,45 @@ class VmRegistry:
             except ValueError as exc:  # unknown ABI profile
                 raise KvmError(errno.EINVAL, str(exc)) from None
             vm_id = "vm-" + uuid.uuid4().hex
-            entry = VmEntry(vm_id, vm, self._pacing)
+            entry = VmEntry(vm_id, vm, self._pacing, owner)
             self._vms[vm_id] = entry
             return entry
 
-    def get(self, vm_id: str) -> VmEntry:
+    def get(self, vm_id: str, owner: Optional[str] = None) -> VmEntry:
+        """The VM ``vm_id``; with ``owner``, only if that tenant owns it:
+        another tenant's VM fails exactly as one that does not exist."""
         entry = self._vms.get(vm_id)
-        if entry is None:
+        if entry is None or (owner is not None and entry.owner != owner):
             raise KvmError(errno.EBADF, f"no VM {vm_id!r}")
         return entry
 
-    def destroy(self, vm_id: str) -> None:
+    def list(self, owner: Optional[str] = None) -> List[VmEntry]:
+        """The VMs (of ``owner``), oldest first."""
         with self._lock:
-            entry = self._vms.pop(vm_id, None)
-        if entry is None:
-            raise KvmError(errno.EBADF, f"no VM {vm_id!r}")
-        entry.vm.destroy()
+            entries = list(self._vms.values())
+        return [e for e in entries if owner is None or e.owner == owner]
+
+    def destroy(self, vm_id: str, owner: Optional[str] = None,
+                only_if: Optional[Callable[[VmEntry], bool]] = None) -> bool:
+        """Destroy ``vm_id`` (of ``owner``). With ``only_if``, only when it
+        holds (checked under the registry lock); returns whether it did."""
+        with self._lock:
+            entry = self._vms.get(vm_id)
+            if entry is None or (owner is not None and entry.owner != owner):
+                raise KvmError(errno.EBADF, f"no VM {vm_id!r}")
+            if only_if is not None and not only_if(entry):
+                return False
+            del self._vms[vm_id]
+        self._destroyed(entry)
+        return True
 
     def destroy_all(self) -> None:
         with self._lock:
             entries, self._vms = list(self._vms.values()), {}
         for entry in entries:
-            entry.vm.destroy()
+            self._destroyed(entry)
+
+    def _destroyed(self, entry: VmEntry) -> None:
+        entry.vm.destroy()
+        for callback in self.on_destroy:
+            callback(entry)

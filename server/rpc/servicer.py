@@ -9,10 +9,11 @@ into statuses by ``interceptors.KvmErrorInterceptor``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Callable, List, TypeAlias, TypeVar
+from typing import Any, AsyncIterator, Callable, List, Optional, TypeAlias, TypeVar
 
 import grpc
 
@@ -22,7 +23,10 @@ from rvkvm.v1 import kvm_pb2 as pb
 from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
 from . import convert
+from .calls import current
 from .errors import OK, kvm_errno
+from .metrics import Metrics
+from .quotas import Ledger
 from .registry import VcpuSession, VmEntry, VmRegistry
 
 T = TypeVar("T")
@@ -31,8 +35,13 @@ Context: TypeAlias = grpc.aio.ServicerContext
 
 class KvmServicer(pb_grpc.KvmServicer):
     def __init__(self, registry: VmRegistry, max_transfer: int, max_vms: int,
-                 ops_pool: ThreadPoolExecutor, run_pool: ThreadPoolExecutor) -> None:
+                 ops_pool: ThreadPoolExecutor, run_pool: ThreadPoolExecutor,
+                 ledger: Optional[Ledger] = None, metrics: Optional[Metrics] = None,
+                 lease: float = 0.0) -> None:
         self._registry = registry
+        self._ledger = ledger or Ledger()
+        self._metrics = metrics
+        self._lease = lease
         self._system = registry.system
         self._max_transfer = max_transfer
         self._max_vms = max_vms
@@ -46,19 +55,37 @@ class KvmServicer(pb_grpc.KvmServicer):
         return await loop.run_in_executor(self._ops_pool, functools.partial(fn, *args))
 
     def _vm(self, vm_id: str) -> VmEntry:
-        return self._registry.get(vm_id)
+        """The one lookup of a VM by a call: only the calling tenant's VMs
+        are found (another's fails as an unknown id does); the call holds
+        the VM's lease until it ends."""
+        call = current()
+        entry = self._registry.get(vm_id, call.tenant.name)
+        call.hold(entry)
+        return entry
 
     def _session(self, ref: pb.VcpuRef) -> VcpuSession:
-        return self._registry.get(ref.vm_id).session(ref.vcpu_id)
+        entry = self._vm(ref.vm_id)
+        current().vcpu_id = ref.vcpu_id
+        return entry.session(ref.vcpu_id)
 
     def _check_transfer(self, size: int) -> None:
         if size > self._max_transfer:
             raise KvmError(errno.E2BIG, f"{size} bytes exceed the transfer limit "
                            f"{self._max_transfer}; use the streaming RPC")
 
-    async def _run(self, session: VcpuSession, request: pb.RunRequest) -> X.Exit:
-        return await session.run(request.completion, request.budget,
-                                 request.idle_timeout_ms / 1000, self._run_pool)
+    async def _run(self, session: VcpuSession, request: pb.RunRequest,
+                   reserve: bool = True) -> X.Exit:
+        """One Run, counted against the tenant's runs quota (``reserve``
+        False: the caller reserved it) and in the metrics."""
+        tenant = current().tenant
+        with self._ledger.runs(tenant) if reserve else contextlib.nullcontext():
+            instret, slices = session.vcpu.hart.instret, session.slices
+            exit_ = await session.run(request.completion, request.budget,
+                                      request.idle_timeout_ms / 1000, self._run_pool)
+        if self._metrics is not None:
+            self._metrics.exit(tenant.name, exit_.reason, session.vcpu.hart.instret - instret)
+            self._metrics.run_slices.inc(session.slices - slices)
+        return exit_
 
     # -- system ----------------------------------------------------------
 
@@ -72,18 +99,51 @@ class KvmServicer(pb_grpc.KvmServicer):
         return pb.CheckExtensionResponse(value=target.check_extension(request.cap))
 
     async def GetHostInfo(self, request: pb.GetHostInfoRequest, context: Context) -> pb.HostInfo:
-        return convert.host_info(self._system.host, self._max_transfer, self._max_vms)
+        info = convert.host_info(self._system.host, self._max_transfer, self._max_vms)
+        info.limits.max_memory = self._ledger.max_memory
+        if self._lease > 0:
+            info.limits.lease.FromNanoseconds(int(self._lease * 1e9))
+        return info
 
     async def CreateVm(self, request: pb.CreateVmRequest,
                        context: Context) -> pb.CreateVmResponse:
-        entry = await self._call(self._registry.create, request.machine_type,
-                                 request.abi_profile)
+        call = current()
+        owner = call.tenant.name
+        entry = await self._call(
+            self._ledger.create_vm, call.tenant,
+            lambda: self._registry.create(request.machine_type, request.abi_profile, owner),
+            lambda e: e.vm_id)
+        call.vm_id = entry.vm_id
         return pb.CreateVmResponse(vm_id=entry.vm_id)
 
     async def DestroyVm(self, request: pb.DestroyVmRequest,
                         context: Context) -> pb.DestroyVmResponse:
-        await self._call(self._registry.destroy, request.vm_id)
+        call = current()
+        call.vm_id = request.vm_id
+        await self._call(self._registry.destroy, request.vm_id, call.tenant.name)
         return pb.DestroyVmResponse()
+
+    async def ListVms(self, request: pb.ListVmsRequest,
+                      context: Context) -> pb.ListVmsResponse:
+        tenant = current().tenant
+        response = pb.ListVmsResponse(tenant=tenant.name)
+        quota, usage = tenant.quota, self._ledger.usage(tenant.name)
+        response.quota.CopyFrom(pb.QuotaAmounts(
+            vms=quota.max_vms, vcpus=quota.max_vcpus, memory_bytes=quota.max_memory,
+            runs=quota.max_runs))
+        response.usage.CopyFrom(pb.QuotaAmounts(
+            vms=usage.vms, vcpus=usage.vcpus, memory_bytes=usage.memory, runs=usage.runs))
+        for entry in sorted(self._registry.list(tenant.name), key=lambda e: e.created):
+            info = response.vms.add(vm_id=entry.vm_id, vcpu_ids=entry.vcpu_ids(),
+                                    memory_bytes=self._ledger.vm_memory(entry.vm_id),
+                                    open_calls=entry.lease.holds)
+            info.create_time.FromNanoseconds(int(entry.created * 1e9))
+            info.last_use_time.FromNanoseconds(int(entry.lease.last_used_wall * 1e9))
+            idle = entry.lease.idle()
+            if self._lease > 0 and idle is not None:
+                expires = entry.lease.last_used_wall + self._lease
+                info.expire_time.FromNanoseconds(int(expires * 1e9))
+        return response
 
     # -- VM --------------------------------------------------------------
 
@@ -95,9 +155,19 @@ class KvmServicer(pb_grpc.KvmServicer):
 
     async def SetUserMemoryRegion(self, request: pb.SetUserMemoryRegionRequest,
                                   context: Context) -> pb.SetUserMemoryRegionResponse:
-        vm = self._vm(request.vm_id).vm
-        await self._call(vm.set_user_memory_region, request.slot, request.flags,
-                         request.guest_phys_addr, request.memory_size, request.userspace_addr)
+        entry = self._vm(request.vm_id)
+        vm = entry.vm
+        slot_id = request.slot & 0xFFFF if request.slot >> 16 == 0 else -1
+
+        def old_size() -> int:
+            return next((s.memory_size for s in vm.slots() if s.slot == slot_id), 0)
+
+        def change() -> None:
+            vm.set_user_memory_region(request.slot, request.flags, request.guest_phys_addr,
+                                      request.memory_size, request.userspace_addr)
+
+        await self._call(self._ledger.change_memory, current().tenant, entry.vm_id,
+                         old_size, request.memory_size, change)
         return pb.SetUserMemoryRegionResponse()
 
     async def GetDirtyLog(self, request: pb.GetDirtyLogRequest,
@@ -142,7 +212,9 @@ class KvmServicer(pb_grpc.KvmServicer):
                          context: Context) -> pb.CreateVcpuResponse:
         entry = self._vm(request.vm_id)
         entry.vm_alive()
-        await self._call(entry.create_vcpu, request.vcpu_id)
+        current().vcpu_id = request.vcpu_id
+        await self._call(self._ledger.create_vcpu, current().tenant, entry.vm_id,
+                         lambda: entry.create_vcpu(request.vcpu_id))
         return pb.CreateVcpuResponse(vcpu=pb.VcpuRef(vm_id=request.vm_id,
                                                      vcpu_id=request.vcpu_id))
 
@@ -231,9 +303,10 @@ class KvmServicer(pb_grpc.KvmServicer):
         if len(set(ids)) != len(ids):
             raise KvmError(errno.EINVAL, "RunMany names a vCPU more than once")
         sessions = [entry.session(i) for i in ids]
-        outcomes = await asyncio.gather(
-            *(self._run(s, run) for s, run in zip(sessions, request.runs)),
-            return_exceptions=True)
+        with self._ledger.runs(current().tenant, len(sessions)):
+            outcomes = await asyncio.gather(
+                *(self._run(s, run, reserve=False) for s, run in zip(sessions, request.runs)),
+                return_exceptions=True)
         results: List[pb.RunResult] = []
         for vcpu_id, outcome in zip(ids, outcomes):
             if isinstance(outcome, KvmError):
