@@ -4,6 +4,11 @@
               [--disable-isa-ext NAME]... [--disable-sbi-ext NAME]...
     rvkvm info [--server ADDR]
     rvkvm regs [--server ADDR] [--abi PROFILE]
+    rvkvm ps --server ADDR
+    rvkvm destroy --server ADDR VM_ID...
+
+``--token`` (or ``$RVKVM_TOKEN``) authenticates to a server with tenants;
+``--tls-ca``, ``--tls-cert``, ``--tls-key`` (or ``$RVKVM_TLS_*``) use TLS/mTLS.
 
 Without ``--server`` an embedded server (``python -m rvkvm.server``) is started on
 a free loopback port for the duration of the command.
@@ -17,11 +22,13 @@ import os
 import re
 import subprocess
 import sys
-from typing import Iterator, List, Optional
+import time
+from typing import Any, Iterator, List, Optional
 
 import grpc
 
 from . import exits as X
+from .channels import Credentials, open_channel
 from .errors import KvmError
 from .kvm import Kvm
 from .vmm import Vmm
@@ -61,17 +68,18 @@ def embedded_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def connect(address: Optional[str]) -> Iterator[Kvm]:
+def connect(address: Optional[str], creds: Optional[Credentials] = None) -> Iterator[Kvm]:
     with contextlib.ExitStack() as stack:
         if address is None:
             address = stack.enter_context(embedded_server())
-        channel = stack.enter_context(grpc.insecure_channel(address))
+            creds = None  # the embedded server is open, on loopback
+        channel = stack.enter_context(open_channel(address, creds))
         grpc.channel_ready_future(channel).result(timeout=30)
         yield Kvm(channel)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    with connect(args.server) as kvm:
+    with connect(args.server, credentials(args)) as kvm:
         vmm = Vmm(kvm, ram_size=args.ram, abi_profile=args.abi)
         try:
             for name in args.disable_isa_ext:
@@ -97,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    with connect(args.server) as kvm:
+    with connect(args.server, credentials(args)) as kvm:
         info = kvm.get_host_info()
     print(f"KVM API version  {info.api_version}")
     print(f"host ISA         {info.isa}")
@@ -121,7 +129,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_regs(args: argparse.Namespace) -> int:
-    with connect(args.server) as kvm:
+    with connect(args.server, credentials(args)) as kvm:
         vm = kvm.create_vm(args.abi)
         try:
             vm.create_vcpu(0)
@@ -133,6 +141,94 @@ def cmd_regs(args: argparse.Namespace) -> int:
         text = value.name if isinstance(value, KvmError) else "0x" + value[::-1].hex()
         print(f"0x{reg:016x}  {name:36} {text}")
     return 0
+
+
+def credentials(args: argparse.Namespace) -> Credentials:
+    """Credentials from ``--token``/``--token-file``/``--tls-*``, else ``$RVKVM_*``."""
+    token = getattr(args, "token", None)
+    token_file = getattr(args, "token_file", None)
+    if token is None and token_file:
+        with open(token_file, encoding="utf-8") as f:
+            token = f.read().strip()
+    return Credentials.from_env(token=token, tls_ca=getattr(args, "tls_ca", None),
+                                tls_cert=getattr(args, "tls_cert", None),
+                                tls_key=getattr(args, "tls_key", None))
+
+
+def _size(n: int) -> str:
+    for shift, unit in ((40, "T"), (30, "G"), (20, "M"), (10, "K")):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return str(n)
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    """The calling tenant's VMs, its quota and usage."""
+    with connect(args.server, credentials(args)) as kvm:
+        listing = kvm.list_vms()
+    q, u = listing.quota, listing.usage
+
+    def of(used: int, limit: int, fmt: Any = str) -> str:
+        return f"{fmt(used)}/{fmt(limit) if limit else '-'}"
+
+    print(f"tenant {listing.tenant}: vms {of(u.vms, q.vms)}  vcpus {of(u.vcpus, q.vcpus)}  "
+          f"memory {of(u.memory_bytes, q.memory_bytes, _size)}  runs {of(u.runs, q.runs)}")
+    print(f"{'VM ID':<36}  {'VCPUS':<8}  {'MEMORY':>7}  {'AGE':>7}  {'IDLE':>7}  {'EXPIRES':>7}")
+    now = time.time()
+    for vm in listing.vms:
+        vcpus = ",".join(map(str, vm.vcpu_ids)) or "-"
+        idle = "busy" if vm.open_calls else _age(now - vm.last_use_time.ToNanoseconds() / 1e9)
+        expires = (_age(vm.expire_time.ToNanoseconds() / 1e9 - now)
+                   if vm.HasField("expire_time") else "-")
+        print(f"{vm.vm_id:<36}  {vcpus:<8}  {_size(vm.memory_bytes):>7}  "
+              f"{_age(now - vm.create_time.ToNanoseconds() / 1e9):>7}  {idle:>7}  "
+              f"{expires:>7}")
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    """DestroyVm each id; 1 if any failed (each failure on its own line)."""
+    status = 0
+    with connect(args.server, credentials(args)) as kvm:
+        for vm_id in args.vm_ids:
+            try:
+                kvm.destroy_vm(vm_id)
+                print(f"destroyed {vm_id}")
+            except KvmError as err:
+                print(f"rvkvm: {vm_id}: {err}", file=sys.stderr)
+                status = 1
+    return status
+
+
+def _add_auth_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--token", help="bearer token of your tenant (default: $RVKVM_TOKEN)")
+    p.add_argument("--token-file", metavar="FILE", help="read the bearer token from FILE")
+    p.add_argument("--tls-ca", metavar="PEM",
+                   help="use TLS, trusting this CA for the server (default: $RVKVM_TLS_CA)")
+    p.add_argument("--tls-cert", metavar="PEM", help="client certificate (mTLS)")
+    p.add_argument("--tls-key", metavar="PEM", help="client private key (mTLS)")
+
+
+def _add_tenant_commands(sub: Any) -> None:
+    ps = sub.add_parser("ps", help="list your VMs on a server, with your quota and usage")
+    ps.add_argument("--server", metavar="ADDR", required=True, help="host:port of the server")
+    _add_auth_arguments(ps)
+    ps.set_defaults(func=cmd_ps)
+    destroy = sub.add_parser("destroy", help="destroy VMs of yours by id")
+    destroy.add_argument("--server", metavar="ADDR", required=True,
+                         help="host:port of the server")
+    destroy.add_argument("vm_ids", nargs="+", metavar="VM_ID")
+    _add_auth_arguments(destroy)
+    destroy.set_defaults(func=cmd_destroy)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(regs)
     regs.add_argument("--abi", default="", help="kernel ABI profile")
     regs.set_defaults(func=cmd_regs)
+    for p in (run, info, regs):
+        _add_auth_arguments(p)
+    _add_tenant_commands(sub)
     return parser
 
 
