@@ -451,3 +451,94 @@ def test_cli_ps_and_destroy(tserver, capsys, monkeypatch):
         monkeypatch.delenv("RVKVM_TOKEN")
         assert main(["ps", "--server", tserver.address]) == 1
         assert "credentials" in capsys.readouterr().err
+
+
+# -- TLS and mTLS (certificates made by the openssl command) -----------------------
+
+def _openssl(*args: str, cwd: Any) -> None:
+    import subprocess
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory) -> Any:
+    import shutil
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed (needed to make test certificates)")
+    d = tmp_path_factory.mktemp("certs")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=rvkvm test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                                  "extendedKeyUsage=serverAuth\n")
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, cn in (("server", "localhost"), ("client", "team-b-client"),
+                     ("stranger", "nobody-we-know")):
+        _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                 "-subj", f"/CN={cn}", cwd=d)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "2", "-out", f"{name}.pem",
+                 "-extfile", "server.ext" if name == "server" else "client.ext", cwd=d)
+    return d
+
+
+def _tls_server(certs: Any, mtls: bool) -> ServerThread:
+    return ServerThread(ServerConfig(
+        tenants=Tenants.from_toml(tenants_toml()), tls_cert=str(certs / "server.pem"),
+        tls_key=str(certs / "server.key"),
+        tls_client_ca=str(certs / "ca.pem") if mtls else None)).start()
+
+
+def test_tls_with_a_bearer_token(certs):
+    thread = _tls_server(certs, mtls=False)
+    try:
+        creds = Credentials(token=TOKENS["team-a"], tls_ca=str(certs / "ca.pem"))
+        with open_channel(thread.address, creds) as channel:
+            assert Kvm(channel, timeout=30).list_vms().tenant == "team-a"
+        no_token = Credentials(tls_ca=str(certs / "ca.pem"))
+        with open_channel(thread.address, no_token) as channel:
+            with pytest.raises(KvmError) as info:
+                Kvm(channel, timeout=30).list_vms()
+            assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
+        # plaintext to a TLS port does not get through
+        with open_channel(thread.address, Credentials(token=TOKENS["team-a"])) as channel:
+            with pytest.raises(KvmError) as info:
+                Kvm(channel, timeout=10).list_vms()
+            assert info.value.code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        thread.stop()
+
+
+def test_mtls_client_certificate_names_the_tenant(certs):
+    thread = _tls_server(certs, mtls=True)
+    ca = str(certs / "ca.pem")
+    try:
+        client = Credentials(tls_ca=ca, tls_cert=str(certs / "client.pem"),
+                             tls_key=str(certs / "client.key"))
+        with open_channel(thread.address, client) as channel:
+            kvm = Kvm(channel, timeout=30)
+            assert kvm.list_vms().tenant == "team-b"  # CN team-b-client = team-b's client_cn
+            vm = kvm.create_vm()
+            assert [v.vm_id for v in kvm.list_vms().vms] == [vm.id]
+            vm.destroy()
+        # a token still takes precedence over the certificate
+        with open_channel(thread.address, Credentials(
+                token=TOKENS["team-a"], tls_ca=ca, tls_cert=str(certs / "client.pem"),
+                tls_key=str(certs / "client.key"))) as channel:
+            assert Kvm(channel, timeout=30).list_vms().tenant == "team-a"
+        # a certificate the CA signed but naming no tenant, and no token
+        stranger = Credentials(tls_ca=ca, tls_cert=str(certs / "stranger.pem"),
+                               tls_key=str(certs / "stranger.key"))
+        with open_channel(thread.address, stranger) as channel:
+            with pytest.raises(KvmError) as info:
+                Kvm(channel, timeout=30).list_vms()
+            assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
+        # no client certificate: the handshake fails
+        with open_channel(thread.address, Credentials(token=TOKENS["team-a"],
+                                                      tls_ca=ca)) as channel:
+            with pytest.raises(KvmError) as info:
+                Kvm(channel, timeout=10).list_vms()
+            assert info.value.code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        thread.stop()
