@@ -60,7 +60,7 @@ def _convert_one(parser: argparse.ArgumentParser, action: argparse.Action, value
     if action.type is not None and not (isinstance(value, (int, float))
                                         and action.type in (int, float)):
         try:
-            value = action.type(str(value))  # type: ignore[misc]
+            value = action.type(str(value))  # type: ignore[misc,operator]
         except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
             parser.error(f"{where}: {flag}: {err}")
     if action.choices is not None and value not in action.choices:
