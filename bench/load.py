@@ -63,6 +63,7 @@ class _Stats:
         self.lock = threading.Lock()
         self.latencies: Dict[str, List[float]] = collections.defaultdict(list)
         self.errors: Dict[str, int] = collections.Counter()
+        self.examples: Dict[str, str] = {}
 
     def ok(self, kind: str, seconds: float) -> None:
         with self.lock:
@@ -73,6 +74,7 @@ class _Stats:
         name = getattr(code, "name", None) or type(err).__name__
         with self.lock:
             self.errors[f"{kind}:{name}"] += 1
+            self.examples.setdefault(f"{kind}:{name}", str(err)[:300])
 
 
 def _client(index: int, address: str, token: Optional[str], vms: int, seconds: float,
@@ -155,7 +157,7 @@ def _client(index: int, address: str, token: Optional[str], vms: int, seconds: f
         except KvmError as err:
             stats.error("destroy", err)
     channel.close()
-    out.put((index, dict(stats.latencies), dict(stats.errors)))
+    out.put((index, dict(stats.latencies), dict(stats.errors), stats.examples))
 
 
 # -- the parent ------------------------------------------------------------------
@@ -182,11 +184,12 @@ def _percentiles(values: List[float]) -> str:
             f"max {values[-1] * 1000:8.1f} ms")
 
 
-def _start_server(tenants: str) -> Tuple[subprocess.Popen, str]:
+def _start_server(tenants: str, log: Optional[str]) -> Tuple[subprocess.Popen, str]:
+    stderr = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0", "--log-level",
-         "warning", "--tenants", tenants, "--lease", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+         "info" if log else "warning", "--tenants", tenants, "--lease", "0"],
+        stdout=subprocess.PIPE, stderr=stderr, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     match = re.search(r"listening on (\S+)", line)
@@ -208,6 +211,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="a running loopback server (default: start one)")
     ap.add_argument("--server-pid", type=int, help="its pid, to report its memory")
     ap.add_argument("--token", help="bearer token for --server")
+    ap.add_argument("--server-log", metavar="FILE",
+                    help="the started server's JSON log lines (info level) to FILE")
     args = ap.parse_args(argv)
     if args.server and not re.match(r"^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$",
                                     args.server):
@@ -223,7 +228,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         tokens = [args.token]
     else:
         tenants_path = _tenants_file()
-        proc, address = _start_server(tenants_path)
+        proc, address = _start_server(tenants_path, args.server_log)
         pid = proc.pid
         tokens = [_token(t) for t in TENANTS]
     rss_start = _rss(pid)[0] if pid else 0
@@ -276,10 +281,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     latencies: Dict[str, List[float]] = collections.defaultdict(list)
     errors: Dict[str, int] = collections.Counter()
-    for _, lat, err in results:
+    examples: Dict[str, str] = {}
+    for _, lat, err, ex in results:
         for kind, values in lat.items():
             latencies[kind].extend(values)
         errors.update(err)
+        for key, text in ex.items():
+            examples.setdefault(key, text)
     print(f"rvkvm load: {args.clients} client processes x {args.vms} VMs, "
           f"{args.seconds:g} s, Run budget {args.budget}, {args.onereg_threads} GetOneReg "
           f"threads per client, server {address}, {os.cpu_count()} CPUs")
@@ -293,6 +301,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"errors: {total_errors}" + "".join(
         f"\n  {k}: {v}" for k, v in sorted({**errors, **{f'health:{k}': v for k, v in
                                                          health_errors.items()}}.items())))
+    for key, text in sorted(examples.items()):
+        print(f"  e.g. {key}: {text}")
     if pid:
         mib = 1 << 20
         print(f"server memory: VmRSS {rss_start / mib:.0f} MiB at start, peak sampled "

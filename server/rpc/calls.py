@@ -153,7 +153,6 @@ class CallInterceptor(_AroundInterceptor):
             raise
         finally:
             call.release()
-            CURRENT.reset(token)
             seconds = time.perf_counter() - start
             if self._metrics is not None:
                 self._metrics.handled.labels(service, name, kind, code.name).inc()
@@ -169,6 +168,10 @@ class CallInterceptor(_AroundInterceptor):
             if call.vcpu_id is not None:
                 fields["vcpu_id"] = call.vcpu_id
             getattr(self._log, level)("rpc", **fields)
+            # A response stream the client dropped is closed from another
+            # context (the async generator's finaliser): nothing to reset.
+            with contextlib.suppress(ValueError):
+                CURRENT.reset(token)
 
     def _authenticate(self, metadata: List[Any],
                       context: grpc.aio.ServicerContext) -> Optional[Tenant]:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from typing import Dict
 
@@ -158,3 +159,43 @@ def test_log_lines_carry_tenant_with_structlog_capture(server):
         entry = [x for x in logs if x.get("method") == "/rvkvm.v1.Kvm/ListVms"][0]
         assert entry["tenant"] == "default" and entry["code"] == "OK"
         assert "vm_id" not in entry
+
+
+def test_a_stream_the_client_drops_is_still_logged_and_counted():
+    from rvkvm.v1 import kvm_pb2 as pb
+    from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
+
+    from .guest import jump_self
+    thread = ServerThread(ServerConfig(metrics_listen="127.0.0.1:0", run_slice=5_000)).start()
+    try:
+        with grpc.insecure_channel(thread.address) as channel:
+            kvm = Kvm(channel, timeout=30)
+            vm = kvm.create_vm()
+            vm.set_user_memory_region(0, RAM_BASE, RAM_SIZE)
+            vcpu = vm.create_vcpu(0)
+            load(vm, vcpu, [jump_self()])
+            ref = pb.VcpuRef(vm_id=vm.id, vcpu_id=0)
+            with structlog.testing.capture_logs() as logs:
+                for _ in range(5):
+                    call = pb_grpc.KvmStub(channel).RunStream(
+                        iter([pb.RunRequest(vcpu=ref, budget=1000)] * 100))
+                    next(call)
+                    call.cancel()
+                # each dropped stream ends in one log line; wait for the fifth
+                deadline = time.monotonic() + 30
+                while len([x for x in logs if x.get("method", "").endswith("RunStream")]) < 5:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+            lines = [x for x in logs if x.get("method", "").endswith("RunStream")]
+            assert {x["code"] for x in lines} == {"CANCELLED"}
+            assert all(x["vm_id"] == vm.id and x["vcpu_id"] == 0 for x in lines)
+            s = _samples(thread.server.metrics_port)
+            key = ("grpc_server_handled_total", (
+                ("grpc_code", "CANCELLED"), ("grpc_method", "RunStream"),
+                ("grpc_service", "rvkvm.v1.Kvm"), ("grpc_type", "bidi_stream")))
+            assert s[key] == 5
+            # the VM's lease is not held by the dropped streams
+            assert [v.open_calls for v in kvm.list_vms().vms] == [0]
+            vm.destroy()
+    finally:
+        thread.stop()
