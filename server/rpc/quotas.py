@@ -122,13 +122,22 @@ class Ledger:
         setattr(usage, what, getattr(usage, what) + n)
 
     def create_vm(self, tenant: Tenant, create: Callable[[], T], vm_id: Callable[[T], str]) -> T:
-        """``create()`` a VM if the tenant may have one more, and charge it."""
+        """``create()`` a VM if the tenant may have one more, and charge it.
+        The charge is taken first and given back if ``create`` fails, so
+        the lock is never held while the model works (the event loop takes
+        it too, for runs)."""
         with self._lock:
             self._check(tenant, "vms", 1)
-            result = create()
-            self._vms[vm_id(result)] = _VmCharge(tenant.name)
             self._add(tenant.name, "vms", 1)
-            return result
+        try:
+            result = create()
+        except BaseException:
+            with self._lock:
+                self._add(tenant.name, "vms", -1)
+            raise
+        with self._lock:
+            self._vms[vm_id(result)] = _VmCharge(tenant.name)
+        return result
 
     def release_vm(self, vm_id: str) -> None:
         """Give back what a destroyed VM held (once; later calls do nothing)."""
@@ -142,14 +151,24 @@ class Ledger:
             self._memory -= charge.memory
 
     def create_vcpu(self, tenant: Tenant, vm_id: str, create: Callable[[], T]) -> T:
+        """``create()`` a vCPU of ``vm_id`` within the tenant's quota (taken
+        first, given back if ``create`` fails or the VM went meanwhile)."""
         with self._lock:
             self._check(tenant, "vcpus", 1)
+            self._add(tenant.name, "vcpus", 1)
+        kept = False
+        try:
             result = create()
-            charge = self._vms.get(vm_id)
-            if charge is not None:  # else destroyed meanwhile: nothing to keep
-                charge.vcpus += 1
-                self._add(tenant.name, "vcpus", 1)
+            with self._lock:
+                charge = self._vms.get(vm_id)
+                if charge is not None:
+                    charge.vcpus += 1
+                    kept = True
             return result
+        finally:
+            if not kept:
+                with self._lock:
+                    self._add(tenant.name, "vcpus", -1)
 
     def change_memory(self, tenant: Tenant, vm_id: str, old_size: Callable[[], int],
                       new_size: int, change: Callable[[], None]) -> None:
