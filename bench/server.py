@@ -8,7 +8,15 @@ as subprocesses (``python -m rvkvm.server --listen 127.0.0.1:0``) on loopback:
 1. ONE_REG: single GetOneReg RPCs per second vs BatchOneReg gets per second
    (registers per second) and their ratio (target: batched >= 20x single).
 2. MMIO exits per second of a guest looping on MMIO loads and stores outside
-   any memory slot, answered by the client: unary Run vs RunStream.
+   any memory slot, answered by the client: unary Run vs RunStream, each
+   against this server and against a second one started with
+   ``--inline-slice 0`` (every Run slice on a run thread, the server before
+   Runs started inline), alternating, with the median ratios of the pairs.
+2b. Console bytes per second of a guest printing through the NS16550A as
+   Linux's 8250 console does (an LSR read, then a THR write, per byte),
+   served by the client's ``Vmm`` over RunStream: every access an exit, vs
+   THR writes through the coalesced-MMIO ring (the LSR reads still exit),
+   pairs run back to back and the median of their ratios.
 3. Guest MIPS of one ALU loop (S-mode, ends in an SBI SRST shutdown) through
    the server's Run vs directly on an emulator ``Hart`` with
    ``intercept_mtraps``, and the ratio (target: >= 90%).
@@ -21,6 +29,7 @@ as subprocesses (``python -m rvkvm.server --listen 127.0.0.1:0``) on loopback:
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import platform
 import statistics
@@ -34,8 +43,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 import grpc
 
 from rvkvm.client import Kvm, Vcpu, Vm
+from rvkvm.client.devices import UART_BASE
 from rvkvm.client.exits import IntrExit, MmioExit, SystemEventExit
 from rvkvm.client.kvm import Reg
+from rvkvm.client.vmm import Vmm
 from rvkvm.emulator.hart import PRV_S, Hart
 from rvkvm.emulator.memory import PhysMemory
 from rvkvm.uapi.onereg import reg_id
@@ -115,6 +126,22 @@ def alu_loop(iterations: int) -> Tuple[List[int], int]:
     tail = li_u32(A7, SBI_EXT_SRST) + li(A6, 0) + li(A0, 0) + li(A1, 0) + [ECALL]
     program = head + body + tail
     return program, len(head) + iterations * len(body) + len(tail)
+
+
+def uart_print_loop(nbytes: int, uart: int) -> List[int]:
+    """Print ``nbytes`` through an NS16550A at ``uart`` as Linux's 8250
+    console does: poll LSR until THRE, write THR; then SBI SRST shutdown."""
+    head = li(A0, uart) + li(T0, nbytes) + li(A2, ord("x"))
+    body = [
+        _i(0x03, 4, A1, A0, 5),  # poll: lbu a1, 5(a0)    (LSR)
+        _i(0x13, 7, A1, A1, 0x20),  # andi a1, a1, THRE
+        _b(0, A1, 0, -8),  # beqz a1, poll
+        _s(0, A0, A2, 0),  # sb a2, 0(a0)    (THR)
+        _i(0x13, 0, T0, T0, -1),  # addi t0, t0, -1
+        _b(1, T0, 0, -20),  # bnez t0, poll
+    ]
+    tail = li_u32(A7, SBI_EXT_SRST) + li(A6, 0) + li(A0, 0) + li(A1, 0) + [ECALL]
+    return head + body + tail
 
 
 def mmio_loop() -> List[int]:
@@ -241,6 +268,62 @@ def bench_mmio(kvm: Kvm, seconds: float) -> Dict[str, float]:
     return {"unary": unary, "stream": streamed, "ratio": streamed / unary}
 
 
+def bench_mmio_inline(kvm: Kvm, pooled: Kvm, seconds: float, rounds: int) -> Dict[str, float]:
+    """``bench_mmio`` against this server (Runs start inline after a guest
+    exit) and one started with ``--inline-slice 0`` (every slice on a run
+    thread, as before), alternating: best rates, median ratios of pairs."""
+    res: Dict[str, List[float]] = {"unary": [], "stream": [], "unary0": [], "stream0": []}
+    for _ in range(rounds):
+        a = bench_mmio(pooled, seconds)
+        b = bench_mmio(kvm, seconds)
+        res["unary0"].append(a["unary"])
+        res["stream0"].append(a["stream"])
+        res["unary"].append(b["unary"])
+        res["stream"].append(b["stream"])
+    ratio = {k: statistics.median(n / o for n, o in zip(res[k], res[k + "0"]))
+             for k in ("unary", "stream")}
+    out = {k: max(v) for k, v in res.items()}
+    out.update({"unary_ratio": ratio["unary"], "stream_ratio": ratio["stream"]})
+    return out
+
+
+# -- 2b. console bytes through the UART ----------------------------------------
+
+
+def console_run(kvm: Kvm, nbytes: int, coalesce: bool) -> Tuple[float, int]:
+    """Bytes per second of ``uart_print_loop`` through the client's ``Vmm``
+    (RunStream, the NS16550A model answering each exit), and the bytes the
+    console got; ``coalesce``: THR writes through the coalesced-MMIO ring."""
+    out = io.BytesIO()
+    vmm = Vmm(kvm, ram_size=1 << 20, console=out)
+    vmm.add_uart(coalesce_thr=coalesce)
+    vmm.vm.write_memory(RAM_BASE, words(uart_print_loop(nbytes, UART_BASE)))
+    vmm.boot(RAM_BASE, 0)
+    t0 = time.perf_counter()
+    result = vmm.run(timeout=600)
+    dt = time.perf_counter() - t0
+    vmm.close()
+    if not result.clean_shutdown:
+        raise RuntimeError(f"console guest ended with {result.exit!r}")
+    return len(out.getvalue()) / dt, len(out.getvalue())
+
+
+def bench_console(kvm: Kvm, nbytes: int, rounds: int) -> Dict[str, float]:
+    """``rounds`` pairs (plain, then coalesced THR): best rates and the
+    median of the pairs' ratios."""
+    plain, coalesced, ratios = [], [], []
+    for _ in range(rounds):
+        p, n1 = console_run(kvm, nbytes, False)
+        c, n2 = console_run(kvm, nbytes, True)
+        if n1 != nbytes or n2 != nbytes:
+            raise RuntimeError(f"console got {n1} / {n2} bytes of {nbytes}")
+        plain.append(p)
+        coalesced.append(c)
+        ratios.append(c / p)
+    return {"bytes": nbytes, "plain": max(plain), "coalesced": max(coalesced),
+            "ratio": statistics.median(ratios)}
+
+
 # -- 3. guest MIPS -------------------------------------------------------------
 
 
@@ -346,6 +429,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     iterations = args.iterations or (100_000 if args.quick else 1_000_000)
     repeat = args.repeat or (1 if args.quick else 9)
     vms = args.vms if args.vms is not None else (50 if args.quick else 1000)
+    console_bytes = 300 if args.quick else 3000
+    rounds = 1 if args.quick else 3
 
     print(f"rvkvm server benchmark ({platform.python_implementation()} "
           f"{platform.python_version()}, {'quick' if args.quick else 'full'} run)")
@@ -362,10 +447,31 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"{r['single']:>24,.0f} {r['batched']:>19,.0f} {r['calls']:>14,.0f} "
                   f"{r['ratio']:>14.1f}x   (target >= 20x)", flush=True)
 
-            m = bench_mmio(kvm, seconds)
-            print("\n== MMIO exits (guest loop of ld/sd outside any slot, client answers) ==")
-            print(f"{'unary Run exits/s':>18} {'RunStream exits/s':>18} {'stream/unary':>13}")
-            print(f"{m['unary']:>18,.0f} {m['stream']:>18,.0f} {m['ratio']:>12.2f}x", flush=True)
+            pooled_server = ServerProcess(["--inline-slice", "0"])
+            try:
+                with grpc.insecure_channel(pooled_server.address) as pooled_channel:
+                    pooled = Kvm(pooled_channel, timeout=600)
+                    m = bench_mmio_inline(kvm, pooled, seconds, rounds)
+            finally:
+                pooled_server.stop()
+            print("\n== MMIO exits (guest loop of ld/sd outside any slot, client answers; "
+                  f"{rounds} alternating pairs against a server with --inline-slice 0) ==")
+            print(f"{'':>22} {'unary Run exits/s':>18} {'RunStream exits/s':>18} "
+                  f"{'stream/unary':>13}")
+            print(f"{'every slice pooled':>22} {m['unary0']:>18,.0f} {m['stream0']:>18,.0f} "
+                  f"{m['stream0'] / m['unary0']:>12.2f}x")
+            print(f"{'inline after an exit':>22} {m['unary']:>18,.0f} {m['stream']:>18,.0f} "
+                  f"{m['stream'] / m['unary']:>12.2f}x")
+            print(f"{'inline/pooled (median)':>22} {m['unary_ratio']:>17.2f}x "
+                  f"{m['stream_ratio']:>17.2f}x", flush=True)
+
+            c = bench_console(kvm, console_bytes, rounds)
+            print(f"\n== Console through the UART ({c['bytes']:,} bytes, LSR poll + THR write "
+                  f"per byte, Vmm over RunStream, {rounds} pairs) ==")
+            print(f"{'every access exits B/s':>23} {'THR coalesced B/s':>18} "
+                  f"{'coalesced/plain (median of pairs)':>34}")
+            print(f"{c['plain']:>23,.0f} {c['coalesced']:>18,.0f} {c['ratio']:>33.2f}x",
+                  flush=True)
 
             p = bench_mips(kvm, iterations, args.budget, repeat)
             print(f"\n== Guest MIPS (ALU loop, {p['insns']:,.0f} instructions, S-mode, "

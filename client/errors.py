@@ -16,6 +16,7 @@ _KERNEL_NAMES = {ENOTSUPP: "ENOTSUPP", _errno.EOPNOTSUPP: "EOPNOTSUPP"}
 
 
 def errno_name(code: int) -> str:
+    """Linux's name of an errno ("EINVAL", "ENOTSUPP" for 524, ...)."""
     return _KERNEL_NAMES.get(code) or _errno.errorcode.get(code) or f"E{code}"
 
 
@@ -35,6 +36,7 @@ class KvmError(Exception):
 
     @property
     def name(self) -> str:
+        """The errno's name, or "no errno"."""
         return errno_name(self.errno) if self.errno is not None else "no errno"
 
     def __str__(self) -> str:

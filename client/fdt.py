@@ -18,12 +18,16 @@ Value = Union[str, int, List[int], bytes, bool]
 
 
 class Node:
+    """A device tree node: ``name`` ("" for the root, "cpu@0", ...),
+    ``props`` (name -> value, see the module docstring) and children."""
+
     def __init__(self, name: str = "", props: Optional[Dict[str, Value]] = None) -> None:
         self.name = name
         self.props: Dict[str, Value] = dict(props or {})
         self.children: List[Node] = []
 
     def add(self, child: Node) -> Node:
+        """Append ``child``; returns it."""
         self.children.append(child)
         return child
 
@@ -45,6 +49,8 @@ def _pad4(data: bytes) -> bytes:
 
 
 def to_dtb(root: Node, boot_cpuid: int = 0) -> bytes:
+    """The DTB (version 17, empty memory reservation map) of ``root``, for
+    the guest's a1 at boot."""
     strings = bytearray()
     offsets: Dict[str, int] = {}
     body = bytearray()

@@ -1,17 +1,23 @@
 """The rvkvm client: ``Kvm`` -> ``Vm`` -> ``Vcpu``, one method per ioctl.
 
-The same classes serve both kinds of channel. On a ``grpc.Channel`` every
-method returns its result; on a ``grpc.aio.Channel`` it returns an
-awaitable of it::
+Connect with ``Kvm.connect`` (it waits until the server answers and closes
+the channel when used as a context manager)::
 
-    kvm = Kvm(grpc.insecure_channel("127.0.0.1:50051"))
-    vm = kvm.create_vm()
-    vcpu = vm.create_vcpu(0)
-    vcpu.set_reg("core pc", 0x8000_0000)
-    exit_ = vcpu.run()
+    with Kvm.connect("127.0.0.1:50051", timeout=5) as kvm:
+        vm = kvm.create_vm()
+        vm.set_user_memory_region(0, 0x8000_0000, 256 << 20)
+        vcpu = vm.create_vcpu(0)
+        vcpu.set_reg("core pc", 0x8000_0000)
+        exit_ = vcpu.run()
 
-    kvm = Kvm(grpc.aio.insecure_channel(...))
-    vm = await kvm.create_vm()
+or from asyncio with ``Kvm.connect_async`` (every method then returns an
+awaitable)::
+
+    async with await Kvm.connect_async("127.0.0.1:50051") as kvm:
+        vm = await kvm.create_vm()
+
+The same classes serve both kinds of channel, so ``Kvm(channel)`` also
+takes a ``grpc.Channel`` or ``grpc.aio.Channel`` you made yourself.
 
 Registers are ids (ints, Linux encoding) or names (``rvkvm.uapi.onereg``). Failures
 raise ``KvmError`` carrying the kernel's errno. An exit that needs an answer
@@ -21,6 +27,7 @@ raise ``KvmError`` carrying the kernel's errno. An exit that needs an answer
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -28,6 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 import grpc
 
 from rvkvm.uapi.kvm import (  # noqa: F401  (re-exported for library users)
+    KVM_CAP_COALESCED_MMIO,
     KVM_CAP_RISCV_MP_STATE_RESET,
     KVM_GUESTDBG_ENABLE,
     KVM_INTERRUPT_SET,
@@ -56,6 +64,14 @@ def _same(response: Any) -> Any:
 
 def _none(response: Any) -> None:
     return None
+
+
+DEFAULT_CONNECT_TIMEOUT = 5.0  # seconds Kvm.connect waits for the server
+
+
+def _connect_error(address: str, timeout: float) -> KvmError:
+    return KvmError(None, f"cannot reach an rvkvm server at {address} within {timeout:g} s",
+                    grpc.StatusCode.UNAVAILABLE)
 
 
 class _Caller:
@@ -119,27 +135,124 @@ class _Caller:
 
 
 class Kvm:
-    """``/dev/kvm`` of a remote rvkvm host."""
+    """``/dev/kvm`` of a remote rvkvm host: the system ioctls, and the
+    factory of ``Vm`` handles.
+
+    ``Kvm(channel)`` wraps a channel you own (``grpc.Channel``: methods
+    return results; ``grpc.aio.Channel``: they return awaitables);
+    ``Kvm.connect`` / ``Kvm.connect_async`` open one for you. ``timeout``:
+    the deadline in seconds of every call (None: none; ``Vcpu.run`` takes
+    its own). ``max_transfer``: the largest ReadMemory/WriteMemory payload
+    sent in one message (larger transfers are streamed in chunks); keep it
+    at most ``get_host_info().limits.max_transfer``.
+
+    Every method raises ``KvmError``: with the kernel's ``errno`` when the
+    server ran the ioctl and it failed, with ``errno`` None when the call
+    itself failed (server unreachable, deadline exceeded).
+    """
 
     def __init__(self, channel: Any, timeout: Optional[float] = None,
                  max_transfer: int = DEFAULT_MAX_TRANSFER) -> None:
         self._caller = _Caller(channel, timeout)
+        self.channel = channel
         self.max_transfer = max_transfer
+        self._owns_channel = False
+
+    @classmethod
+    def connect(cls, address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT, *,
+                call_timeout: Optional[float] = None,
+                max_transfer: int = DEFAULT_MAX_TRANSFER) -> Kvm:
+        """A ``Kvm`` on a new insecure channel to ``address`` ("host:port"),
+        once the server answers.
+
+        Waits at most ``timeout`` seconds for the channel to become ready,
+        then raises ``KvmError`` (errno None, code UNAVAILABLE: "cannot reach
+        an rvkvm server at ADDRESS within T s") and closes the channel.
+        ``call_timeout`` and ``max_transfer`` are ``Kvm``'s ``timeout`` and
+        ``max_transfer``. Use it as a context manager, or call ``close()``,
+        to close the channel::
+
+            with Kvm.connect("127.0.0.1:50051") as kvm:
+                print(kvm.get_api_version())
+        """
+        channel = grpc.insecure_channel(address)
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            channel.close()
+            raise _connect_error(address, timeout) from None
+        kvm = cls(channel, call_timeout, max_transfer)
+        kvm._owns_channel = True
+        return kvm
+
+    @classmethod
+    async def connect_async(cls, address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT, *,
+                            call_timeout: Optional[float] = None,
+                            max_transfer: int = DEFAULT_MAX_TRANSFER) -> Kvm:
+        """``connect`` for asyncio: a ``Kvm`` on a new ``grpc.aio`` channel
+        (its methods return awaitables). Raises the same ``KvmError`` after
+        ``timeout`` seconds. Close it with ``await kvm.aclose()`` or
+        ``async with``::
+
+            async with await Kvm.connect_async("127.0.0.1:50051") as kvm:
+                vm = await kvm.create_vm()
+        """
+        channel = grpc.aio.insecure_channel(address)
+        try:
+            await asyncio.wait_for(channel.channel_ready(), timeout)
+        except asyncio.TimeoutError:
+            await channel.close()
+            raise _connect_error(address, timeout) from None
+        kvm = cls(channel, call_timeout, max_transfer)
+        kvm._owns_channel = True
+        return kvm
+
+    def close(self) -> None:
+        """Close the channel if ``connect`` opened it (a channel passed to
+        ``Kvm()`` stays open: its owner closes it). Sync channels only; use
+        ``aclose`` for asyncio."""
+        if self._owns_channel:
+            self.channel.close()
+
+    async def aclose(self) -> None:
+        """``close`` for a ``connect_async`` Kvm."""
+        if self._owns_channel:
+            await self.channel.close()
+
+    def __enter__(self) -> Kvm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Kvm:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def get_api_version(self) -> Any:
+        """KVM_GET_API_VERSION: 12."""
         return self._caller.unary("GetApiVersion", pb.GetApiVersionRequest(),
                                   lambda r: r.version)
 
     def check_extension(self, cap: int) -> Any:
+        """KVM_CHECK_EXTENSION on /dev/kvm: 0 if capability ``cap``
+        (KVM_CAP_*) is absent, else its cap-specific value."""
         return self._caller.unary("CheckExtension", pb.CheckExtensionRequest(cap=cap),
                                   lambda r: r.value)
 
     def get_host_info(self) -> Any:
-        """``HostInfo`` message: ISA, SBI and FWFT tables, ABI profiles, limits."""
+        """The ``HostInfo`` message (no ioctl): host ISA, the ONE_REG ISA and
+        SBI extension tables, FWFT features, ABI profiles, limits, timebase
+        frequency."""
         return self._caller.unary("GetHostInfo", pb.GetHostInfoRequest())
 
     def create_vm(self, abi_profile: str = "", machine_type: int = 0) -> Any:
-        """KVM_CREATE_VM; ``abi_profile`` names a kernel ABI ("" = default)."""
+        """KVM_CREATE_VM: a new ``Vm``. ``abi_profile`` names the Linux KVM
+        ABI it follows (``HostInfo.abi_profiles``; "" = the default);
+        ``machine_type`` is ignored on RISC-V. Errors: EINVAL for an unknown
+        profile, ENOSPC when the server hosts its maximum of VMs."""
         return self._caller.unary(
             "CreateVm", pb.CreateVmRequest(machine_type=machine_type, abi_profile=abi_profile),
             lambda r: Vm(self, r.vm_id))
@@ -153,12 +266,14 @@ class Kvm:
         return self._caller.unary("DestroyVm", pb.DestroyVmRequest(vm_id=vm_id), _none)
 
     def vm(self, vm_id: str) -> Vm:
-        """A handle on an existing VM."""
+        """A handle on an existing VM (no call; EBADF later if it is gone)."""
         return Vm(self, vm_id)
 
 
 class Vm:
-    """A VM of a ``Kvm`` host (``id`` is the server's handle)."""
+    """A VM of a ``Kvm`` host (the VM file descriptor): memory slots, guest
+    memory, vCPUs. ``id`` is the server's handle. Calls on a destroyed or
+    unknown VM raise ``KvmError`` EBADF."""
 
     def __init__(self, kvm: Kvm, vm_id: str) -> None:
         self.kvm = kvm
@@ -169,28 +284,46 @@ class Vm:
         return f"Vm({self.id!r})"
 
     def check_extension(self, cap: int) -> Any:
+        """KVM_CHECK_EXTENSION on the VM fd (answers for this VM's ABI)."""
         return self._caller.unary("CheckExtension",
                                   pb.CheckExtensionRequest(cap=cap, vm_id=self.id),
                                   lambda r: r.value)
 
     def enable_cap(self, cap: int, flags: int = 0, args: Sequence[int] = ()) -> Any:
-        """KVM_ENABLE_CAP on the VM."""
+        """KVM_ENABLE_CAP on the VM; RISC-V has KVM_CAP_RISCV_MP_STATE_RESET
+        (242: SBI resets leave the vCPU state to the VMM). EINVAL for any
+        other cap, flags != 0 or bad args."""
         return self._caller.unary("EnableCap", pb.EnableCapRequest(
             vm_id=self.id, cap=cap, flags=flags, args=list(args)), _none)
 
     def set_user_memory_region(self, slot: int, guest_phys_addr: int, memory_size: int,
                                flags: int = 0, userspace_addr: int = 0) -> Any:
-        """KVM_SET_USER_MEMORY_REGION (the server owns the memory)."""
+        """KVM_SET_USER_MEMORY_REGION: map ``memory_size`` bytes (page
+        aligned; 0 deletes the slot) at ``guest_phys_addr`` as ``slot``.
+
+        The server allocates and owns the (zeroed) memory; read and write it
+        with ``read_memory``/``write_memory``. ``userspace_addr`` is only the
+        slot's identity, as Linux compares it when a slot is moved (any page
+        aligned value). ``flags``: ``KVM_MEM_LOG_DIRTY_PAGES``,
+        ``KVM_MEM_READONLY`` (guest stores become MMIO exits). Errors as in
+        Linux: EINVAL (alignment, flags, an illegal change of a slot),
+        EEXIST (overlaps another slot), EFAULT (beyond the guest-physical
+        address space)."""
         return self._caller.unary("SetUserMemoryRegion", pb.SetUserMemoryRegionRequest(
             vm_id=self.id, slot=slot, flags=flags, guest_phys_addr=guest_phys_addr,
             memory_size=memory_size, userspace_addr=userspace_addr), _none)
 
     def get_dirty_log(self, slot: int) -> Any:
+        """KVM_GET_DIRTY_LOG: the slot's dirty bitmap (bytes, one bit per
+        page, little-endian) and clear it. ENOENT if the slot does not log."""
         return self._caller.unary("GetDirtyLog", pb.GetDirtyLogRequest(vm_id=self.id, slot=slot),
                                   lambda r: r.bitmap)
 
     def read_memory(self, gpa: int, size: int) -> Any:
-        """Guest-physical memory (streamed in chunks when large)."""
+        """``size`` bytes of guest-physical memory at ``gpa`` (the VMM
+        reading its mapping of the slots; no ioctl). Above ``max_transfer``
+        bytes it is streamed in chunks. EFAULT if any byte is outside every
+        memory slot."""
         request = pb.ReadMemoryRequest(vm_id=self.id, gpa=gpa, size=size)
         if size <= self.kvm.max_transfer:
             return self._caller.unary("ReadMemory", request, lambda r: r.data)
@@ -198,7 +331,9 @@ class Vm:
                                           lambda chunks: b"".join(c.data for c in chunks))
 
     def write_memory(self, gpa: int, data: bytes) -> Any:
-        """Write guest-physical memory (streamed in chunks when large)."""
+        """Write ``data`` to guest-physical memory at ``gpa`` (read-only
+        slots included, as the VMM can); streamed in chunks above
+        ``max_transfer`` bytes. EFAULT outside every memory slot."""
         data = bytes(data)
         step = self.kvm.max_transfer
         if len(data) <= step:
@@ -209,6 +344,11 @@ class Vm:
         return self._caller.client_stream("WriteMemoryStream", chunks, _none)
 
     def create_vcpu(self, vcpu_id: int) -> Any:
+        """KVM_CREATE_VCPU: a new ``Vcpu`` (``vcpu_id`` is also the hart id).
+        It starts at pc 0 in S-mode; the VM's first vCPU is RUNNABLE, later
+        ones STOPPED until SBI HSM ``hart_start`` or ``set_mp_state``. SBI
+        DBCN is off until ``set_reg("sbi_ext DBCN", 1)``. EEXIST if the id
+        is taken, EINVAL if it is out of range or the VM is full."""
         return self._caller.unary("CreateVcpu",
                                   pb.CreateVcpuRequest(vm_id=self.id, vcpu_id=vcpu_id),
                                   lambda r: Vcpu(self, vcpu_id))
@@ -218,13 +358,16 @@ class Vm:
         return Vcpu(self, vcpu_id)
 
     def destroy(self) -> Any:
+        """close() of the VM fd: the VM, its vCPUs and memory go away."""
         return self._caller.unary("DestroyVm", pb.DestroyVmRequest(vm_id=self.id), _none)
 
     def batch_one_reg(self, ops: Sequence[Tuple[int, Reg, Optional[bytes]]],
                       stop_on_error: bool = False) -> Any:
         """Many ONE_REG accesses in one call: ``ops`` are (vcpu_id, reg,
         value) with value None for a get. Returns one item per applied op:
-        the value read (get), None (set) or the ``KvmError`` of that op."""
+        the value read (get), None (set) or the ``KvmError`` of that op.
+        With ``stop_on_error`` the ops after the first failure are not
+        applied and get no item. Raises only for the call itself (EBADF)."""
         msgs = []
         for vcpu_id, reg, value in ops:
             op = pb.RegOp(vcpu_id=vcpu_id, id=reg_id(reg))
@@ -244,9 +387,32 @@ class Vm:
         return self._caller.unary("BatchOneReg", pb.BatchOneRegRequest(
             vm_id=self.id, ops=msgs, stop_on_error=stop_on_error), convert)
 
+    # coalesced MMIO (KVM_CAP_COALESCED_MMIO)
+
+    def register_coalesced_mmio(self, addr: int, size: int, pio: int = 0) -> Any:
+        """KVM_REGISTER_COALESCED_MMIO: stores wholly inside [addr, addr +
+        size) queue in the VM's ring instead of exiting (loads still exit)."""
+        return self._caller.unary("RegisterCoalescedMmio", pb.RegisterCoalescedMmioRequest(
+            vm_id=self.id, zone=pb.CoalescedMmioZone(addr=addr, size=size, pio=pio)), _none)
+
+    def unregister_coalesced_mmio(self, addr: int, size: int, pio: int = 0) -> Any:
+        """KVM_UNREGISTER_COALESCED_MMIO: drops the zones containing the range."""
+        return self._caller.unary("UnregisterCoalescedMmio", pb.UnregisterCoalescedMmioRequest(
+            vm_id=self.id, zone=pb.CoalescedMmioZone(addr=addr, size=size, pio=pio)), _none)
+
+    def drain_coalesced_mmio(self) -> Any:
+        """The ring's queued writes (``CoalescedMmio``), oldest first. Exits
+        carry the ring too (``Exit.coalesced_mmio``); this flushes it while
+        no vCPU exits."""
+        return self._caller.unary("DrainCoalescedMmio",
+                                  pb.DrainCoalescedMmioRequest(vm_id=self.id),
+                                  lambda r: X.coalesced_from_pb(r.entries))
+
     def run_many(self, vcpus: Sequence[Vcpu], budget: int = 0, idle_timeout: float = 0.0) -> Any:
         """Run several vCPUs concurrently (each answers its own last exit);
-        returns an ``Exit`` or a ``KvmError`` per vCPU, in order."""
+        returns an ``Exit`` or a ``KvmError`` per vCPU, in order. Each vCPU
+        at most once (else EINVAL); ``budget``/``idle_timeout`` as in
+        ``Vcpu.run``."""
         runs = [v._run_request(budget, idle_timeout) for v in vcpus]
         by_id = {v.id: v for v in vcpus}
 
@@ -263,7 +429,14 @@ class Vm:
 
 
 class Vcpu:
-    """A vCPU; one method per vCPU ioctl."""
+    """A vCPU (the vCPU file descriptor); one method per vCPU ioctl.
+
+    Registers are named by ONE_REG id (an int in Linux's encoding) or by
+    name (``"core pc"``, ``"csr sstatus"``, ``"isa_ext SMNPM"``,
+    ``"sbi_ext DBCN"``: see ``rvkvm.uapi.onereg``). ``last_exit`` is the exit
+    the last ``run()`` returned; fill its answer slot before the next
+    ``run()``, which sends it (see ``rvkvm.client.exits``).
+    """
 
     def __init__(self, vm: Vm, vcpu_id: int) -> None:
         self.vm = vm
@@ -278,43 +451,54 @@ class Vcpu:
     # ONE_REG
 
     def get_one_reg(self, reg: Reg) -> Any:
-        """KVM_GET_ONE_REG: little-endian bytes."""
+        """KVM_GET_ONE_REG: the value as little-endian bytes of the id's size.
+        ENOENT for an id this vCPU does not have, EINVAL for a wrong size in
+        the id; ValueError for an unknown name."""
         return self._caller.unary("GetOneReg", pb.GetOneRegRequest(vcpu=self.ref, id=reg_id(reg)),
                                   lambda r: r.value)
 
     def set_one_reg(self, reg: Reg, value: bytes) -> Any:
-        """KVM_SET_ONE_REG with little-endian bytes of the id's size."""
+        """KVM_SET_ONE_REG with little-endian bytes of exactly the id's size
+        (another length: EFAULT, as a short user buffer). ENOENT: no such
+        register; EINVAL: a value the register refuses; EBUSY: ISA/SBI
+        configuration (``config isa``, ``isa_ext *``, ``sbi_ext *``) changed
+        after the first ``run()``."""
         return self._caller.unary(
             "SetOneReg", pb.SetOneRegRequest(vcpu=self.ref, id=reg_id(reg), value=bytes(value)),
             _none)
 
     def get_reg(self, reg: Reg) -> Any:
-        """``get_one_reg`` as an unsigned integer."""
+        """``get_one_reg`` as an unsigned integer (same errors)."""
         return self._caller.unary("GetOneReg", pb.GetOneRegRequest(vcpu=self.ref, id=reg_id(reg)),
                                   lambda r: int.from_bytes(r.value, "little"))
 
     def set_reg(self, reg: Reg, value: int) -> Any:
-        """``set_one_reg`` from an integer (truncated to the id's size)."""
+        """``set_one_reg`` from an integer, truncated to the id's size (same
+        errors), e.g. ``vcpu.set_reg("core a0", 0)``."""
         rid = reg_id(reg)
         size = reg_size(rid)
         data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
         return self.set_one_reg(rid, data)
 
     def get_reg_list(self, n: Optional[int] = None) -> Any:
-        """KVM_GET_REG_LIST: ids in Linux's order (E2BIG if ``n`` is too small)."""
+        """KVM_GET_REG_LIST: the ids of every register this vCPU has now, in
+        Linux's order. With ``n`` fewer than needed: ``KvmError`` E2BIG whose
+        ``count`` is the number needed."""
         return self._caller.unary("GetRegList", pb.GetRegListRequest(vcpu=self.ref, n=n),
                                   lambda r: list(r.ids))
 
     def get_reg_names(self) -> Any:
-        """(id, short name) for every register of KVM_GET_REG_LIST."""
+        """(id, short name) for every register of KVM_GET_REG_LIST, e.g.
+        ``(0x8030000002000000, "core pc")``."""
         return self._caller.unary("GetRegList", pb.GetRegListRequest(vcpu=self.ref),
                                   lambda r: list(zip(r.ids, r.names)))
 
     # KVM_RUN
 
-    def _run_request(self, budget: int, idle_timeout: float) -> pb.RunRequest:
+    def _run_request(self, budget: int, idle_timeout: float,
+                     interrupt: Optional[int] = None) -> pb.RunRequest:
         request = pb.RunRequest(vcpu=self.ref, budget=budget,
-                                idle_timeout_ms=int(idle_timeout * 1000))
+                                idle_timeout_ms=int(idle_timeout * 1000), interrupt=interrupt)
         completion = self.last_exit.completion() if self.last_exit is not None else None
         if completion is not None:
             request.completion.CopyFrom(completion)
@@ -325,17 +509,34 @@ class Vcpu:
         return self.last_exit
 
     def run(self, budget: int = 0, idle_timeout: float = 0.0,
-            timeout: Optional[float] = None) -> Any:
-        """KVM_RUN: answers ``last_exit`` and returns the next exit.
-        ``budget``: instructions (0: none); ``idle_timeout``: seconds idle
-        before an INTR exit (0: wait until woken); ``timeout``: RPC deadline
-        (the server kicks the vCPU when it passes)."""
-        return self._caller.unary("Run", self._run_request(budget, idle_timeout), self._took,
-                                  timeout=timeout)
+            timeout: Optional[float] = None, interrupt: Optional[int] = None) -> Any:
+        """KVM_RUN: sends the answer filled into ``last_exit``, runs the vCPU
+        and returns the next exit (a ``rvkvm.client.exits.Exit``; ``IntrExit``
+        when ``budget`` instructions ran (0: no budget), after
+        ``idle_timeout`` seconds idle in WFI or STOPPED (0: wait until
+        woken), or on ``kick()``). ``timeout``: the RPC deadline (the server
+        then kicks the vCPU; the exit is kept for the next ``run()``).
+        ``interrupt``: a KVM_INTERRUPT value applied before the run, as a
+        VMM calls KVM_INTERRUPT then KVM_RUN (no separate Interrupt call).
+
+        Raises ``KvmError`` where Linux's KVM_RUN fails: EOPNOTSUPP or EIO
+        for guest accesses KVM cannot emulate (MMIO by an unusual
+        instruction, instruction fetch outside RAM, misaligned MMIO), EINVAL
+        for an answer of the wrong kind. After a shutdown every vCPU is
+        STOPPED: ``run()`` runs nothing and returns ``IntrExit`` (idle or
+        kick)."""
+        return self._caller.unary("Run", self._run_request(budget, idle_timeout, interrupt),
+                                  self._took, timeout=timeout)
 
     def run_stream(self) -> Any:
         """A ``RunStream`` session: its ``run()`` is this vCPU's ``run()``
-        over one bidirectional stream (no call setup per exit)."""
+        over one bidirectional stream (no call setup per exit, the fastest
+        way to serve many exits). Use it as a context manager (``async with``
+        on an asyncio channel)::
+
+            with vcpu.run_stream() as stream:
+                exit_ = stream.run()
+        """
         if self._caller.is_async:
             return AsyncRunStream(self)
         return RunStream(self)
@@ -343,37 +544,57 @@ class Vcpu:
     # the other vCPU ioctls
 
     def interrupt(self, irq: int = KVM_INTERRUPT_SET) -> Any:
+        """KVM_INTERRUPT: raise (``KVM_INTERRUPT_SET``) or lower (any other
+        value, e.g. ``KVM_INTERRUPT_UNSET``) the supervisor external
+        interrupt line. Asynchronous: it works while the vCPU runs."""
         return self._caller.unary("Interrupt", pb.InterruptRequest(vcpu=self.ref, irq=irq), _none)
 
     def get_mp_state(self) -> Any:
+        """KVM_GET_MP_STATE: ``KVM_MP_STATE_RUNNABLE`` (0) or ``_STOPPED`` (5)."""
         return self._caller.unary("GetMpState", pb.GetMpStateRequest(vcpu=self.ref),
                                   lambda r: r.mp_state)
 
     def set_mp_state(self, mp_state: int) -> Any:
+        """KVM_SET_MP_STATE: RUNNABLE powers the vCPU on, STOPPED off;
+        INIT_RECEIVED (2) resets it when the VM enabled
+        KVM_CAP_RISCV_MP_STATE_RESET. EINVAL for anything else."""
         return self._caller.unary("SetMpState",
                                   pb.SetMpStateRequest(vcpu=self.ref, mp_state=mp_state), _none)
 
     def set_guest_debug(self, control: int) -> Any:
+        """KVM_SET_GUEST_DEBUG: with ``KVM_GUESTDBG_ENABLE`` an ``ebreak``
+        exits with ``DebugExit`` (pc at the ebreak) instead of trapping in
+        the guest."""
         return self._caller.unary("SetGuestDebug",
                                   pb.SetGuestDebugRequest(vcpu=self.ref, control=control), _none)
 
     def kick(self) -> Any:
+        """End the running (or the next) ``run()`` with ``IntrExit("kick")``,
+        as a signal to the vCPU thread does. No ioctl; safe from any thread."""
         return self._caller.unary("Kick", pb.KickRequest(vcpu=self.ref), _none)
 
     def get_fwft(self, feature_id: int) -> Any:
-        """``FwftState`` (enable, flags, value) of an SBI FWFT feature."""
+        """The ``FwftState`` message (enable, flags, value) of SBI FWFT
+        feature ``feature_id`` (e.g. 5, POINTER_MASKING_PMLEN), as its
+        KVM_REG_RISCV_SBI_FWFT ONE_REG registers hold it. ENOENT if KVM has
+        no ONE_REG state for it or FWFT is off for this vCPU."""
         return self._caller.unary("GetFwft",
                                   pb.GetFwftRequest(vcpu=self.ref, feature_id=feature_id))
 
     def set_fwft(self, feature_id: int, enable: Optional[bool] = None,
                  value: Optional[int] = None, flags: Optional[int] = None) -> Any:
-        """Set the given fields (enable, then value, then flags)."""
+        """Set the given fields through their ONE_REG registers, in the
+        order enable, value, flags; returns the new ``FwftState``. ``flags``
+        = 1 (SBI_FWFT_SET_FLAG_LOCK) locks the feature against the guest's
+        FWFT_SET only; later ``set_fwft`` calls still work. Errors are the
+        ONE_REG ones (ENOENT, EINVAL for a value the host refuses)."""
         return self._caller.unary("SetFwft", pb.SetFwftRequest(
             vcpu=self.ref, feature_id=feature_id, enable=enable, value=value, flags=flags))
 
 
 class RunStream:
-    """Blocking ``RunStream`` session (sync channel). Use as a context manager."""
+    """Blocking ``RunStream`` session (sync channel), from
+    ``Vcpu.run_stream()``. Use as a context manager."""
 
     _END = object()
 
@@ -390,15 +611,19 @@ class RunStream:
                 return
             yield request
 
-    def run(self, budget: int = 0, idle_timeout: float = 0.0) -> X.Exit:
+    def run(self, budget: int = 0, idle_timeout: float = 0.0,
+            interrupt: Optional[int] = None) -> X.Exit:
+        """``Vcpu.run`` over the stream (same answers, exits and errors; a
+        failed run ends the stream)."""
         with self._lock:
-            self._requests.put(self._vcpu._run_request(budget, idle_timeout))
+            self._requests.put(self._vcpu._run_request(budget, idle_timeout, interrupt))
             try:
                 return self._vcpu._took(next(self._responses))
             except grpc.RpcError as err:
                 raise KvmError.from_rpc_error(err) from None
 
     def close(self) -> None:
+        """End the stream (the vCPU stays as it is)."""
         self._requests.put(self._END)
 
     def __enter__(self) -> RunStream:
@@ -409,20 +634,24 @@ class RunStream:
 
 
 class AsyncRunStream:
-    """``RunStream`` session on an asyncio channel. Use ``async with``."""
+    """``RunStream`` session on an asyncio channel, from
+    ``Vcpu.run_stream()``. Use ``async with``."""
 
     def __init__(self, vcpu: Vcpu) -> None:
         self._vcpu = vcpu
         self._call = vcpu._caller.stub.RunStream()
 
-    async def run(self, budget: int = 0, idle_timeout: float = 0.0) -> X.Exit:
+    async def run(self, budget: int = 0, idle_timeout: float = 0.0,
+                  interrupt: Optional[int] = None) -> X.Exit:
+        """``Vcpu.run`` over the stream."""
         try:
-            await self._call.write(self._vcpu._run_request(budget, idle_timeout))
+            await self._call.write(self._vcpu._run_request(budget, idle_timeout, interrupt))
             return self._vcpu._took(await self._call.read())
         except grpc.RpcError as err:
             raise KvmError.from_rpc_error(err) from None
 
     async def close(self) -> None:
+        """End the stream."""
         await self._call.done_writing()
 
     async def __aenter__(self) -> AsyncRunStream:

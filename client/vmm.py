@@ -2,7 +2,7 @@
 device tree, and a run loop that serves SBI calls (the DBCN console) and
 MMIO devices from tables.
 
-    vmm = Vmm(Kvm(channel), ram_size=256 << 20)
+    vmm = Vmm(Kvm.connect("127.0.0.1:50051"), ram_size=256 << 20)
     entry = vmm.load_elf("guest.elf")
     vmm.boot(entry, vmm.place_dtb(vmm.device_tree()))
     result = vmm.run()          # until a system event or a failure
@@ -12,22 +12,26 @@ from __future__ import annotations
 
 import bisect
 import sys
+import threading
 import time
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Dict, List, Optional, Protocol, Tuple
+from typing import BinaryIO, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from elftools.elf.elffile import ELFFile
 
 from . import exits as X
-from .devices import UART_BASE, UART_SIZE, Uart16550
+from .devices import UART_BASE, UART_IRQ, UART_SIZE, Uart16550
 from .errors import KvmError
 from .fdt import Node, to_dtb
 from .kvm import Kvm
+from .plic import PLIC_BASE, PLIC_SIZE, Plic, VcpuInterruptLine
 
 RAM_BASE = 0x8000_0000
 PAGE = 4096
 DTB_ALIGN = 0x1000
 DTB_ROOM = 0x10000  # the device tree goes into the last 64 KiB of RAM
+PHANDLE_CPU0_INTC = 1
+PHANDLE_PLIC = 2
 
 SBI_SUCCESS = 0
 SBI_ERR_INVALID_PARAM = -3
@@ -41,9 +45,13 @@ TIMEOUT_CHECK_BUDGET = 2_000_000  # instructions between deadline checks
 class MmioDevice(Protocol):
     """An MMIO device: accesses with offsets relative to its base."""
 
-    def read(self, offset: int, size: int) -> int: ...
+    def read(self, offset: int, size: int) -> int:
+        """A guest load of ``size`` bytes at ``offset``: the value."""
+        ...
 
-    def write(self, offset: int, size: int, value: int) -> None: ...
+    def write(self, offset: int, size: int, value: int) -> None:
+        """A guest store of ``size`` bytes at ``offset``."""
+        ...
 
 
 @dataclass
@@ -55,6 +63,7 @@ class RunResult:
 
     @property
     def clean_shutdown(self) -> bool:
+        """True for an SBI SRST shutdown with reason "none"."""
         e = self.exit
         return (isinstance(e, X.SystemEventExit) and e.type == X.KVM_SYSTEM_EVENT_SHUTDOWN
                 and (e.data or [0])[0] == SRST_REASON_NONE)
@@ -64,6 +73,23 @@ SbiHandler = Callable[["Vmm", X.SbiExit], None]
 
 
 class Vmm:
+    """A one-vCPU VMM, as ``rvkvm run`` uses it: creates a VM on ``kvm``
+    (``abi_profile``: see ``Kvm.create_vm``), maps ``ram_size`` bytes of RAM
+    at ``ram_base`` (slot 0), creates vCPU 0 (``self.vcpu``) and turns its
+    SBI DBCN console on; ``console`` receives the guest's output (default
+    stdout). ``sbi_handlers`` maps SBI extension ids to handlers of
+    forwarded calls (DBCN and the legacy putchar are preset); ``add_mmio``
+    and ``add_uart`` add devices served from MMIO exits. Raises
+    ``KvmError`` from the calls it makes; ``close()`` destroys the VM.
+
+        vmm = Vmm(Kvm.connect(address))
+        vmm.add_uart()
+        entry = vmm.load_elf("client/guests/uart.elf")
+        vmm.boot(entry, vmm.place_dtb(vmm.device_tree()))
+        result = vmm.run(timeout=10)
+        vmm.close()
+    """
+
     def __init__(self, kvm: Kvm, ram_size: int = 256 << 20, ram_base: int = RAM_BASE,
                  abi_profile: str = "", console: Optional[BinaryIO] = None) -> None:
         self.kvm = kvm
@@ -78,6 +104,8 @@ class Vmm:
         self._mmio: List[Tuple[int, int, MmioDevice]] = []
         self._dt_devices: List[Node] = []
         self._stdout_path = ""
+        self.plic: Optional[Plic] = None
+        self._irq_line: Optional[VcpuInterruptLine] = None
         self.sbi_handlers: Dict[int, SbiHandler] = {
             SBI_EXT_DBCN: Vmm._sbi_dbcn,
             SBI_EXT_0_1_CONSOLE_PUTCHAR: Vmm._sbi_legacy_putchar,
@@ -94,19 +122,44 @@ class Vmm:
         self._mmio_starts.insert(i, base)
         self._mmio.insert(i, (base, base + size, device))
 
-    def add_uart(self, base: int = UART_BASE) -> Uart16550:
+    def add_plic(self) -> Plic:
+        """A PLIC at QEMU virt's address whose S context of hart 0 drives
+        vCPU 0's external interrupt (KVM_INTERRUPT), as kvmtool wires it."""
+        plic = Plic(1)
+        self.add_mmio(PLIC_BASE, PLIC_SIZE, plic)
+        self._irq_line = plic.connect_vcpu(0, self.vcpu)
+        self.plic = plic
+        return plic
+
+    def add_uart(self, base: int = UART_BASE, coalesce_thr: bool = False,
+                 irq: Optional[int] = None) -> Uart16550:
         """An NS16550A at ``base`` (QEMU virt's address by default) writing
-        to the console, listed in the device tree as the stdout device."""
-        uart = Uart16550(self._write_console)
+        to the console, listed in the device tree as the stdout device.
+        ``coalesce_thr``: THR writes go through the coalesced-MMIO ring
+        (no exit per transmitted byte; LSR polls still exit). ``irq``: its
+        PLIC source (QEMU virt: 10); default 10 when ``add_plic`` came first."""
+        if irq is None and self.plic is not None:
+            irq = UART_IRQ
+        line = None
+        if irq is not None:
+            if self.plic is None:
+                raise ValueError("a UART interrupt needs add_plic() first")
+            line = self.plic.irq_line(irq)
+        uart = Uart16550(self._write_console, irq=line)
         self.add_mmio(base, UART_SIZE, uart)
-        node = uart.dt_node(base)
+        if coalesce_thr:
+            self.vm.register_coalesced_mmio(base, 1)
+        node = uart.dt_node(base, irq=irq,
+                            interrupt_parent=PHANDLE_PLIC if irq is not None else None)
         self._dt_devices.append(node)
         self._stdout_path = self._stdout_path or "/" + node.name
         return uart
 
     def load_elf(self, path: str) -> int:
         """Copy the PT_LOAD segments to guest RAM (at their physical
-        addresses); returns the entry point."""
+        addresses, ``.bss`` zeroed); returns the entry point. ValueError if
+        it is not a 64-bit RISC-V ELF or a segment lies outside RAM
+        (pyelftools' ELFError for a file that is not an ELF)."""
         with open(path, "rb") as f:
             elf = ELFFile(f)
             if elf.get_machine_arch() != "RISC-V" or elf.elfclass != 64:
@@ -127,7 +180,7 @@ class Vmm:
 
     def device_tree(self, bootargs: str = "") -> Node:
         """A minimal device tree: one cpu, the RAM, the devices added with
-        ``add_uart``, /chosen."""
+        ``add_plic`` and ``add_uart``, /chosen."""
         info = self.kvm.get_host_info()
         mmu = {8: "riscv,sv39", 9: "riscv,sv48", 10: "riscv,sv57"}.get(info.satp_mode,
                                                                       "riscv,sv39")
@@ -143,11 +196,14 @@ class Vmm:
                                       "mmu-type": mmu}))
         cpu.add(Node("interrupt-controller", {"#address-cells": 0, "#interrupt-cells": 1,
                                               "interrupt-controller": True,
-                                              "compatible": "riscv,cpu-intc"}))
+                                              "compatible": "riscv,cpu-intc",
+                                              "phandle": PHANDLE_CPU0_INTC}))
         base, size = self.ram_base, self.ram_size
         root.add(Node(f"memory@{base:x}", {
             "device_type": "memory",
             "reg": [base >> 32, base & 0xFFFF_FFFF, size >> 32, size & 0xFFFF_FFFF]}))
+        if self.plic is not None:
+            root.add(self.plic.dt_node([PHANDLE_CPU0_INTC], PHANDLE_PLIC))
         for node in self._dt_devices:
             root.add(node)
         return root
@@ -175,10 +231,23 @@ class Vmm:
         deadline = None if timeout is None else time.monotonic() + timeout
         # with a deadline, each Run is bounded (busy: a budget; idle: a timeout)
         budget = 0 if deadline is None else TIMEOUT_CHECK_BUDGET
+        line = self._irq_line
+        if line is not None:
+            line.run_thread = threading.get_ident()
+        try:
+            return self._run_loop(deadline, budget, line)
+        finally:
+            if line is not None:
+                line.run_thread = None
+
+    def _run_loop(self, deadline: Optional[float], budget: int,
+                  line: Optional[VcpuInterruptLine]) -> RunResult:
         with self.vcpu.run_stream() as stream:
             while True:
                 idle = 0.0 if deadline is None else max(0.01, deadline - time.monotonic())
-                exit_ = stream.run(budget=budget, idle_timeout=idle)
+                irq = line.take() if line is not None else None
+                exit_ = stream.run(budget=budget, idle_timeout=idle, interrupt=irq)
+                self.apply_coalesced(exit_.coalesced_mmio)
                 if isinstance(exit_, X.SbiExit):
                     handler = self.sbi_handlers.get(exit_.extension_id)
                     if handler is not None:
@@ -191,16 +260,32 @@ class Vmm:
                 else:
                     return RunResult(exit_)
 
-    def _serve_mmio(self, exit_: X.MmioExit) -> None:
-        i = bisect.bisect(self._mmio_starts, exit_.phys_addr) - 1
-        if i < 0 or exit_.phys_addr >= self._mmio[i][1]:
-            return  # no device: reads return 0, writes are dropped
+    def _device_at(self, phys_addr: int) -> Optional[Tuple[int, MmioDevice]]:
+        i = bisect.bisect(self._mmio_starts, phys_addr) - 1
+        if i < 0 or phys_addr >= self._mmio[i][1]:
+            return None
         base, _, device = self._mmio[i]
+        return base, device
+
+    def _serve_mmio(self, exit_: X.MmioExit) -> None:
+        found = self._device_at(exit_.phys_addr)
+        if found is None:
+            return  # no device: reads return 0, writes are dropped
+        base, device = found
         offset = exit_.phys_addr - base
         if exit_.is_write:
             device.write(offset, exit_.len, exit_.value)
         else:
             exit_.value = device.read(offset, exit_.len)
+
+    def apply_coalesced(self, entries: Sequence[X.CoalescedMmio]) -> None:
+        """Replay coalesced-MMIO ring entries as device writes, in order
+        (before the exit that carried them is served)."""
+        for entry in entries:
+            found = self._device_at(entry.phys_addr)
+            if found is not None:
+                base, device = found
+                device.write(entry.phys_addr - base, entry.len, entry.value)
 
     def _write_console(self, data: bytes) -> None:
         self.console.write(data)
@@ -227,4 +312,5 @@ class Vmm:
         exit_.ret = [SBI_SUCCESS, 0]
 
     def close(self) -> None:
+        """Destroy the VM (DestroyVm)."""
         self.vm.destroy()

@@ -28,6 +28,9 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="add host ISA extensions or capabilities (e.g. v,ssaia)")
     parser.add_argument("--host-minus", default="", metavar="EXT,...",
                         help="remove host ISA extensions or capabilities (e.g. ssnpm)")
+    parser.add_argument("--inline-slice", type=int, default=ServerConfig.inline_slice,
+                        metavar="N", help="instructions a Run tries on the event loop after "
+                        "a guest exit before using a run thread (0: never)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
     parser.add_argument("--json-logs", action="store_true", help="log JSON lines")
@@ -107,7 +110,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ValueError as err:
         print(f"rvkvm-server: {err}", file=sys.stderr)
         return 2
-    config = ServerConfig(host=host, engine=args.engine, max_vms=args.max_vms)
+    config = ServerConfig(host=host, engine=args.engine, max_vms=args.max_vms,
+                          inline_slice=args.inline_slice)
     try:
         _tenancy_config(args, config)
     except (TenantsError, ValueError) as err:

@@ -40,3 +40,6 @@ KVM_GUESTDBG_ENABLE = 1
 
 # KVM_ENABLE_CAP on a VM: the VMM handles HSM/SRST resets itself
 KVM_CAP_RISCV_MP_STATE_RESET = 242
+
+# KVM_CHECK_EXTENSION: coalesced MMIO (the answer is the ring's page offset)
+KVM_CAP_COALESCED_MMIO = 15

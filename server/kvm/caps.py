@@ -1,8 +1,7 @@
 """KVM_CHECK_EXTENSION answers and the limits they report.
 
 Capabilities are answered as RISC-V KVM does (kvm-riscv-uapi.md section 3),
-except that features this host does not implement (coalesced MMIO,
-ioeventfd/irqfd, binary stats, dirty ring, memory region v2, in-kernel AIA,
+except that features this host does not implement (ioeventfd/irqfd, binary stats, dirty ring, memory region v2, in-kernel AIA,
 device control) answer 0 so that VMMs fall back instead of failing.
 """
 
@@ -11,6 +10,9 @@ from __future__ import annotations
 import os
 from typing import Dict
 
+from rvkvm.uapi.kvm import KVM_CAP_COALESCED_MMIO
+
+from .coalesced_mmio import KVM_COALESCED_MMIO_PAGE_OFFSET
 from .profiles import SATP_MODE_SV39, SATP_MODE_SV48, HostProfile
 
 KVM_MAX_VCPUS = 1024
@@ -38,6 +40,7 @@ KVM_CAP_ENABLE_CAP_VM = 98
 KVM_CAP_CHECK_EXTENSION_VM = 105
 KVM_CAP_MAX_VCPU_ID = 128
 KVM_CAP_IMMEDIATE_EXIT = 136
+KVM_CAP_COALESCED_PIO = 162
 KVM_CAP_VM_GPA_BITS = 207
 KVM_CAP_SYSTEM_EVENT_DATA = 215
 
@@ -45,6 +48,8 @@ _FIXED_CAPS: Dict[int, int] = {
     KVM_CAP_USER_MEMORY: 1,
     KVM_CAP_NR_MEMSLOTS: KVM_MEM_SLOTS_NUM,
     KVM_CAP_MP_STATE: 1,
+    KVM_CAP_COALESCED_MMIO: KVM_COALESCED_MMIO_PAGE_OFFSET,  # the ring's page in the vCPU mmap
+    KVM_CAP_COALESCED_PIO: 1,
     KVM_CAP_SYNC_MMU: 1,
     KVM_CAP_DESTROY_MEMORY_REGION_WORKS: 1,
     KVM_CAP_SET_GUEST_DEBUG: 1,

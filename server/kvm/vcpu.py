@@ -249,24 +249,39 @@ class Vcpu:
         escapes: an emulator failure becomes ``InternalErrorExit``.
         """
         with self._mutex:
-            self._check_alive()
-            self.config.mark_ran()
-            self._complete()
-            with self._lock:
-                kicked, self._kick = self._kick, False
-            if kicked:
-                return X.IntrExit(X.INTR_KICK)
-            if not self._configured:
-                self._first_run_setup()
-            try:
-                result = self._run(budget, idle_timeout)
-            except KvmError:
-                raise
-            except Exception as exc:  # an emulator failure must not kill the server
-                result = X.InternalErrorExit(X.KVM_INTERNAL_ERROR_EMULATION,
-                                             [self.hart.pc], f"{type(exc).__name__}: {exc}")
-            self._last_exit = result
-            return result
+            return self._run_locked(budget, idle_timeout)
+
+    def try_run(self, budget: int) -> Optional[X.Exit]:
+        """``run`` that never waits: None if another thread holds the vCPU
+        (a register ioctl, another run), and idle is an ``IntrExit("idle")``
+        at once. For adapters that try a short run on a thread that must
+        not block (an event loop) before handing the vCPU to a worker."""
+        if not self._mutex.acquire(blocking=False):
+            return None
+        try:
+            return self._run_locked(budget, 0.0)
+        finally:
+            self._mutex.release()
+
+    def _run_locked(self, budget: int, idle_timeout: Optional[float]) -> X.Exit:
+        self._check_alive()
+        self.config.mark_ran()
+        self._complete()
+        with self._lock:
+            kicked, self._kick = self._kick, False
+        if kicked:
+            return X.IntrExit(X.INTR_KICK)
+        if not self._configured:
+            self._first_run_setup()
+        try:
+            result = self._run(budget, idle_timeout)
+        except KvmError:
+            raise
+        except Exception as exc:  # an emulator failure must not kill the server
+            result = X.InternalErrorExit(X.KVM_INTERNAL_ERROR_EMULATION,
+                                         [self.hart.pc], f"{type(exc).__name__}: {exc}")
+        self._last_exit = result
+        return result
 
     # ------------------------------------------------------------------
     # lifecycle
@@ -538,8 +553,8 @@ class Vcpu:
         if cause == C.CAUSE_BREAKPOINT and self.guest_debug:
             return X.DebugExit()
         if cause == C.CAUSE_STORE_ACCESS:
-            exit_ = self._readonly_store(stop.tval)
-            if exit_ is not None:
+            readonly, exit_ = self._readonly_store(stop.tval)
+            if readonly:
                 return exit_
         if cause == C.CAUSE_FETCH_ACCESS and not self.vm.memory.is_ram(self._fetch_phys()):
             raise KvmError(errno.EOPNOTSUPP, f"instruction fetch from non-RAM at {self.hart.pc:#x}")
@@ -585,8 +600,10 @@ class Vcpu:
         except (Trap, GuestExit):
             raise KvmError(errno.EFAULT, "cannot read the trapping instruction") from None
 
-    def _mmio_exit(self, phys_addr: int, size: int, is_write: bool, value: int) -> X.MmioExit:
-        """KVM_EXIT_MMIO for the load/store at pc (decoded as KVM does)."""
+    def _mmio_exit(self, phys_addr: int, size: int, is_write: bool,
+                   value: int) -> Optional[X.MmioExit]:
+        """KVM_EXIT_MMIO for the load/store at pc (decoded as KVM does), or
+        None for a store the coalesced-MMIO ring took (the guest goes on)."""
         insn = decode_mem_insn(self._insn_at_pc())
         if insn is None or insn.is_store != is_write:
             raise KvmError(errno.EOPNOTSUPP, f"MMIO by an instruction KVM cannot emulate "
@@ -594,6 +611,10 @@ class Vcpu:
         if phys_addr & (size - 1):
             raise KvmError(errno.EIO, f"misaligned MMIO at {phys_addr:#x}")
         exit_ = X.MmioExit(phys_addr, size, is_write, value)
+        # kvm_riscv_vcpu_mmio_store: the in-kernel MMIO bus (coalesced zones) first
+        if is_write and self.vm.coalesced_mmio.write(phys_addr, size, exit_.data):
+            self._step_over(insn.length)
+            return None
 
         def complete() -> None:
             if not is_write:
@@ -604,20 +625,21 @@ class Vcpu:
         self._completion = complete
         return exit_
 
-    def _readonly_store(self, va: int) -> Optional[X.Exit]:
-        """A store to a read-only memslot is an MMIO write (KVM G-stage fault)."""
+    def _readonly_store(self, va: int) -> Tuple[bool, Optional[X.Exit]]:
+        """A store to a read-only memslot is an MMIO write (KVM G-stage
+        fault): (True, its exit, None if coalesced), else (False, None)."""
         hart = self.hart
         try:
             pa = self.translate(va, STORE, hart.ctx.data_priv)
         except Trap:
-            return None
+            return False, None
         if not self.vm.is_readonly(pa):
-            return None
+            return False, None
         insn = decode_mem_insn(self._insn_at_pc())
         if insn is None or not insn.is_store:
             raise KvmError(errno.EOPNOTSUPP, f"read-only memory written by an instruction KVM "
                            f"cannot emulate at {hart.pc:#x}")
-        return self._mmio_exit(pa, insn.size, True, hart.x[insn.reg])
+        return True, self._mmio_exit(pa, insn.size, True, hart.x[insn.reg])
 
     def _handle_guest_exit(self, event: Optional[BaseException]) -> Optional[X.Exit]:
         if isinstance(event, MmioAccess):

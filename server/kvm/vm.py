@@ -1,7 +1,9 @@
 """A KVM VM: memory slots with server-owned backing, vCPUs, the VM clock.
 
 One method per VM ioctl: ``check_extension``, ``enable_cap``,
-``set_user_memory_region``, ``get_dirty_log``, ``create_vcpu``; plus
+``set_user_memory_region``, ``get_dirty_log``, ``create_vcpu``,
+``register_coalesced_mmio``, ``unregister_coalesced_mmio``; plus
+``drain_coalesced_mmio`` (what a VMM reads from the coalesced-MMIO ring page),
 ``read_memory``/``write_memory`` (what a VMM does through its own mapping of
 guest RAM) and ``destroy`` (closing the VM fd).
 
@@ -24,6 +26,7 @@ from rvkvm.emulator.memory import PAGE_MASK, PAGE_SHIFT, PhysMemory, RamRegion
 from rvkvm.uapi.kvm import KVM_CAP_RISCV_MP_STATE_RESET, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
 
 from .caps import KVM_MAX_VCPU_IDS, KVM_MAX_VCPUS, KVM_MEM_SLOTS_NUM, check_extension, gpa_bits
+from .coalesced_mmio import CoalescedMmio, CoalescedMmioRing
 from .errors import KvmError
 from .profiles import Platform
 from .vcpu import MmioAccess, Vcpu
@@ -77,6 +80,7 @@ class Vm:
         self.memory = PhysMemory()
         self.memory.unmapped = _UnmappedMmio()
         self.mp_state_reset = False  # KVM_CAP_RISCV_MP_STATE_RESET enabled
+        self.coalesced_mmio = CoalescedMmioRing()
         self._slots: Dict[int, MemSlot] = {}
         self._vcpus: Dict[int, Vcpu] = {}  # creation order
         self._lock = threading.RLock()
@@ -99,6 +103,24 @@ class Vm:
         if flags != 0:
             raise _einval("KVM_ENABLE_CAP flags must be 0")
         self.mp_state_reset = True
+
+    # ------------------------------------------------------------------
+    # coalesced MMIO (virt/kvm/coalesced_mmio.c)
+
+    def register_coalesced_mmio(self, addr: int, size: int, pio: int = 0) -> None:
+        """KVM_REGISTER_COALESCED_MMIO."""
+        self._check_alive()
+        self.coalesced_mmio.register(addr, size, pio)
+
+    def unregister_coalesced_mmio(self, addr: int, size: int, pio: int = 0) -> None:
+        """KVM_UNREGISTER_COALESCED_MMIO."""
+        self._check_alive()
+        self.coalesced_mmio.unregister(addr, size, pio)
+
+    def drain_coalesced_mmio(self) -> List[CoalescedMmio]:
+        """The writes queued in the ring, oldest first (the ring empties)."""
+        self._check_alive()
+        return self.coalesced_mmio.drain()
 
     # ------------------------------------------------------------------
     # memory slots

@@ -83,7 +83,8 @@ async def create_server(address: str,
                     f"tenant {OPEN_TENANT!r}", address=address)
     system = KvmSystem(config.host, engine=config.engine)
     registry = VmRegistry(system, config.max_vms,
-                          Pacing(config.run_slice, config.idle_slice, config.run_quantum))
+                          Pacing(config.run_slice, config.idle_slice, config.run_quantum,
+                                 config.inline_slice))
     ledger = Ledger(host_memory() if config.max_memory is None else config.max_memory)
     registry.on_destroy.append(lambda entry: ledger.release_vm(entry.vm_id))
     tenants = config.tenants

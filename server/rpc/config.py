@@ -24,6 +24,10 @@ class ServerConfig:
     # Seconds of slices a running vCPU keeps its run thread before giving
     # it back (the event loop is woken once per quantum, not per slice).
     run_quantum: float = 0.05
+    # Instructions a Run first tries on the event loop itself when the
+    # vCPU's last exit was a guest event (MMIO, SBI, ...): a device-bound
+    # guest exits again within it, without two thread hops (0: never).
+    inline_slice: int = 4096
     # Largest ReadMemory/WriteMemory payload and stream chunk.
     max_transfer: int = 1 << 20
     # VMs hosted at once (0: no limit).

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import errno
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Sequence
 
 from rvkvm.server.kvm import HostProfile, KvmError
 from rvkvm.server.kvm import exits as X
 from rvkvm.server.kvm.caps import KVM_MAX_VCPU_IDS, KVM_MAX_VCPUS, KVM_MEM_SLOTS_NUM, gpa_bits
+from rvkvm.server.kvm.coalesced_mmio import CoalescedMmio
 from rvkvm.server.kvm.isa_ext import ISA_EXTS
 from rvkvm.server.kvm.profiles import DEFAULT_KERNEL, KERNEL_PROFILES
 from rvkvm.server.kvm.sbi_ext import FWFT_BY_ID, FWFT_FEATURES, SBI_EXTS, FwftFeature
@@ -27,9 +28,17 @@ _INTR_REASONS = {
 }
 
 
-def exit_to_pb(exit_: X.Exit) -> pb.Exit:
-    """struct kvm_run as an ``Exit`` message."""
+def coalesced_to_pb(entries: Sequence[CoalescedMmio]) -> List[pb.CoalescedMmio]:
+    return [pb.CoalescedMmio(phys_addr=e.phys_addr, len=e.len, pio=e.pio, data=e.data)
+            for e in entries]
+
+
+def exit_to_pb(exit_: X.Exit, coalesced: Sequence[CoalescedMmio] = ()) -> pb.Exit:
+    """struct kvm_run as an ``Exit`` message, with the coalesced-MMIO ring
+    entries drained as it is delivered."""
     msg = pb.Exit(reason=exit_.reason)
+    if coalesced:
+        msg.coalesced_mmio.extend(coalesced_to_pb(coalesced))
     if isinstance(exit_, X.MmioExit):
         data = bytes(exit_.data[:exit_.len]) if exit_.is_write else b""
         msg.mmio.CopyFrom(pb.MmioExit(phys_addr=exit_.phys_addr, data=data, len=exit_.len,

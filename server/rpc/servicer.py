@@ -18,7 +18,6 @@ from typing import Any, AsyncIterator, Callable, List, Optional, TypeAlias, Type
 import grpc
 
 from rvkvm.server.kvm import KvmError, copy_reg_list, short_name
-from rvkvm.server.kvm import exits as X
 from rvkvm.v1 import kvm_pb2 as pb
 from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
@@ -74,18 +73,22 @@ class KvmServicer(pb_grpc.KvmServicer):
                            f"{self._max_transfer}; use the streaming RPC")
 
     async def _run(self, session: VcpuSession, request: pb.RunRequest,
-                   reserve: bool = True) -> X.Exit:
-        """One Run, counted against the tenant's runs quota (``reserve``
-        False: the caller reserved it) and in the metrics."""
+                   reserve: bool = True) -> pb.Exit:
+        """One KVM_RUN, delivered with the coalesced-MMIO ring drained after
+        the exit happened (so the entries precede it); counted against the
+        tenant's runs quota (``reserve`` False: the caller reserved it) and
+        in the metrics."""
         tenant = current().tenant
         with self._ledger.runs(tenant) if reserve else contextlib.nullcontext():
+            if request.HasField("interrupt"):
+                session.vcpu.interrupt(request.interrupt)
             instret, slices = session.vcpu.hart.instret, session.slices
             exit_ = await session.run(request.completion, request.budget,
                                       request.idle_timeout_ms / 1000, self._run_pool)
         if self._metrics is not None:
             self._metrics.exit(tenant.name, exit_.reason, session.vcpu.hart.instret - instret)
             self._metrics.run_slices.inc(session.slices - slices)
-        return exit_
+        return convert.exit_to_pb(exit_, session.vcpu.vm.coalesced_mmio.drain())
 
     # -- system ----------------------------------------------------------
 
@@ -240,13 +243,12 @@ class KvmServicer(pb_grpc.KvmServicer):
         return pb.GetRegListResponse(ids=ids, names=[short_name(i) for i in ids])
 
     async def Run(self, request: pb.RunRequest, context: Context) -> pb.Exit:
-        return convert.exit_to_pb(await self._run(self._session(request.vcpu), request))
+        return await self._run(self._session(request.vcpu), request)
 
     async def RunStream(self, request_iterator: AsyncIterator[pb.RunRequest],
                         context: Context) -> AsyncIterator[pb.Exit]:
         async for request in request_iterator:
-            exit_ = await self._run(self._session(request.vcpu), request)
-            yield convert.exit_to_pb(exit_)
+            yield await self._run(self._session(request.vcpu), request)
 
     async def Interrupt(self, request: pb.InterruptRequest,
                         context: Context) -> pb.InterruptResponse:
@@ -286,6 +288,27 @@ class KvmServicer(pb_grpc.KvmServicer):
                 await self._call(vcpu.set_value, convert.fwft_reg_id(feature, index), value)
         return await self._call(_get_fwft, vcpu, request.feature_id)
 
+    # -- coalesced MMIO --------------------------------------------------
+
+    async def RegisterCoalescedMmio(self, request: pb.RegisterCoalescedMmioRequest,
+                                    context: Context) -> pb.RegisterCoalescedMmioResponse:
+        vm = self._vm(request.vm_id).vm
+        zone = request.zone
+        await self._call(vm.register_coalesced_mmio, zone.addr, zone.size, zone.pio)
+        return pb.RegisterCoalescedMmioResponse()
+
+    async def UnregisterCoalescedMmio(self, request: pb.UnregisterCoalescedMmioRequest,
+                                      context: Context) -> pb.UnregisterCoalescedMmioResponse:
+        vm = self._vm(request.vm_id).vm
+        zone = request.zone
+        await self._call(vm.unregister_coalesced_mmio, zone.addr, zone.size, zone.pio)
+        return pb.UnregisterCoalescedMmioResponse()
+
+    async def DrainCoalescedMmio(self, request: pb.DrainCoalescedMmioRequest,
+                                 context: Context) -> pb.DrainCoalescedMmioResponse:
+        entries = self._vm(request.vm_id).vm.drain_coalesced_mmio()
+        return pb.DrainCoalescedMmioResponse(entries=convert.coalesced_to_pb(entries))
+
     # -- batch -----------------------------------------------------------
 
     async def BatchOneReg(self, request: pb.BatchOneRegRequest,
@@ -314,8 +337,7 @@ class KvmServicer(pb_grpc.KvmServicer):
             elif isinstance(outcome, BaseException):
                 raise outcome
             else:
-                results.append(pb.RunResult(vcpu_id=vcpu_id, status=OK,
-                                            exit=convert.exit_to_pb(outcome)))
+                results.append(pb.RunResult(vcpu_id=vcpu_id, status=OK, exit=outcome))
         return pb.RunManyResponse(results=results)
 
 

@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HEADINGS = ("== ONE_REG over gRPC", "== MMIO exits", "== Guest MIPS", "== Server memory")
+HEADINGS = ("== ONE_REG over gRPC", "== MMIO exits", "== Console through the UART", "== Guest MIPS",
+            "== Server memory")
 
 
 def test_bench_quick_runs_and_prints_its_tables():
@@ -17,5 +18,6 @@ def test_bench_quick_runs_and_prints_its_tables():
     assert proc.returncode == 0, proc.stderr
     for heading in HEADINGS:
         assert heading in proc.stdout, proc.stdout
-    for column in ("BatchOneReg regs/s", "RunStream exits/s", "server/bare", "RSS after MiB"):
+    for column in ("BatchOneReg regs/s", "RunStream exits/s", "THR coalesced B/s", "server/bare",
+                   "RSS after MiB"):
         assert column in proc.stdout, proc.stdout

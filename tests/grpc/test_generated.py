@@ -19,7 +19,8 @@ def test_regenerating_changes_nothing(tmp_path):
     committed = os.path.join(ROOT, "pkg", "rvkvm", "v1")
     fresh = tmp_path / "rvkvm" / "v1"
     names = sorted(n for n in os.listdir(fresh) if n.endswith((".py", ".pyi")))
-    assert names == ["__init__.py", "kvm_pb2.py", "kvm_pb2.pyi", "kvm_pb2_grpc.py"]
+    assert names == ["__init__.py", "errors_pb2.py", "errors_pb2.pyi", "errors_pb2_grpc.py",
+                     "kvm_pb2.py", "kvm_pb2.pyi", "kvm_pb2_grpc.py"]
     match, mismatch, errors = filecmp.cmpfiles(committed, fresh, names, shallow=False)
     assert (mismatch, errors) == ([], []), "run scripts/gen_proto.sh and commit the result"
 

@@ -118,6 +118,11 @@ TABLE: Dict[str, Tuple[str, Build]] = {
         vm_id=v, ops=[pb.RegOp(vcpu_id=VCPU0, id=REG_PC)])),
     "RunMany": ("unary", lambda v: pb.RunManyRequest(vm_id=v, runs=[pb.RunRequest(
         vcpu=pb.VcpuRef(vm_id=v, vcpu_id=VCPU0), budget=10)])),
+    "RegisterCoalescedMmio": ("unary", lambda v: pb.RegisterCoalescedMmioRequest(
+        vm_id=v, zone=pb.CoalescedMmioZone(addr=0x1000_0000, size=8))),
+    "UnregisterCoalescedMmio": ("unary", lambda v: pb.UnregisterCoalescedMmioRequest(
+        vm_id=v, zone=pb.CoalescedMmioZone(addr=0x1000_0000, size=8))),
+    "DrainCoalescedMmio": ("unary", lambda v: pb.DrainCoalescedMmioRequest(vm_id=v)),
 }
 NOT_VM_SCOPED = {"GetApiVersion", "GetHostInfo", "CreateVm", "ListVms"}
 

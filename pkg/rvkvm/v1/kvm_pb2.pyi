@@ -430,19 +430,21 @@ class CsrCompletion(_message.Message):
     def __init__(self, ret_value: _Optional[int] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("vcpu", "completion", "budget", "idle_timeout_ms")
+    __slots__ = ("vcpu", "completion", "budget", "idle_timeout_ms", "interrupt")
     VCPU_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPT_FIELD_NUMBER: _ClassVar[int]
     vcpu: VcpuRef
     completion: Completion
     budget: int
     idle_timeout_ms: int
-    def __init__(self, vcpu: _Optional[_Union[VcpuRef, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., budget: _Optional[int] = ..., idle_timeout_ms: _Optional[int] = ...) -> None: ...
+    interrupt: int
+    def __init__(self, vcpu: _Optional[_Union[VcpuRef, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., budget: _Optional[int] = ..., idle_timeout_ms: _Optional[int] = ..., interrupt: _Optional[int] = ...) -> None: ...
 
 class Exit(_message.Message):
-    __slots__ = ("reason", "mmio", "riscv_sbi", "riscv_csr", "system_event", "debug", "intr", "fail_entry", "internal_error", "unknown")
+    __slots__ = ("reason", "mmio", "riscv_sbi", "riscv_csr", "system_event", "debug", "intr", "fail_entry", "internal_error", "unknown", "coalesced_mmio")
     REASON_FIELD_NUMBER: _ClassVar[int]
     MMIO_FIELD_NUMBER: _ClassVar[int]
     RISCV_SBI_FIELD_NUMBER: _ClassVar[int]
@@ -453,6 +455,7 @@ class Exit(_message.Message):
     FAIL_ENTRY_FIELD_NUMBER: _ClassVar[int]
     INTERNAL_ERROR_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    COALESCED_MMIO_FIELD_NUMBER: _ClassVar[int]
     reason: int
     mmio: MmioExit
     riscv_sbi: SbiExit
@@ -463,7 +466,8 @@ class Exit(_message.Message):
     fail_entry: FailEntryExit
     internal_error: InternalErrorExit
     unknown: UnknownExit
-    def __init__(self, reason: _Optional[int] = ..., mmio: _Optional[_Union[MmioExit, _Mapping]] = ..., riscv_sbi: _Optional[_Union[SbiExit, _Mapping]] = ..., riscv_csr: _Optional[_Union[CsrExit, _Mapping]] = ..., system_event: _Optional[_Union[SystemEventExit, _Mapping]] = ..., debug: _Optional[_Union[DebugExit, _Mapping]] = ..., intr: _Optional[_Union[IntrExit, _Mapping]] = ..., fail_entry: _Optional[_Union[FailEntryExit, _Mapping]] = ..., internal_error: _Optional[_Union[InternalErrorExit, _Mapping]] = ..., unknown: _Optional[_Union[UnknownExit, _Mapping]] = ...) -> None: ...
+    coalesced_mmio: _containers.RepeatedCompositeFieldContainer[CoalescedMmio]
+    def __init__(self, reason: _Optional[int] = ..., mmio: _Optional[_Union[MmioExit, _Mapping]] = ..., riscv_sbi: _Optional[_Union[SbiExit, _Mapping]] = ..., riscv_csr: _Optional[_Union[CsrExit, _Mapping]] = ..., system_event: _Optional[_Union[SystemEventExit, _Mapping]] = ..., debug: _Optional[_Union[DebugExit, _Mapping]] = ..., intr: _Optional[_Union[IntrExit, _Mapping]] = ..., fail_entry: _Optional[_Union[FailEntryExit, _Mapping]] = ..., internal_error: _Optional[_Union[InternalErrorExit, _Mapping]] = ..., unknown: _Optional[_Union[UnknownExit, _Mapping]] = ..., coalesced_mmio: _Optional[_Iterable[_Union[CoalescedMmio, _Mapping]]] = ...) -> None: ...
 
 class MmioExit(_message.Message):
     __slots__ = ("phys_addr", "data", "len", "is_write")
@@ -688,3 +692,61 @@ class RunManyResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[RunResult]
     def __init__(self, results: _Optional[_Iterable[_Union[RunResult, _Mapping]]] = ...) -> None: ...
+
+class CoalescedMmioZone(_message.Message):
+    __slots__ = ("addr", "size", "pio")
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    PIO_FIELD_NUMBER: _ClassVar[int]
+    addr: int
+    size: int
+    pio: int
+    def __init__(self, addr: _Optional[int] = ..., size: _Optional[int] = ..., pio: _Optional[int] = ...) -> None: ...
+
+class CoalescedMmio(_message.Message):
+    __slots__ = ("phys_addr", "len", "pio", "data")
+    PHYS_ADDR_FIELD_NUMBER: _ClassVar[int]
+    LEN_FIELD_NUMBER: _ClassVar[int]
+    PIO_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    phys_addr: int
+    len: int
+    pio: int
+    data: bytes
+    def __init__(self, phys_addr: _Optional[int] = ..., len: _Optional[int] = ..., pio: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class RegisterCoalescedMmioRequest(_message.Message):
+    __slots__ = ("vm_id", "zone")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    zone: CoalescedMmioZone
+    def __init__(self, vm_id: _Optional[str] = ..., zone: _Optional[_Union[CoalescedMmioZone, _Mapping]] = ...) -> None: ...
+
+class RegisterCoalescedMmioResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UnregisterCoalescedMmioRequest(_message.Message):
+    __slots__ = ("vm_id", "zone")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    zone: CoalescedMmioZone
+    def __init__(self, vm_id: _Optional[str] = ..., zone: _Optional[_Union[CoalescedMmioZone, _Mapping]] = ...) -> None: ...
+
+class UnregisterCoalescedMmioResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DrainCoalescedMmioRequest(_message.Message):
+    __slots__ = ("vm_id",)
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    def __init__(self, vm_id: _Optional[str] = ...) -> None: ...
+
+class DrainCoalescedMmioResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[CoalescedMmio]
+    def __init__(self, entries: _Optional[_Iterable[_Union[CoalescedMmio, _Mapping]]] = ...) -> None: ...

@@ -177,6 +177,21 @@ class KvmStub:
                 request_serializer=rvkvm_dot_v1_dot_kvm__pb2.RunManyRequest.SerializeToString,
                 response_deserializer=rvkvm_dot_v1_dot_kvm__pb2.RunManyResponse.FromString,
                 _registered_method=True)
+        self.RegisterCoalescedMmio = channel.unary_unary(
+                '/rvkvm.v1.Kvm/RegisterCoalescedMmio',
+                request_serializer=rvkvm_dot_v1_dot_kvm__pb2.RegisterCoalescedMmioRequest.SerializeToString,
+                response_deserializer=rvkvm_dot_v1_dot_kvm__pb2.RegisterCoalescedMmioResponse.FromString,
+                _registered_method=True)
+        self.UnregisterCoalescedMmio = channel.unary_unary(
+                '/rvkvm.v1.Kvm/UnregisterCoalescedMmio',
+                request_serializer=rvkvm_dot_v1_dot_kvm__pb2.UnregisterCoalescedMmioRequest.SerializeToString,
+                response_deserializer=rvkvm_dot_v1_dot_kvm__pb2.UnregisterCoalescedMmioResponse.FromString,
+                _registered_method=True)
+        self.DrainCoalescedMmio = channel.unary_unary(
+                '/rvkvm.v1.Kvm/DrainCoalescedMmio',
+                request_serializer=rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioRequest.SerializeToString,
+                response_deserializer=rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioResponse.FromString,
+                _registered_method=True)
 
 
 class KvmServicer:
@@ -284,7 +299,9 @@ class KvmServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateVcpu(self, request, context):
-        """KVM_CREATE_VCPU.
+        """KVM_CREATE_VCPU. The new vCPU is at pc 0 in S-mode; the VM's first
+        vCPU is RUNNABLE, later ones STOPPED (as in Linux: the guest starts them
+        with SBI HSM hart_start, or the client with SetMpState).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -316,6 +333,17 @@ class KvmServicer:
     def Run(self, request, context):
         """KVM_RUN: applies the completion of the previous exit, runs the vCPU and
         returns the next exit.
+
+        After a shutdown or reset (an SBI SRST call, returned as a
+        SystemEventExit) every vCPU of the VM is STOPPED (MpState 5) with its pc
+        still at the guest's ecall. A later Run runs no guest instruction: it
+        waits, as KVM_RUN of a stopped vCPU does, and returns an INTR exit with
+        why = IDLE after RunRequest.idle_timeout_ms, or (idle_timeout_ms = 0)
+        only when woken: Kick or the RPC's deadline / cancellation (why =
+        KICK). SetMpState(RUNNABLE) from another call lets the vCPU run again,
+        from that ecall (which repeats the SRST call); a VMM that wants a
+        reboot resets the registers itself (or uses MP_STATE INIT_RECEIVED
+        with KVM_CAP_RISCV_MP_STATE_RESET). A client normally destroys the VM.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -394,6 +422,37 @@ class KvmServicer:
     def RunMany(self, request, context):
         """Run several vCPUs of one VM concurrently, each with its own completion
         and budget; returns when every one of them has exited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterCoalescedMmio(self, request, context):
+        """---- coalesced MMIO (KVM_CAP_COALESCED_MMIO, VM ioctls) ----
+
+        KVM_REGISTER_COALESCED_MMIO: guest stores that lie wholly inside the
+        zone no longer exit; they queue in the VM's coalesced-MMIO ring (loads
+        still exit). Zones may overlap. Errors: pio not 0 or 1 (EINVAL), more
+        than 1000 zones on the MMIO or the PIO bus (ENOSPC, NR_IOBUS_DEVS).
+        RISC-V has no port I/O: a pio zone is accepted and never matches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnregisterCoalescedMmio(self, request, context):
+        """KVM_UNREGISTER_COALESCED_MMIO: removes every zone of the same pio kind
+        that contains [addr, addr + size). Succeeds even if none does, as Linux.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrainCoalescedMmio(self, request, context):
+        """Take every entry queued in the ring, oldest first (what a VMM reads from
+        the ring page KVM maps at KVM_COALESCED_MMIO_PAGE_OFFSET). Exit messages
+        also carry the ring (Exit.coalesced_mmio): a VMM that serves every exit
+        needs this call only to flush the ring while no vCPU exits.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -541,6 +600,21 @@ def add_KvmServicer_to_server(servicer, server):
                     servicer.RunMany,
                     request_deserializer=rvkvm_dot_v1_dot_kvm__pb2.RunManyRequest.FromString,
                     response_serializer=rvkvm_dot_v1_dot_kvm__pb2.RunManyResponse.SerializeToString,
+            ),
+            'RegisterCoalescedMmio': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterCoalescedMmio,
+                    request_deserializer=rvkvm_dot_v1_dot_kvm__pb2.RegisterCoalescedMmioRequest.FromString,
+                    response_serializer=rvkvm_dot_v1_dot_kvm__pb2.RegisterCoalescedMmioResponse.SerializeToString,
+            ),
+            'UnregisterCoalescedMmio': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnregisterCoalescedMmio,
+                    request_deserializer=rvkvm_dot_v1_dot_kvm__pb2.UnregisterCoalescedMmioRequest.FromString,
+                    response_serializer=rvkvm_dot_v1_dot_kvm__pb2.UnregisterCoalescedMmioResponse.SerializeToString,
+            ),
+            'DrainCoalescedMmio': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainCoalescedMmio,
+                    request_deserializer=rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioRequest.FromString,
+                    response_serializer=rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1302,6 +1376,87 @@ class Kvm:
             '/rvkvm.v1.Kvm/RunMany',
             rvkvm_dot_v1_dot_kvm__pb2.RunManyRequest.SerializeToString,
             rvkvm_dot_v1_dot_kvm__pb2.RunManyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterCoalescedMmio(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rvkvm.v1.Kvm/RegisterCoalescedMmio',
+            rvkvm_dot_v1_dot_kvm__pb2.RegisterCoalescedMmioRequest.SerializeToString,
+            rvkvm_dot_v1_dot_kvm__pb2.RegisterCoalescedMmioResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnregisterCoalescedMmio(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rvkvm.v1.Kvm/UnregisterCoalescedMmio',
+            rvkvm_dot_v1_dot_kvm__pb2.UnregisterCoalescedMmioRequest.SerializeToString,
+            rvkvm_dot_v1_dot_kvm__pb2.UnregisterCoalescedMmioResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainCoalescedMmio(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rvkvm.v1.Kvm/DrainCoalescedMmio',
+            rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioRequest.SerializeToString,
+            rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioResponse.FromString,
             options,
             channel_credentials,
             insecure,
