@@ -74,3 +74,28 @@ def test_hadolint():
     result = subprocess.run(["hadolint", os.path.join(DOCKER, "Dockerfile")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_health_check_script_over_tls(tmp_path):
+    from rvkvm.server.rpc import ServerConfig
+    from tests.grpc.conftest import ServerThread
+    from tests.grpc.test_tenants import _openssl
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed (needed to make test certificates)")
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", "s.key", "-out", "s.pem", "-days", "2", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", cwd=tmp_path)
+    thread = ServerThread(ServerConfig(tls_cert=str(tmp_path / "s.pem"),
+                                       tls_key=str(tmp_path / "s.key"))).start()
+    script = os.path.join(DOCKER, "healthcheck.py")
+    try:
+        env = dict(os.environ, RVKVM_TLS_CA=str(tmp_path / "s.pem"))
+        ok = subprocess.run([sys.executable, script, thread.address], capture_output=True,
+                            text=True, timeout=60, env=env)
+        assert ok.returncode == 0, ok.stderr
+        plain = subprocess.run([sys.executable, script, thread.address], capture_output=True,
+                               text=True, timeout=60,
+                               env={k: v for k, v in env.items() if k != "RVKVM_TLS_CA"})
+        assert plain.returncode == 1
+    finally:
+        thread.stop()
