@@ -5,18 +5,24 @@ MMIO devices from tables.
     vmm = Vmm(Kvm.connect("127.0.0.1:50051"), ram_size=256 << 20)
     entry = vmm.load_elf("guest.elf")
     vmm.boot(entry, vmm.place_dtb(vmm.device_tree()))
-    result = vmm.run()          # until a system event or a failure
+    result = vmm.run()          # until a system event, a failure or the timeout
+
+``read_elf`` checks a guest file before any VM exists (``GuestImageError``
+with a one-line reason for anything that is not a loadable RV64 ELF);
+``Vmm.crash_report`` reads the vCPU's registers after a failure and says
+what the guest did (trap cause, sepc, stval, privilege).
 """
 
 from __future__ import annotations
 
 import bisect
+import struct
 import sys
 import threading
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
+from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from . import exits as X
@@ -25,6 +31,7 @@ from .errors import KvmError
 from .fdt import Node, to_dtb
 from .kvm import Kvm
 from .plic import PLIC_BASE, PLIC_SIZE, Plic, VcpuInterruptLine
+from .report import CRASH_REGS, describe_crash
 
 RAM_BASE = 0x8000_0000
 PAGE = 4096
@@ -39,7 +46,11 @@ SBI_EXT_0_1_CONSOLE_PUTCHAR = 0x01
 SBI_EXT_DBCN = 0x4442434E
 DBCN_CONSOLE_WRITE, DBCN_CONSOLE_READ, DBCN_CONSOLE_WRITE_BYTE = 0, 1, 2
 SRST_REASON_NONE = 0
-TIMEOUT_CHECK_BUDGET = 2_000_000  # instructions between deadline checks
+EM_RISCV = 243
+# e_machine values a user may hand over by mistake (elf.h EM_*).
+ELF_MACHINES = {3: "x86", 8: "MIPS", 20: "PowerPC", 21: "PowerPC64", 22: "S/390", 40: "ARM",
+                62: "x86-64", 183: "AArch64", 243: "RISC-V", 258: "LoongArch"}
+ELFCLASS64 = 2
 
 
 class MmioDevice(Protocol):
@@ -56,10 +67,12 @@ class MmioDevice(Protocol):
 
 @dataclass
 class RunResult:
-    """Why the VM stopped: the last exit, and whether that is a clean
-    shutdown (SRST shutdown with reason "none")."""
+    """Why the VM stopped: the last exit, whether that is a clean shutdown
+    (SRST shutdown with reason "none"), and whether ``run``'s timeout ended
+    it (``exit`` is then the INTR exit of the kick)."""
 
     exit: X.Exit
+    timed_out: bool = False
 
     @property
     def clean_shutdown(self) -> bool:
@@ -156,27 +169,19 @@ class Vmm:
         return uart
 
     def load_elf(self, path: str) -> int:
-        """Copy the PT_LOAD segments to guest RAM (at their physical
-        addresses, ``.bss`` zeroed); returns the entry point. ValueError if
-        it is not a 64-bit RISC-V ELF or a segment lies outside RAM
-        (pyelftools' ELFError for a file that is not an ELF)."""
-        with open(path, "rb") as f:
-            elf = ELFFile(f)
-            if elf.get_machine_arch() != "RISC-V" or elf.elfclass != 64:
-                raise ValueError(f"{path}: not a 64-bit RISC-V ELF")
-            for seg in elf.iter_segments():
-                if seg["p_type"] != "PT_LOAD" or seg["p_memsz"] == 0:
-                    continue
-                data = seg.data()
-                addr = seg["p_paddr"]
-                if not (self.ram_base <= addr and
-                        addr + seg["p_memsz"] <= self.ram_base + self.ram_size):
-                    raise ValueError(f"{path}: segment at {addr:#x} is outside RAM")
-                self.vm.write_memory(addr, data)
-                bss = seg["p_memsz"] - len(data)
-                if bss:
-                    self.vm.write_memory(addr + len(data), bytes(bss))
-            return int(elf.header["e_entry"])
+        """Copy the PT_LOAD segments of an ELF file to guest RAM (at their
+        physical addresses); returns the entry point. ``GuestImageError``
+        if the file is not a loadable RV64 ELF for this RAM."""
+        return self.load_image(read_elf(path))
+
+    def load_image(self, image: GuestImage) -> int:
+        """Copy a ``read_elf`` image to guest RAM; returns its entry point."""
+        image.check_fits(self.ram_base, self.ram_size)
+        for addr, data, memsz in image.segments:
+            self.vm.write_memory(addr, data)
+            if memsz > len(data):
+                self.vm.write_memory(addr + len(data), bytes(memsz - len(data)))
+        return image.entry
 
     def device_tree(self, bootargs: str = "") -> Node:
         """A minimal device tree: one cpu, the RAM, the devices added with
@@ -227,38 +232,59 @@ class Vmm:
 
     def run(self, timeout: Optional[float] = None) -> RunResult:
         """Run vCPU 0 until a system event or an exit the VMM cannot serve;
-        ``timeout``: seconds (then an INTR exit ends the run)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        # with a deadline, each Run is bounded (busy: a budget; idle: a timeout)
-        budget = 0 if deadline is None else TIMEOUT_CHECK_BUDGET
+        ``timeout``: seconds of wall time, after which the vCPU is kicked
+        (as a VMM signals its vCPU thread) and the result says ``timed_out``.
+        A failed KVM_RUN raises its ``KvmError`` (see ``crash_report``)."""
+        timed_out = threading.Event()
+        timer: Optional[threading.Timer] = None
+        if timeout is not None:
+            def expire() -> None:
+                timed_out.set()
+                try:
+                    self.vcpu.kick()  # sticky: ends the current or the next Run
+                except KvmError:
+                    pass  # the run ended meanwhile (the VM is gone)
+            timer = threading.Timer(timeout, expire)
+            timer.daemon = True
+            timer.start()
         line = self._irq_line
         if line is not None:
             line.run_thread = threading.get_ident()
         try:
-            return self._run_loop(deadline, budget, line)
+            with self.vcpu.run_stream() as stream:
+                while True:
+                    irq = line.take() if line is not None else None
+                    exit_ = stream.run(interrupt=irq)
+                    self.apply_coalesced(exit_.coalesced_mmio)
+                    if isinstance(exit_, X.SbiExit):
+                        handler = self.sbi_handlers.get(exit_.extension_id)
+                        if handler is not None:
+                            handler(self, exit_)
+                    elif isinstance(exit_, X.MmioExit):
+                        self._serve_mmio(exit_)
+                    elif isinstance(exit_, X.IntrExit):
+                        if timed_out.is_set():
+                            return RunResult(exit_, timed_out=True)
+                    else:
+                        return RunResult(exit_)
         finally:
+            if timer is not None:
+                timer.cancel()
             if line is not None:
                 line.run_thread = None
 
-    def _run_loop(self, deadline: Optional[float], budget: int,
-                  line: Optional[VcpuInterruptLine]) -> RunResult:
-        with self.vcpu.run_stream() as stream:
-            while True:
-                idle = 0.0 if deadline is None else max(0.01, deadline - time.monotonic())
-                irq = line.take() if line is not None else None
-                exit_ = stream.run(budget=budget, idle_timeout=idle, interrupt=irq)
-                self.apply_coalesced(exit_.coalesced_mmio)
-                if isinstance(exit_, X.SbiExit):
-                    handler = self.sbi_handlers.get(exit_.extension_id)
-                    if handler is not None:
-                        handler(self, exit_)
-                elif isinstance(exit_, X.MmioExit):
-                    self._serve_mmio(exit_)
-                elif isinstance(exit_, X.IntrExit):
-                    if deadline is not None and time.monotonic() >= deadline:
-                        return RunResult(exit_)
-                else:
-                    return RunResult(exit_)
+    def crash_report(self, error: Optional[Exception] = None,
+                     exit_: Optional[X.Exit] = None) -> List[str]:
+        """Lines saying why the guest stopped: the failed KVM_RUN (``error``)
+        or the exit, pc, the last trap (cause by name, sepc, stval), ra, sp
+        and the privilege, read from vCPU 0 through ONE_REG."""
+        try:
+            values = self.vm.batch_one_reg([(self.vcpu.id, name, None) for name in CRASH_REGS])
+        except KvmError:
+            values = []  # the server is gone too: say what is known
+        regs = {name: int.from_bytes(v, "little") for name, v in zip(CRASH_REGS, values)
+                if isinstance(v, bytes)}
+        return describe_crash(regs, error=error, exit_=exit_)
 
     def _device_at(self, phys_addr: int) -> Optional[Tuple[int, MmioDevice]]:
         i = bisect.bisect(self._mmio_starts, phys_addr) - 1
@@ -314,3 +340,62 @@ class Vmm:
     def close(self) -> None:
         """Destroy the VM (DestroyVm)."""
         self.vm.destroy()
+
+
+class GuestImageError(ValueError):
+    """A guest file that cannot be loaded; the message is one line that
+    names the file and says why."""
+
+
+@dataclass
+class GuestImage:
+    """A checked guest ELF: entry point and (paddr, file bytes, memsz) of
+    each PT_LOAD segment; ``htif`` when it has the ``tohost`` symbol of a
+    bare-metal (M-mode, HTIF) program."""
+
+    path: str
+    entry: int
+    segments: List[Tuple[int, bytes, int]] = field(default_factory=list)
+    htif: bool = False
+
+    def check_fits(self, ram_base: int, ram_size: int) -> None:
+        """``GuestImageError`` unless every segment lies in the RAM."""
+        end = ram_base + ram_size
+        for addr, _, memsz in self.segments:
+            if not (ram_base <= addr and addr + memsz <= end):
+                raise GuestImageError(
+                    f"{self.path}: segment at {addr:#x}..{addr + memsz:#x} is outside RAM "
+                    f"({ram_base:#x}..{end:#x})")
+
+
+def read_elf(path: str) -> GuestImage:
+    """Read and check a 64-bit RISC-V executable; ``GuestImageError`` (one
+    line) for anything else, ``OSError`` if the file cannot be read."""
+    with open(path, "rb") as f:
+        head = f.read(20)
+        if not head:
+            raise GuestImageError(f"{path}: empty file, not an ELF file")
+        if head[:4] != b"\x7fELF":
+            raise GuestImageError(f"{path}: not an ELF file (bad magic)")
+        if len(head) < 20:
+            raise GuestImageError(f"{path}: truncated ELF header")
+        machine = struct.unpack_from("<H", head, 18)[0]
+        if head[4] != ELFCLASS64 or machine != EM_RISCV:
+            bits = {1: "32-bit", 2: "64-bit"}.get(head[4], "malformed")
+            arch = ELF_MACHINES.get(machine, f"machine {machine}")
+            raise GuestImageError(f"{path}: a {bits} {arch} ELF, not a 64-bit RISC-V one")
+        f.seek(0)
+        try:
+            elf = ELFFile(f)
+            image = GuestImage(path, int(elf.header["e_entry"]))
+            for seg in elf.iter_segments():
+                if seg["p_type"] == "PT_LOAD" and seg["p_memsz"]:
+                    image.segments.append((seg["p_paddr"], seg.data(), seg["p_memsz"]))
+            symtab = elf.get_section_by_name(".symtab")
+            image.htif = bool(symtab is not None and hasattr(symtab, "get_symbol_by_name")
+                              and symtab.get_symbol_by_name("tohost"))
+        except (ELFError, struct.error) as err:
+            raise GuestImageError(f"{path}: malformed ELF file ({err})") from None
+    if not image.segments:
+        raise GuestImageError(f"{path}: no loadable segment")
+    return image

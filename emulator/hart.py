@@ -53,13 +53,17 @@ def _sext_size(value: int, size: int) -> int:
     return ((value ^ s) - s) & M64
 
 
+# Execution engines: the block translator and the reference interpreter.
+ENGINES = ("fast", "reference")
+
+
 class Hart:
     """An RV64GC hart attached to a :class:`PhysMemory`."""
 
     def __init__(self, mem: PhysMemory, hartid: int = 0, engine: str = "fast",
                  misaligned: str = "hardware", pmlens: Sequence[int] = (7, 16)) -> None:
-        if engine not in ("fast", "reference"):
-            raise ValueError("engine must be 'fast' or 'reference'")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
         if misaligned not in ("hardware", "trap"):
             raise ValueError("misaligned must be 'hardware' or 'trap'")
         self.mem = mem

@@ -1,28 +1,78 @@
-"""``rvkvm-server`` / ``python -m rvkvm.server``: run the rvkvm gRPC service."""
+"""``rvkvm-server`` / ``python -m rvkvm.server``: run the rvkvm gRPC service.
+
+Every failure is one line on stderr and a non-zero status: 2 for bad
+options (``--listen`` syntax, host extensions), 1 when the address cannot
+be bound (already in use, by another rvkvm-server too: the port is never
+shared) or for an unexpected error (``--debug`` or ``RVKVM_DEBUG=1`` adds
+its traceback); 130 after Ctrl-C, 0 after SIGTERM.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
+import os
+import re
 import signal
+import socket
 import sys
+import threading
 from typing import List, Optional
 
 import structlog
 
+from rvkvm.emulator.cmdline import EXIT_INTERRUPTED, debug_wanted, guarded, version
+from rvkvm.emulator.hart import ENGINES
+
 from .kvm import HostProfile
 from .rpc import ServerConfig, create_server, settings
+from .rpc.app import is_loopback
 from .rpc.tenants import Tenants, TenantsError, parse_size
+
+PROG = "rvkvm-server"
+EXIT_USAGE = 2
+ENGINE_ALIASES = {"interp": "reference"}  # the spelling of older releases
+
+
+class ListenError(Exception):
+    """The address cannot be bound; the message says why in one line."""
+
+
+def listen_address(text: str) -> str:
+    """An argparse type: ``host:port`` or ``[v6addr]:port`` with a port in
+    0..65535 (0: any free port)."""
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})", text.strip())
+    if not match or int(match.group(2)) > 65535:
+        raise argparse.ArgumentTypeError(
+            f"not a host:port address: {text!r} (e.g. 127.0.0.1:50051, [::1]:0)")
+    return text.strip()
+
+
+def engine_name(text: str) -> str:
+    """An argparse type: an engine of ``ENGINES`` (``interp``: deprecated
+    alias of ``reference``)."""
+    if text in ENGINE_ALIASES:
+        print(f"{PROG}: warning: --engine {text} is deprecated, use "
+              f"--engine {ENGINE_ALIASES[text]}", file=sys.stderr)
+        return ENGINE_ALIASES[text]
+    if text not in ENGINES:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose from {', '.join(ENGINES)})")
+    return text
 
 
 def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="rvkvm-server",
+    parser = argparse.ArgumentParser(prog=PROG,
                                      description="Serve a virtual RISC-V KVM host over gRPC.")
-    parser.add_argument("--listen", default="127.0.0.1:50051",
-                        help="host:port to listen on (port 0: any free port)")
-    parser.add_argument("--engine", choices=("fast", "interp"), default="fast",
-                        help="emulator engine of the harts")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--listen", default="127.0.0.1:50051", type=listen_address,
+                        help="host:port to listen on (port 0: any free port); a port in use, "
+                             "by another rvkvm-server too, is refused")
+    parser.add_argument("--engine", type=engine_name, default="fast", metavar="{fast,reference}",
+                        help="emulator engine of the harts: the block translator (fast) or "
+                             "the reference interpreter, as in `python -m rvkvm.emulator run`")
     parser.add_argument("--max-vms", type=int, default=0, help="VMs at once (0: no limit)")
     parser.add_argument("--host-plus", default="", metavar="EXT,...",
                         help="add host ISA extensions or capabilities (e.g. v,ssaia)")
@@ -34,6 +84,12 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
     parser.add_argument("--json-logs", action="store_true", help="log JSON lines")
+    parser.add_argument("--exit-on-stdin-eof", action="store_true",
+                        help="stop when standard input reaches end of file (a parent that "
+                             "starts the server with a pipe as its stdin: the server ends "
+                             "with the parent, however it ends)")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an unexpected error (also RVKVM_DEBUG=1)")
     _tenancy_arguments(parser)
     return settings.parse(parser, argv)
 
@@ -76,18 +132,75 @@ def _configure_logging(level: str, json_logs: bool) -> None:
     )
 
 
-async def serve(listen: str, config: ServerConfig) -> None:
-    server, port = await create_server(listen, config)
+def _bind_failure(listen: str) -> Optional[str]:
+    """Why ``listen`` cannot be bound, from a plain socket's errno (None:
+    it can). Options as gRPC's: SO_REUSEADDR, never SO_REUSEPORT."""
+    host, port = listen.rsplit(":", 1)
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        return f"cannot resolve {host!r}: {err.strerror}"
+    failures = []
+    for family, kind, proto, _, sockaddr in infos:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(sockaddr)
+        except OSError as err:
+            failures.append(err)
+    # gRPC listens if any address binds, but refuses a port in use on any.
+    in_use = [err for err in failures if err.errno == errno.EADDRINUSE]
+    if in_use or (failures and len(failures) == len(infos)):
+        first = (in_use or failures)[0]
+        return f"{errno.errorcode.get(first.errno or 0, str(first.errno))} ({first.strerror})"
+    return None
+
+
+def _watch_parent(stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
+    """End the server with the process that started it: stdin is a pipe
+    from the parent, which closes however the parent ends (SIGKILL too)."""
+
+    def wait_eof() -> None:
+        with os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as stdin:
+            while stdin.read(4096):
+                pass
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=wait_eof, name="rvkvm-parent-watch", daemon=True).start()
+
+
+async def serve(listen: str, config: ServerConfig, exit_on_stdin_eof: bool = False) -> int:
+    """Serve until SIGINT (status 130), SIGTERM or, with
+    ``exit_on_stdin_eof``, the end of stdin (status 0)."""
+    # Checked first so that a port in use is one line, not gRPC's log lines too.
+    reason = _bind_failure(listen)
+    if reason is not None:
+        raise ListenError(f"cannot listen on {listen}: {reason}")
+    try:
+        server, port = await create_server(listen, config)
+    except OSError as err:
+        raise ListenError(f"cannot listen on {listen}: {_bind_failure(listen) or err}") from err
     await server.start()
     host = listen.rsplit(":", 1)[0]
-    # The port line is what scripts (and `rvkvm run` without --server) wait for.
-    print(f"rvkvm-server listening on {host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    interrupted = asyncio.Event()
+
+    def on_sigint() -> None:
+        interrupted.set()
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    if exit_on_stdin_eof:
+        _watch_parent(stop, loop)
+    # The port line is what scripts (and `rvkvm run` without --server) wait for.
+    print(f"rvkvm-server listening on {host}:{port}", flush=True)
     await stop.wait()
     await server.stop(grace=1.0)
+    return EXIT_INTERRUPTED if interrupted.is_set() else 0
 
 
 def _host(plus: str, minus: str) -> HostProfile:
@@ -108,21 +221,32 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         host = _host(args.host_plus, args.host_minus)
     except ValueError as err:
-        print(f"rvkvm-server: {err}", file=sys.stderr)
-        return 2
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return EXIT_USAGE
     config = ServerConfig(host=host, engine=args.engine, max_vms=args.max_vms,
                           inline_slice=args.inline_slice)
     try:
         _tenancy_config(args, config)
     except (TenantsError, ValueError) as err:
-        print(f"rvkvm-server: {err}", file=sys.stderr)
-        return 2
-    try:
-        asyncio.run(serve(args.listen, config))
-    except OSError as err:
-        print(f"rvkvm-server: {err}", file=sys.stderr)
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if config.tenants is None and not config.insecure_open and not is_loopback(args.listen):
+        # before anything binds: an open server never listens beyond loopback
+        print(f"{PROG}: refusing to listen on {args.listen} without a tenants file: anyone "
+              "who can reach it could use every VM (give --tenants FILE, or --insecure-open "
+              "to do it anyway)", file=sys.stderr)
         return 1
-    return 0
+
+    def run() -> int:
+        try:
+            return asyncio.run(serve(args.listen, config, args.exit_on_stdin_eof))
+        except ListenError as err:
+            if debug_wanted(args.debug):
+                raise
+            print(f"{PROG}: {err}", file=sys.stderr)
+            return 1
+
+    return guarded(PROG, run, args.debug)
 
 
 def _tenancy_config(args: argparse.Namespace, config: ServerConfig) -> None:

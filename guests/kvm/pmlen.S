@@ -7,11 +7,16 @@
  * are ignored, so a store through a tagged pointer lands at the untagged
  * address. Finally it turns masking off again and reads back 0.
  *
- * On a VM without Smnpm (the VMM disabled ISA extension SMNPM, or the host
- * has no Ssnpm) FWFT answers NOT_SUPPORTED; the guest says so and shuts
- * down cleanly. Any other surprise shuts down with reason SYSTEM_FAILURE.
+ * It first probes FWFT (SBI base sbi_probe_extension): on a VM without it
+ * (the VMM disabled SBI extension FWFT, or a kernel ABI older than FWFT) it
+ * says FWFT is absent and shuts down cleanly. On a VM without Smnpm (the VMM
+ * disabled ISA extension SMNPM, or the host has no Ssnpm) FWFT answers
+ * NOT_SUPPORTED; the guest says so and shuts down cleanly. Any other
+ * surprise shuts down with reason SYSTEM_FAILURE.
  * Console: SBI DBCN console_write.
  */
+#define SBI_EXT_BASE 0x10
+#define SBI_BASE_PROBE_EXTENSION 3
 #define SBI_EXT_DBCN 0x4442434E
 #define SBI_EXT_SRST 0x53525354
 #define SBI_EXT_FWFT 0x46574654
@@ -25,6 +30,14 @@
     .section .text.start, "ax"
     .globl _start
 _start:
+    /* sbi_probe_extension(FWFT): a1 = 0 when the VM has no FWFT */
+    li      a0, SBI_EXT_FWFT
+    li      a6, SBI_BASE_PROBE_EXTENSION
+    li      a7, SBI_EXT_BASE
+    ecall
+    bnez    a0, fail
+    beqz    a1, no_fwft
+
     la      a0, msg_ask
     call    puts
 
@@ -89,6 +102,12 @@ _start:
     li      a1, SRST_REASON_NONE
     j       shutdown
 
+no_fwft:
+    la      a0, msg_no_fwft
+    call    puts
+    li      a1, SRST_REASON_NONE
+    j       shutdown
+
 not_supported:
     la      a0, msg_unsupported
     call    puts
@@ -125,6 +144,8 @@ puts:
     ret
 
     .section .rodata
+msg_no_fwft:
+    .asciz "pmlen: SBI FWFT is absent (sbi_probe_extension says 0): this VM cannot ask for pointer masking\n"
 msg_ask:
     .asciz "pmlen: asking SBI FWFT for POINTER_MASKING_PMLEN = 7\n"
 msg_on:

@@ -12,6 +12,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from rvkvm.emulator.hart import ENGINES
 from rvkvm.server.kvm import KvmSystem
 from rvkvm.v1 import kvm_pb2 as pb
 from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
@@ -27,6 +28,8 @@ from .servicer import KvmServicer
 from .tenants import OPEN_TENANT
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Kvm"].full_name
+# A port is never shared: a second server on it must fail, not split the clients.
+NO_PORT_REUSE = [("grpc.so_reuseport", 0)]
 
 
 class Server:
@@ -73,6 +76,8 @@ async def create_server(address: str,
     """A server for ``address`` (``host:port``; port 0 picks one) and the
     port it bound; call ``await server.start()``."""
     config = config or ServerConfig()
+    if config.engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {config.engine!r}")
     log = structlog.get_logger("rvkvm.server")
     if config.tenants is None:
         if not is_loopback(address) and not config.insecure_open:
@@ -103,7 +108,7 @@ async def create_server(address: str,
     server = grpc.aio.server(
         # the first is outermost: logging sees the KvmError before it becomes a status
         interceptors=[KvmErrorInterceptor(), CallInterceptor(tenants, metrics)],
-        options=config.grpc_options,
+        options=NO_PORT_REUSE + list(config.grpc_options),
     )
     pb_grpc.add_KvmServicer_to_server(
         KvmServicer(registry, config.max_transfer, config.max_vms, ops_pool, run_pool,
@@ -115,12 +120,15 @@ async def create_server(address: str,
     if config.reflection:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    if config.tls_cert or config.tls_key:
-        port = server.add_secure_port(address, server_credentials(config))
-    elif config.tls_client_ca:
-        raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
-    else:
-        port = server.add_insecure_port(address)
+    try:
+        if config.tls_cert or config.tls_key:
+            port = server.add_secure_port(address, server_credentials(config))
+        elif config.tls_client_ca:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as err:  # grpc's "Failed to bind to address"
+        raise OSError(f"cannot listen on {address}: {err}") from None
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     log.info("listening", address=address, port=port,

@@ -152,6 +152,9 @@ class CallInterceptor(_AroundInterceptor):
             code = grpc.StatusCode.CANCELLED
             raise
         finally:
+            if code == grpc.StatusCode.OK and _cancelled(context):
+                # the client went away; its request stream just ended
+                code = grpc.StatusCode.CANCELLED
             call.release()
             seconds = time.perf_counter() - start
             if self._metrics is not None:
@@ -182,6 +185,13 @@ class CallInterceptor(_AroundInterceptor):
         except Exception:  # an insecure call has no auth context to speak of
             auth = {}
         return self._tenants.authenticate(metadata, auth)
+
+
+def _cancelled(context: grpc.aio.ServicerContext) -> bool:
+    try:
+        return bool(context.cancelled())
+    except Exception:  # noqa: BLE001 (a context being torn down)
+        return False
 
 
 def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:

@@ -14,7 +14,8 @@ from .tenants import Tenants
 class ServerConfig:
     # The emulated host; None: HostProfile.default().
     host: Optional[HostProfile] = None
-    # Emulator engine of every hart: "fast" (block translator) or "interp".
+    # Emulator engine of every hart: "fast" (block translator) or "reference"
+    # (the interpreter), emulator.hart.ENGINES.
     engine: str = "fast"
     # Instructions a vCPU runs per slice before its Run loop looks for
     # cancellation (and other RPCs on that vCPU get their turn).

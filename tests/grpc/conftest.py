@@ -1,5 +1,9 @@
 """A real rvkvm server on an ephemeral loopback port, in its own thread and
-event loop, so both the sync and the asyncio client can talk to it."""
+event loop, so both the sync and the asyncio client can talk to it.
+
+``server``/``kvm`` run the fast engine; ``engine_server``/``engine_kvm`` are
+parametrized over both engines (``emulator.hart.ENGINES``), for the tests
+that run guests quickly enough on the reference interpreter too."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import grpc
 import pytest
 
 from rvkvm.client import Kvm
+from rvkvm.emulator.hart import ENGINES
 from rvkvm.server.rpc import Server, ServerConfig, create_server
 
 
@@ -54,12 +59,38 @@ class ServerThread:
         return f"127.0.0.1:{self.port}"
 
 
+def _test_config(engine: str) -> ServerConfig:
+    return ServerConfig(engine=engine, run_slice=20_000, idle_slice=0.01,
+                        max_transfer=64 * 1024)
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[ServerThread]:
-    thread = ServerThread(ServerConfig(run_slice=20_000, idle_slice=0.01,
-                                       max_transfer=64 * 1024)).start()
+    thread = ServerThread(_test_config("fast")).start()
     yield thread
     thread.stop()
+
+
+@pytest.fixture(scope="session")
+def reference_server() -> Iterator[ServerThread]:
+    thread = ServerThread(_test_config("reference")).start()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture(params=ENGINES)
+def engine_server(request: pytest.FixtureRequest) -> ServerThread:
+    """The session's server of each engine in turn."""
+    name = "server" if request.param == "fast" else f"{request.param}_server"
+    thread = request.getfixturevalue(name)
+    assert thread.config.engine == request.param
+    return thread
+
+
+@pytest.fixture
+def engine_kvm(engine_server: ServerThread) -> Iterator[Kvm]:
+    with grpc.insecure_channel(engine_server.address) as ch:
+        yield Kvm(ch, timeout=30, max_transfer=64 * 1024)
 
 
 @pytest.fixture

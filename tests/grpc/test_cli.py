@@ -8,6 +8,8 @@ import struct
 import subprocess
 import sys
 
+import pytest
+
 from rvkvm.client.cli import HELLO_GUEST
 from rvkvm.client.exits import SystemEventExit
 from rvkvm.client.fdt import Node, to_dtb
@@ -15,7 +17,7 @@ from rvkvm.client.vmm import Vmm
 from tests.emulator import rvasm as A
 
 from .dtb import cells, parse_dtb
-from .guest import MMIO, REG_A0, REG_A1, REG_A2, ld, li, sbi_call, sd
+from .guest import MMIO, REG_A0, REG_A1, REG_A2, WFI, ld, li, sbi_call, sd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GUESTS = os.path.join(ROOT, "client", "guests")
@@ -25,7 +27,7 @@ ENTRY = 0x8020_0000
 
 
 def rvkvm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "client", *args], cwd=ROOT, timeout=timeout,
+    return subprocess.run([sys.executable, "-m", "rvkvm.client", *args], cwd=ROOT, timeout=timeout,
                           capture_output=True, text=True)
 
 
@@ -44,8 +46,8 @@ def test_run_hello_with_embedded_server():
     assert "Device tree found at a1" in result.stdout
 
 
-def test_run_hello_on_a_server(server):
-    result = rvkvm("run", HELLO_GUEST, "--server", server.address, "--ram", "64M")
+def test_run_hello_on_a_server(engine_server):
+    result = rvkvm("run", HELLO_GUEST, "--server", engine_server.address, "--ram", "64M")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(HELLO_TEXT)
 
@@ -103,7 +105,41 @@ def test_run_timeout_ends_a_busy_guest(server, tmp_path):
     elf = tmp_path / "spin.elf"
     elf.write_bytes(tiny_elf(A.words([A.j(0, 0)])))
     result = rvkvm("run", str(elf), "--server", server.address, "--timeout", "0.5")
-    assert result.returncode == 1 and "IntrExit" in result.stderr
+    assert result.returncode == 124, result.stderr
+    assert result.stderr == "rvkvm: guest timed out after 0.5 s (still running, pc=0x80200000)\n"
+
+
+def test_run_timeout_ends_a_waiting_guest(server, tmp_path):
+    elf = tmp_path / "wfi.elf"
+    elf.write_bytes(tiny_elf(A.words([WFI, A.j(0, -4)])))
+    result = rvkvm("run", str(elf), "--server", server.address, "--timeout", "0.5")
+    assert result.returncode == 124 and "guest timed out after 0.5 s" in result.stderr
+
+
+def test_illegal_instruction_at_entry_says_why(engine_server, tmp_path):
+    elf = tmp_path / "illegal.elf"
+    elf.write_bytes(tiny_elf(bytes(4)))  # 0x00000000 is an illegal instruction
+    result = rvkvm("run", str(elf), "--server", engine_server.address)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == ("rvkvm: guest failed: KVM_RUN failed: EOPNOTSUPP (95): "
+                        "instruction fetch from non-RAM at 0x0")
+    assert lines[1] == ("rvkvm: guest trapped to stvec=0x0 (no trap handler): scause=0x2 "
+                        "(illegal instruction) at sepc=0x80200000, stval=0x0")
+    assert lines[2].startswith("rvkvm: registers: pc=0x0 ra=0x0 sp=0x0 ")
+    assert lines[2].endswith(" privilege=S")
+
+
+def test_trap_to_a_handler_outside_ram_says_where(server, tmp_path):
+    program = li(REG_A0, 0x1000) + [A.csrrw(0, 0x105, REG_A0)]  # stvec = 0x1000
+    elf = tmp_path / "stvec.elf"
+    elf.write_bytes(tiny_elf(A.words(program) + bytes(4)))
+    result = rvkvm("run", str(elf), "--server", server.address)
+    assert result.returncode == 1
+    sepc = ENTRY + 4 * len(program)
+    assert result.stderr.splitlines()[1] == (
+        f"rvkvm: guest trapped to stvec=0x1000: scause=0x2 (illegal instruction) at "
+        f"sepc={sepc:#x}, stval=0x0")
 
 
 def test_fdt_reads_back(tmp_path):
@@ -118,8 +154,8 @@ PMLEN_GUEST = os.path.join(GUESTS, "pmlen.elf")
 UART_GUEST = os.path.join(GUESTS, "uart.elf")
 
 
-def test_pointer_masking_example_guest(server):
-    result = rvkvm("run", PMLEN_GUEST, "--server", server.address)
+def test_pointer_masking_example_guest(engine_server):
+    result = rvkvm("run", PMLEN_GUEST, "--server", engine_server.address)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PMLEN is 7 (fwft_get agrees)" in result.stdout
     assert "tagged pointers work" in result.stdout
@@ -133,14 +169,23 @@ def test_pointer_masking_example_without_smnpm(server):
     assert "NOT_SUPPORTED" in result.stdout and "tagged" not in result.stdout
 
 
+@pytest.mark.parametrize("how", [["--disable-sbi-ext", "FWFT"], ["--abi", "linux-6.13"]])
+def test_pointer_masking_example_without_fwft(server, how):
+    # without FWFT (disabled, or a kernel ABI older than FWFT) the guest says so
+    result = rvkvm("run", PMLEN_GUEST, "--server", server.address, *how)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ("pmlen: SBI FWFT is absent (sbi_probe_extension says 0): this VM "
+                             "cannot ask for pointer masking\n")
+
+
 def test_disabling_ssnpm_is_refused(server):
     result = rvkvm("run", PMLEN_GUEST, "--server", server.address, "--disable-isa-ext", "SSNPM")
     assert result.returncode == 1
     assert "EINVAL" in result.stderr and result.stdout == ""
 
 
-def test_mmio_device_example_guest(server):
-    result = rvkvm("run", UART_GUEST, "--server", server.address)
+def test_mmio_device_example_guest(engine_server):
+    result = rvkvm("run", UART_GUEST, "--server", engine_server.address)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == ("Hello from an MMIO device guest: this text went byte by byte "
                              "through the NS16550A at 0x10000000\n")

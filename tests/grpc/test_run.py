@@ -54,8 +54,8 @@ def _answer_mmio_loads(run):
     assert isinstance(run(), DebugExit)
 
 
-def test_mmio_exit_and_completion_unary(kvm):
-    vm, (vcpu,) = new_vm(kvm)
+def test_mmio_exit_and_completion_unary(engine_kvm):
+    vm, (vcpu,) = new_vm(engine_kvm)
     load(vm, vcpu, mmio_loads())
     _answer_mmio_loads(vcpu.run)
     assert vcpu.get_reg("core a1") == 0x1122334455667788
@@ -63,8 +63,8 @@ def test_mmio_exit_and_completion_unary(kvm):
     vm.destroy()
 
 
-def test_mmio_exit_and_completion_run_stream(kvm):
-    vm, (vcpu,) = new_vm(kvm)
+def test_mmio_exit_and_completion_run_stream(engine_kvm):
+    vm, (vcpu,) = new_vm(engine_kvm)
     load(vm, vcpu, mmio_loads())
     with vcpu.run_stream() as stream:
         _answer_mmio_loads(stream.run)
@@ -72,8 +72,8 @@ def test_mmio_exit_and_completion_run_stream(kvm):
     vm.destroy()
 
 
-def test_mmio_store_carries_the_data(kvm):
-    vm, (vcpu,) = new_vm(kvm)
+def test_mmio_store_carries_the_data(engine_kvm):
+    vm, (vcpu,) = new_vm(engine_kvm)
     load(vm, vcpu, li(REG_A0, MMIO) + li(REG_A1, 0xCAFEF00D) + [sw(REG_A1, REG_A0, 4), EBREAK])
     exit_ = vcpu.run()
     assert isinstance(exit_, MmioExit) and exit_.is_write
@@ -82,8 +82,8 @@ def test_mmio_store_carries_the_data(kvm):
     vm.destroy()
 
 
-def test_sbi_exit_and_system_event(kvm):
-    vm, (vcpu,) = new_vm(kvm)
+def test_sbi_exit_and_system_event(engine_kvm):
+    vm, (vcpu,) = new_vm(engine_kvm)
     vcpu.set_reg("sbi_ext DBCN", 1)
     save_a1 = A.addi(REG_A2, REG_A1, 0)
     load(vm, vcpu, sbi_call(SBI_EXT_DBCN, 2, ord("!")) + [save_a1] + sbi_call(SBI_EXT_SRST, 0, 0, 1))
@@ -107,8 +107,8 @@ def test_completion_for_the_wrong_exit_is_einval(kvm):
     vm.destroy()
 
 
-def test_budget_and_idle_exits(kvm):
-    vm, (vcpu,) = new_vm(kvm)
+def test_budget_and_idle_exits(engine_kvm):
+    vm, (vcpu,) = new_vm(engine_kvm)
     load(vm, vcpu, [jump_self()])
     assert vcpu.run(budget=50_000) == IntrExit(INTR_BUDGET)
     load(vm, vcpu, [WFI, jump_self()])
