@@ -103,7 +103,7 @@ def test_one_json_line_per_rpc_on_stderr():
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
-    assert any(x["event"].startswith("open server") and x["level"] == "warning" for x in lines)
+    assert any(x["event"].startswith("open server") and x["level"] == "info" for x in lines)
     rpcs = [x for x in lines if x["event"] == "rpc"]
     assert [x["method"].rsplit("/", 1)[1] for x in rpcs] == ["CreateVm", "CreateVcpu",
                                                               "GetMpState"]
