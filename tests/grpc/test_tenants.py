@@ -423,8 +423,11 @@ async def test_an_open_server_refuses_a_non_loopback_address():
         await create_server("0.0.0.0:0", ServerConfig())
 
 
-def test_rvkvm_server_refuses_open_non_loopback(capsys):
+def test_rvkvm_server_refuses_open_non_loopback(capsys, monkeypatch):
     from rvkvm.server.__main__ import main
+    # main() configures structlog for the whole process (level error here):
+    # later tests capture info-level lines
+    monkeypatch.setattr("rvkvm.server.__main__._configure_logging", lambda *args: None)
     assert main(["--listen", "0.0.0.0:0", "--log-level", "error"]) == 1
     assert "--insecure-open" in capsys.readouterr().err
 
