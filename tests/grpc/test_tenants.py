@@ -461,6 +461,38 @@ def test_cli_ps_and_destroy(tserver, capsys, monkeypatch):
         assert "credentials" in capsys.readouterr().err
 
 
+# -- fair share per tenant ---------------------------------------------------------
+
+
+def test_the_slices_of_a_run_take_turns_as_the_vms_tenant(tserver, monkeypatch):
+    """Each Run's slices are FairScheduler jobs of the VM's tenant (not of
+    the caller's connection), so tenants share run time equally."""
+    scheduler = tserver.server.registry.scheduler
+    owners: List[Tuple[Any, Any]] = []
+    submit = scheduler.submit
+
+    def recording(owner: Any, fn: Any, *args: Any) -> Any:
+        owners.append((owner, fn.__self__.vcpu.vm))
+        return submit(owner, fn, *args)
+
+    monkeypatch.setattr(scheduler, "submit", recording)
+    vms = {}
+    for tenant in ("team-a", "team-b"):
+        chan, kvm = kvm_of(tserver, tenant)
+        with chan:
+            vm = kvm.create_vm()
+            vm.set_user_memory_region(0, RAM_BASE, RAM_SIZE)
+            vcpu = vm.create_vcpu(0)
+            load(vm, vcpu, [jump_self()])
+            vcpu.run(budget=50_000)
+            vm.run_many([vcpu], budget=30_000)
+            vms[tenant] = tserver.server.registry.get(vm.id).vm
+            vm.destroy()
+    for tenant, model_vm in vms.items():
+        of_vm = [owner for owner, vm in owners if vm is model_vm]
+        assert len(of_vm) >= 2 and set(of_vm) == {tenant}  # Run, RunMany: a job or more
+
+
 # -- TLS and mTLS (certificates made by the openssl command) -----------------------
 
 def _openssl(*args: str, cwd: Any) -> None:
