@@ -208,3 +208,37 @@ def test_a_stream_the_client_drops_is_still_logged_and_counted():
             vm.destroy()
     finally:
         thread.stop()
+
+
+def test_malformed_requests_and_drain_refusals_are_logged_and_counted():
+    """Bad request bytes (EINVAL, innermost interceptor) and the calls a
+    draining server refuses (ESHUTDOWN) reach the call interceptor: one log
+    line each with the errno, and grpc_server_handled_total by code."""
+    thread = ServerThread(ServerConfig(metrics_listen="127.0.0.1:0")).start()
+    try:
+        with grpc.insecure_channel(thread.address) as channel:
+            kvm = Kvm(channel, timeout=30)
+            raw = channel.unary_unary("/rvkvm.v1.Kvm/DestroyVm", request_serializer=None,
+                                      response_deserializer=None)
+            with structlog.testing.capture_logs() as logs:
+                with pytest.raises(grpc.RpcError) as bad:
+                    raw(b"\x0a\x03\xff\xfe\xfd", timeout=10)  # vm_id not UTF-8
+                assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                thread.call(thread.server.drain(0.0))
+                with pytest.raises(KvmError) as refused:
+                    kvm.create_vm()
+                assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+            rpc = {x["method"]: x for x in logs if x.get("event") == "rpc"}
+            destroy, create = rpc["/rvkvm.v1.Kvm/DestroyVm"], rpc["/rvkvm.v1.Kvm/CreateVm"]
+            assert destroy["code"] == "INVALID_ARGUMENT" and destroy["errno"] == "EINVAL"
+            assert create["code"] == "UNAVAILABLE" and create["errno"] == "ESHUTDOWN"
+            s = _samples(thread.server.metrics_port)
+
+            def handled(method: str, code: str) -> float:
+                return s[("grpc_server_handled_total", (
+                    ("grpc_code", code), ("grpc_method", method),
+                    ("grpc_service", "rvkvm.v1.Kvm"), ("grpc_type", "unary")))]
+            assert handled("DestroyVm", "INVALID_ARGUMENT") == 1
+            assert handled("CreateVm", "UNAVAILABLE") == 1
+    finally:
+        thread.stop()
