@@ -5,6 +5,12 @@
               [--disable-isa-ext NAME]... [--disable-sbi-ext NAME]...
     rvkvm info [--server ADDR] [--connect-timeout S]
     rvkvm regs [--server ADDR] [--connect-timeout S] [--abi PROFILE]
+    rvkvm ps --server ADDR
+    rvkvm destroy --server ADDR VM_ID...
+
+``--token`` (or ``$RVKVM_TOKEN``, or ``--token-file``) authenticates to a
+server with tenants; ``--tls-ca``, ``--tls-cert``, ``--tls-key`` (or
+``$RVKVM_TLS_CA`` ...) use TLS / mTLS.
 
 Without ``--server`` an embedded server (``python -m rvkvm.server``) is started on
 a free loopback port for the duration of the command; it exits with its
@@ -41,6 +47,7 @@ import grpc
 
 from . import boot
 from . import exits as X
+from .channels import Credentials, open_channel
 from .errors import KvmError, errno_name
 from .kvm import Kvm
 from .vmm import RAM_BASE, GuestImageError, Vmm, read_elf
@@ -235,11 +242,102 @@ def connect(args: argparse.Namespace) -> Iterator[Kvm]:
     within ``--connect-timeout``."""
     with contextlib.ExitStack() as stack:
         address = args.server
-        if address is None:
+        if address is None:  # an open server on loopback: no credentials
             address = stack.enter_context(embedded_server())
-        channel = stack.enter_context(grpc.insecure_channel(address))
+            channel = stack.enter_context(grpc.insecure_channel(address))
+        else:
+            channel = stack.enter_context(open_channel(address, credentials(args)))
         wait_ready(channel, address, args.connect_timeout)
         yield Kvm(channel)
+
+
+def credentials(args: argparse.Namespace) -> Credentials:
+    """Credentials from ``--token``/``--token-file``/``--tls-*``, else ``$RVKVM_*``."""
+    token = getattr(args, "token", None)
+    token_file = getattr(args, "token_file", None)
+    if token is None and token_file:
+        with open(token_file, encoding="utf-8") as f:
+            token = f.read().strip()
+    return Credentials.from_env(token=token, tls_ca=getattr(args, "tls_ca", None),
+                                tls_cert=getattr(args, "tls_cert", None),
+                                tls_key=getattr(args, "tls_key", None))
+
+
+def _size(n: int) -> str:
+    for shift, unit in ((40, "T"), (30, "G"), (20, "M"), (10, "K")):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return str(n)
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+
+
+def _need_server(args: argparse.Namespace) -> None:
+    if args.server is None:
+        raise CliError(f"{args.command} needs --server ADDR (an embedded server has no VMs)",
+                       EXIT_USAGE)
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    """The calling tenant's VMs, its quota and usage (ListVms)."""
+    _need_server(args)
+    with connect(args) as kvm:
+        listing = kvm.list_vms()
+    q, u = listing.quota, listing.usage
+
+    def of(used: int, limit: int, fmt: Any = str) -> str:
+        return f"{fmt(used)}/{fmt(limit) if limit else '-'}"
+
+    print(f"tenant {listing.tenant}: vms {of(u.vms, q.vms)}  vcpus {of(u.vcpus, q.vcpus)}  "
+          f"memory {of(u.memory_bytes, q.memory_bytes, _size)}  runs {of(u.runs, q.runs)}")
+    print(f"{'VM ID':<35}  {'VCPUS':<8}  {'MEMORY':>7}  {'AGE':>7}  {'IDLE':>7}  {'EXPIRES':>7}")
+    now = time.time()
+    for vm in listing.vms:
+        vcpus = ",".join(map(str, vm.vcpu_ids)) or "-"
+        idle = "busy" if vm.open_calls else _age(now - vm.last_use_time.ToNanoseconds() / 1e9)
+        expires = (_age(vm.expire_time.ToNanoseconds() / 1e9 - now)
+                   if vm.HasField("expire_time") else "-")
+        print(f"{vm.vm_id:<35}  {vcpus:<8}  {_size(vm.memory_bytes):>7}  "
+              f"{_age(now - vm.create_time.ToNanoseconds() / 1e9):>7}  {idle:>7}  "
+              f"{expires:>7}")
+    return EXIT_OK
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    """DestroyVm each id; 1 if any failed (each failure one line)."""
+    _need_server(args)
+    status = EXIT_OK
+    with connect(args) as kvm:
+        for vm_id in args.vm_ids:
+            try:
+                kvm.destroy_vm(vm_id)
+                print(f"destroyed {vm_id}")
+            except KvmError as err:
+                report([one_line(f"{vm_id}: {kvm_error_line(err)}")])
+                status = EXIT_FAIL
+    return status
+
+
+def add_auth_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--token", help="bearer token of your tenant (default: $RVKVM_TOKEN)")
+    p.add_argument("--token-file", metavar="FILE", help="read the bearer token from FILE")
+    p.add_argument("--tls-ca", metavar="PEM",
+                   help="use TLS, trusting this CA for the server (default: $RVKVM_TLS_CA)")
+    p.add_argument("--tls-cert", metavar="PEM", help="client certificate (mTLS; $RVKVM_TLS_CERT)")
+    p.add_argument("--tls-key", metavar="PEM", help="client private key (mTLS; $RVKVM_TLS_KEY)")
+
+
+def add_tenant_commands(sub: Any) -> None:
+    add_command(sub, "ps", cmd_ps, help="list your VMs on a server, your quota and usage")
+    destroy = add_command(sub, "destroy", cmd_destroy, help="destroy VMs of yours by id")
+    destroy.add_argument("vm_ids", nargs="+", metavar="VM_ID")
 
 
 def print_abi_profiles(kvm: Kvm) -> None:
@@ -379,6 +477,7 @@ def add_command(sub: Any, name: str, func: Command, help: str, **kwargs: Any
     ``--connect-timeout``, ``--debug``) that runs ``func``."""
     p = sub.add_parser(name, help=help, **kwargs)
     add_server_options(p)
+    add_auth_options(p)
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="print the traceback of an unexpected error")
     p.set_defaults(func=func)
@@ -420,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_abi_option(regs)
 
     boot.register(sub, add_command, add_abi_option, parse_size)
+    add_tenant_commands(sub)
     return parser
 
 

@@ -257,6 +257,14 @@ class Kvm:
             "CreateVm", pb.CreateVmRequest(machine_type=machine_type, abi_profile=abi_profile),
             lambda r: Vm(self, r.vm_id))
 
+    def list_vms(self) -> Any:
+        """``ListVmsResponse``: the calling tenant, its VMs, quota and usage."""
+        return self._caller.unary("ListVms", pb.ListVmsRequest())
+
+    def destroy_vm(self, vm_id: str) -> Any:
+        """DestroyVm by handle."""
+        return self._caller.unary("DestroyVm", pb.DestroyVmRequest(vm_id=vm_id), _none)
+
     def vm(self, vm_id: str) -> Vm:
         """A handle on an existing VM (no call; EBADF later if it is gone)."""
         return Vm(self, vm_id)

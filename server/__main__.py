@@ -28,7 +28,9 @@ from rvkvm.emulator.cmdline import EXIT_INTERRUPTED, debug_wanted, guarded, vers
 from rvkvm.emulator.hart import ENGINES
 
 from .kvm import HostProfile
-from .rpc import ServerConfig, create_server
+from .rpc import ServerConfig, create_server, settings
+from .rpc.app import is_loopback
+from .rpc.tenants import Tenants, TenantsError, parse_size
 
 PROG = "rvkvm-server"
 EXIT_USAGE = 2
@@ -96,15 +98,43 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                         help="on SIGTERM, keep VM state readable this long (or until "
                              "the clients are gone) before exiting")
-    return parser.parse_args(argv)
+    _tenancy_arguments(parser)
+    return settings.parse(parser, argv)
+
+
+def _tenancy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-format", choices=("json", "console"), default="json",
+                        help="log lines on stderr: JSON (one object a line) or console")
+    parser.add_argument("--tenants", metavar="FILE",
+                        help="TOML file of tenants (bearer token SHA-256, client_cn, quotas); "
+                             "without it the server is open (tenant 'default') and listens "
+                             "on loopback only")
+    parser.add_argument("--insecure-open", action="store_true",
+                        help="allow an open server (no tenants file) on a non-loopback address")
+    parser.add_argument("--tls-cert", metavar="PEM", help="TLS certificate chain of the server")
+    parser.add_argument("--tls-key", metavar="PEM", help="TLS private key of the server")
+    parser.add_argument("--tls-client-ca", metavar="PEM",
+                        help="require client certificates signed by this CA (mTLS); a "
+                             "certificate whose CN is a tenant's client_cn authenticates it")
+    parser.add_argument("--lease", type=float, default=600.0, metavar="SECONDS",
+                        help="destroy a VM no call has used for this long (0: never; 600)")
+    parser.add_argument("--max-memory", type=parse_size, default=None, metavar="SIZE",
+                        help="guest memory of all VMs together, e.g. 16G (default: the "
+                             "host's physical memory; 0: no limit)")
+    parser.add_argument("--metrics-listen", default="", metavar="ADDR",
+                        help="host:port serving Prometheus metrics at /metrics")
 
 
 def _configure_logging(level: str, json_logs: bool) -> None:
     renderer = (structlog.processors.JSONRenderer() if json_logs
                 else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
-        processors=[structlog.processors.add_log_level,
-                    structlog.processors.TimeStamper(fmt="iso"), renderer],
+        processors=[structlog.contextvars.merge_contextvars,
+                    structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    structlog.processors.format_exc_info, renderer],
+        # stderr: stdout carries the "listening on" line scripts wait for
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelName(level.upper())),
     )
@@ -216,7 +246,7 @@ def _host(plus: str, minus: str) -> HostProfile:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parse(argv)
-    _configure_logging(args.log_level, args.json_logs)
+    _configure_logging(args.log_level, args.json_logs or args.log_format == "json")
     try:
         host = _host(args.host_plus, args.host_minus)
     except ValueError as err:
@@ -224,6 +254,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_USAGE
     config = ServerConfig(host=host, engine=args.engine, max_vms=args.max_vms,
                           inline_slice=args.inline_slice, ns_per_insn=args.ns_per_insn)
+    try:
+        _tenancy_config(args, config)
+    except (TenantsError, ValueError) as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if config.tenants is None and not config.insecure_open and not is_loopback(args.listen):
+        # before anything binds: an open server never listens beyond loopback
+        print(f"{PROG}: refusing to listen on {args.listen} without a tenants file: anyone "
+              "who can reach it could use every VM (give --tenants FILE, or --insecure-open "
+              "to do it anyway)", file=sys.stderr)
+        return 1
 
     def run() -> int:
         try:
@@ -235,6 +276,23 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 1
 
     return guarded(PROG, run, args.debug)
+
+
+def _tenancy_config(args: argparse.Namespace, config: ServerConfig) -> None:
+    """Tenants, TLS, leases, memory ceiling and metrics from the arguments."""
+    config.tenants = Tenants.load(args.tenants) if args.tenants else None
+    config.insecure_open = args.insecure_open
+    config.tls_cert, config.tls_key = args.tls_cert, args.tls_key
+    config.tls_client_ca = args.tls_client_ca
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+    if args.lease < 0:
+        raise ValueError("--lease must be >= 0")
+    config.lease = args.lease
+    config.max_memory = args.max_memory
+    config.metrics_listen = args.metrics_listen
 
 
 if __name__ == "__main__":

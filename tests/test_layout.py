@@ -72,8 +72,8 @@ RULES = {
     "emulator": (("elftools",), ("rvkvm.server", "rvkvm.client", "rvkvm.v1", "rvkvm.uapi")),
     "uapi": ((), ("rvkvm.server", "rvkvm.client", "rvkvm.emulator", "rvkvm.v1")),
     "server/kvm": ((), ("rvkvm.server.rpc", "rvkvm.client", "rvkvm.v1")),
-    "server": (("grpc", "google", "structlog", "grpc_health", "grpc_reflection",
-                "grpc_status"), ("rvkvm.client",)),
+    "server": (("grpc", "google", "structlog", "prometheus_client", "grpc_health",
+                "grpc_reflection", "grpc_status"), ("rvkvm.client",)),
     "client": (("grpc", "google", "elftools"), ("rvkvm.server", "rvkvm.emulator")),
 }
 

@@ -4,11 +4,13 @@ reflection and the interceptors, bound but not started."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Tuple
 
 import grpc
+import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -17,16 +19,20 @@ from rvkvm.server.kvm import KvmSystem
 from rvkvm.v1 import kvm_pb2 as pb
 from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
+from .calls import CallInterceptor
 from .config import ServerConfig
 from .interceptors import (
     ActivityInterceptor,
     KvmErrorInterceptor,
-    LoggingInterceptor,
     MalformedRequestInterceptor,
 )
-from .registry import Pacing, VmRegistry
+from .leases import LeaseReaper
+from .metrics import Metrics
+from .quotas import Ledger, host_memory
+from .registry import Pacing, VmEntry, VmRegistry
 from .scheduler import FairScheduler
 from .servicer import KvmServicer
+from .tenants import OPEN_TENANT
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Kvm"].full_name
 # A port is never shared: a second server on it must fail, not split the clients.
@@ -39,15 +45,25 @@ class Server:
 
     def __init__(self, grpc_server: grpc.aio.Server, registry: VmRegistry,
                  health_servicer: health.aio.HealthServicer,
-                 pools: Tuple[ThreadPoolExecutor, ...], activity: ActivityInterceptor) -> None:
+                 pools: Tuple[ThreadPoolExecutor, ...], activity: ActivityInterceptor,
+                 ledger: Ledger, metrics: Metrics, reaper: LeaseReaper,
+                 metrics_listen: str = "") -> None:
         self.grpc_server = grpc_server
         self.registry = registry
+        self.ledger = ledger
+        self.metrics = metrics
+        self.reaper = reaper
+        self._metrics_listen = metrics_listen
+        self.metrics_port = 0
         self._health = health_servicer
         self._pools = pools
         self._activity = activity
 
     async def start(self) -> None:
+        if self._metrics_listen:
+            self.metrics_port = self.metrics.serve(self._metrics_listen)
         await self.grpc_server.start()
+        self.reaper.start()
 
     async def wait_for_termination(self, timeout: Optional[float] = None) -> bool:
         return await self.grpc_server.wait_for_termination(timeout)
@@ -69,11 +85,14 @@ class Server:
 
     async def stop(self, grace: Optional[float] = None) -> None:
         """Report NOT_SERVING, stop the server (new calls are refused, calls
-        in flight get ``grace`` seconds), destroy every VM, stop the threads."""
+        in flight get ``grace`` seconds), destroy every VM, stop the lease
+        reaper, the metrics endpoint and the threads."""
         await self._health.enter_graceful_shutdown()
+        await self.reaper.stop()
         self.registry.begin_drain()
         await self.grpc_server.stop(grace)
         self.registry.destroy_all()
+        self.metrics.close()
         self.registry.scheduler.shutdown()
         for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -86,6 +105,14 @@ async def create_server(address: str,
     config = config or ServerConfig()
     if config.engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {config.engine!r}")
+    log = structlog.get_logger("rvkvm.server")
+    if config.tenants is None:
+        if not is_loopback(address) and not config.insecure_open:
+            raise OSError(f"refusing to listen on {address} without a tenants file: anyone "
+                          "who can reach it could use every VM (give --tenants FILE, or "
+                          "--insecure-open to do it anyway)")
+        log.info("open server: no tenants file, no authentication; every call is "
+                 f"tenant {OPEN_TENANT!r}", address=address)
     if config.switch_interval:
         # process-wide: how long a thread running guest code may keep the
         # interpreter lock while the event loop or an ops thread waits for it
@@ -94,20 +121,35 @@ async def create_server(address: str,
     pacing = Pacing(config.run_slice, config.slice_time, config.inline_slice,
                     config.inline_time)
     registry = VmRegistry(system, config.max_vms, FairScheduler(config.run_threads), pacing)
+    ledger = Ledger(host_memory() if config.max_memory is None else config.max_memory)
+    registry.on_destroy.append(lambda entry: ledger.release_vm(entry.vm_id))
+    tenants = config.tenants
+    metrics = Metrics(ledger, lambda: tenants.names if tenants else [OPEN_TENANT])
+
+    def destroy_expired(entry: VmEntry) -> bool:
+        try:
+            return registry.destroy(entry.vm_id, only_if=lambda e: _expired(e, config.lease))
+        except Exception:  # gone already (DestroyVm won the race), or the server stopped
+            return False
+
+    reaper = LeaseReaper(config.lease, registry.list, destroy_expired,
+                         lambda e: metrics.lease_expirations.labels(e.owner).inc())
     ops_pool = ThreadPoolExecutor(config.ops_threads, thread_name_prefix="rvkvm-ops")
     limits = config.limits
     activity = ActivityInterceptor()
     server = grpc.aio.server(
-        # the first is outermost: logging sees the KvmError before it becomes
-        # a status; bad request bytes become EINVAL before anything else
-        interceptors=[activity, KvmErrorInterceptor(), LoggingInterceptor(),
+        # the first is outermost: activity counts every call a drain waits
+        # on; the call interceptor (logs, metrics) sees the KvmError before
+        # it becomes a status; bad request bytes become EINVAL before anything else
+        interceptors=[activity, KvmErrorInterceptor(), CallInterceptor(tenants, metrics),
                       MalformedRequestInterceptor()],
         options=NO_PORT_REUSE + [("grpc.max_receive_message_length", limits.max_message),
                  ("grpc.max_send_message_length", limits.max_message),
                  *config.grpc_options],
     )
     pb_grpc.add_KvmServicer_to_server(
-        KvmServicer(registry, limits, config.max_vms, pacing, ops_pool), server)
+        KvmServicer(registry, limits, config.max_vms, pacing, ops_pool,
+                    ledger=ledger, metrics=metrics, lease=config.lease), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
@@ -116,9 +158,49 @@ async def create_server(address: str,
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
-        port = server.add_insecure_port(address)
+        if config.tls_cert or config.tls_key:
+            port = server.add_secure_port(address, server_credentials(config))
+        elif config.tls_client_ca:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError as err:  # grpc's "Failed to bind to address"
         raise OSError(f"cannot listen on {address}: {err}") from None
     if port == 0:
         raise OSError(f"cannot listen on {address}")
-    return Server(server, registry, health_servicer, (ops_pool,), activity), port
+    log.info("listening", address=address, port=port,
+             tls=bool(config.tls_cert), mtls=bool(config.tls_client_ca),
+             tenants=tenants.names if tenants else None, lease_s=config.lease,
+             max_memory=ledger.max_memory)
+    return Server(server, registry, health_servicer, (ops_pool,), activity, ledger, metrics,
+                  reaper, config.metrics_listen), port
+
+
+def _expired(entry: VmEntry, lease: float) -> bool:
+    idle = entry.lease.idle()
+    return idle is not None and idle >= lease
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``host:port`` listens on loopback only."""
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
+    """TLS (and, with a client CA, mTLS) credentials from PEM files."""
+    if not (config.tls_cert and config.tls_key):
+        raise ValueError("TLS needs both --tls-cert and --tls-key")
+    ca = _read(config.tls_client_ca) if config.tls_client_ca else None
+    return grpc.ssl_server_credentials([(_read(config.tls_key), _read(config.tls_cert))],
+                                       root_certificates=ca, require_client_auth=ca is not None)

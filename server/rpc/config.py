@@ -9,6 +9,7 @@ from typing import Optional
 from rvkvm.server.kvm import HostProfile
 
 from .limits import RequestLimits
+from .tenants import Tenants
 
 
 @dataclass
@@ -51,3 +52,20 @@ class ServerConfig:
     reflection: bool = True
     # Extra grpc.aio.server options.
     grpc_options: list = field(default_factory=list)
+    # Tenants (tenants.Tenants, e.g. Tenants.load(path)); None: an open
+    # server (every call is tenant "default"), allowed on loopback only
+    # unless insecure_open.
+    tenants: Optional[Tenants] = None
+    insecure_open: bool = False
+    # TLS: PEM files of the server's certificate chain and key; with a
+    # client CA, clients must present a certificate it signed (mTLS).
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
+    tls_client_ca: Optional[str] = None
+    # Seconds a VM lives without a call of its tenant (0: forever).
+    lease: float = 600.0
+    # Guest memory mapped in memory slots, all tenants together, in bytes;
+    # None: the host's physical memory; 0: no limit.
+    max_memory: Optional[int] = None
+    # host:port for Prometheus' /metrics ("" : no metrics endpoint).
+    metrics_listen: str = ""

@@ -10,7 +10,7 @@ generic clients and as an ``rvkvm.v1.KvmErrno``. The table is documented in
 from __future__ import annotations
 
 import errno
-from typing import Dict
+from typing import Dict, Optional
 
 import grpc
 from google.protobuf import any_pb2
@@ -73,12 +73,17 @@ def _pack(message: object) -> any_pb2.Any:
     return detail
 
 
-def to_status(err: KvmError) -> grpc.Status:
-    """``grpc.Status`` for ``context.abort_with_status``."""
+def to_status(err: KvmError, code: Optional[grpc.StatusCode] = None) -> grpc.Status:
+    """``grpc.Status`` for ``context.abort_with_status`` (``code``: instead
+    of the errno's). An error that carries a ``google.rpc.QuotaFailure``
+    (``quotas.QuotaError``) adds it to the details."""
     info = error_details_pb2.ErrorInfo(
         reason=err.name, domain=ERROR_DOMAIN,
         metadata={"errno": str(err.errno), "name": errno_name(err.errno)})
+    details = [_pack(info), _pack(kvm_errno(err))]
+    quota_failure = getattr(err, "quota_failure", None)
+    if quota_failure is not None:
+        details.append(_pack(quota_failure()))
     status = status_pb2.Status(
-        code=status_code(err).value[0], message=_cut(str(err)),
-        details=[_pack(info), _pack(kvm_errno(err))])
+        code=(code or status_code(err)).value[0], message=_cut(str(err)), details=details)
     return rpc_status.to_status(status)

@@ -1,5 +1,6 @@
-"""Server interceptors: KVM errors to gRPC statuses, structured logging,
-malformed request bytes, and the activity a drain waits on.
+"""Server interceptors: KVM errors to gRPC statuses, malformed request
+bytes and the activity a drain waits on (here); authentication, logging and
+metrics (``calls.CallInterceptor``).
 
 They wrap every rvkvm.v1 method in an async context manager (``around``)
 that is active while the handler runs (for a streaming response: while the
@@ -88,40 +89,6 @@ class KvmErrorInterceptor(_AroundInterceptor):
             await context.abort_with_status(to_status(err))
 
 
-class LoggingInterceptor(_AroundInterceptor):
-    """One structured log line per RPC: method, peer, outcome, duration."""
-
-    def __init__(self, logger: Optional[Any] = None) -> None:
-        self._log = logger or structlog.get_logger("rvkvm.rpc")
-
-    @contextlib.asynccontextmanager
-    async def around(self, method: str,
-                     context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        # Read the peer now: touching the context after the call is torn
-        # down (a closed stream being finalised) can crash grpc's core.
-        peer = context.peer()
-        start = time.perf_counter()
-        outcome, failed = "OK", False
-        try:
-            yield
-        except KvmError as err:
-            outcome = err.name
-            raise
-        except Exception as exc:
-            outcome, failed = type(exc).__name__, True
-            raise
-        except BaseException as exc:  # cancelled RPC, client closed the stream
-            outcome = type(exc).__name__
-            raise
-        finally:
-            fields = {"method": method, "peer": peer, "outcome": outcome,
-                      "ms": round((time.perf_counter() - start) * 1000, 3)}
-            if failed:
-                self._log.error("rpc", **fields)
-            else:
-                self._log.debug("rpc", **fields)
-
-
 class ActivityInterceptor(_AroundInterceptor):
     """Counts rvkvm.v1 calls in flight, so a drain knows when the clients
     are gone."""
@@ -164,7 +131,7 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
     """Request bytes that do not parse (truncated, over-long varint, a string
     that is not UTF-8) answer INVALID_ARGUMENT with EINVAL and are logged,
     instead of failing inside grpc without an errno. Innermost, so the
-    error and logging interceptors see the ``KvmError``."""
+    error and call (log, metrics) interceptors see the ``KvmError``."""
 
     def __init__(self, logger: Optional[Any] = None) -> None:
         self._log = logger or structlog.get_logger("rvkvm.rpc")

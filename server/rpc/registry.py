@@ -22,7 +22,7 @@ import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Dict, Hashable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, Hashable, List, NamedTuple, Optional, Sequence, Tuple
 
 from rvkvm.server.kvm import DEFAULT_KERNEL, KvmError, KvmSystem, Vcpu, Vm
 from rvkvm.server.kvm import exits as X
@@ -31,8 +31,10 @@ from rvkvm.server.kvm.profiles import KERNEL_PROFILES
 from rvkvm.v1 import kvm_pb2 as pb
 
 from .convert import fill_completion
+from .leases import Lease
 from .limits import ID_SHOWN, MAX_ID_BYTES
 from .scheduler import FairScheduler
+from .tenants import OPEN_TENANT
 
 
 def shown_id(vm_id: str) -> str:
@@ -107,6 +109,7 @@ class VcpuSession:
         self._delivered = True  # a Run returned it (for completions without exit_seq)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._woken: Optional[asyncio.Event] = None
+        self.slices = 0  # Vcpu.run and try_run calls that ran (the run_slices metric)
         vcpu.wake_listener = self.wake
 
     def wake(self) -> None:
@@ -187,6 +190,7 @@ class VcpuSession:
             step = min(self._pacing.inline_slice, remaining or self._pacing.inline_slice)
             tried = self.vcpu.try_run(step, time.monotonic() + self._pacing.inline_time)
             if tried is not None:
+                self.slices += 1
                 if self._final(tried, step, remaining):
                     return self._record(tried)
                 if remaining is not None:
@@ -237,6 +241,7 @@ class VcpuSession:
             left = None if remaining is None else remaining - used
             step = self._pacing.run_slice if left is None else min(self._pacing.run_slice, left)
             exit_ = self.vcpu.run(step, 0, time.monotonic() + self._pacing.slice_time)
+            self.slices += 1
             used += self.vcpu.last_run_insns
             if self._final(exit_, step, left):
                 return exit_, used, self._record(exit_)
@@ -261,12 +266,16 @@ class VcpuSession:
 
 
 class VmEntry:
-    """A hosted VM and the sessions of its vCPUs."""
+    """A hosted VM, the tenant that owns it (``owner``, also the key of its
+    share of run time), its lease and the sessions of its vCPUs."""
 
     def __init__(self, vm_id: str, vm: Vm, scheduler: FairScheduler, lifecycle: Lifecycle,
-                 pacing: Pacing = Pacing()) -> None:
+                 pacing: Pacing = Pacing(), owner: str = OPEN_TENANT) -> None:
         self.vm_id = vm_id
         self.vm = vm
+        self.owner = owner
+        self.created = time.time()
+        self.lease = Lease()
         self._scheduler = scheduler
         self._lifecycle = lifecycle
         self._pacing = pacing
@@ -279,6 +288,10 @@ class VmEntry:
                                   self._lifecycle, self._pacing)
             self._sessions[vcpu_id] = session
             return session
+
+    def vcpu_ids(self) -> List[int]:
+        with self._lock:
+            return sorted(self._sessions)
 
     def session(self, vcpu_id: int) -> VcpuSession:
         self.vm_alive()
@@ -310,9 +323,11 @@ class VmRegistry:
         self._pacing = pacing
         self._vms: Dict[str, VmEntry] = {}
         self._lock = threading.Lock()
+        # Called with each VM this registry destroys (DestroyVm, lease, shutdown).
+        self.on_destroy: List[Callable[[VmEntry], None]] = []
 
-    def create(self, machine_type: int, profile: str) -> VmEntry:
-        """A new VM; ``profile`` "" is the default kernel ABI."""
+    def create(self, machine_type: int, profile: str, owner: str = OPEN_TENANT) -> VmEntry:
+        """A new VM of tenant ``owner``; ``profile`` "" is the default kernel ABI."""
         self.lifecycle.check_serving()
         with self._lock:
             if self._max_vms and len(self._vms) >= self._max_vms:
@@ -323,26 +338,41 @@ class VmRegistry:
                 raise KvmError(errno.EINVAL, f"unknown kernel profile {shown_id(profile)} "
                                f"(known: {', '.join(KERNEL_PROFILES)})") from None
             vm_id = "vm-" + uuid.uuid4().hex
-            entry = VmEntry(vm_id, vm, self.scheduler, self.lifecycle, self._pacing)
+            entry = VmEntry(vm_id, vm, self.scheduler, self.lifecycle, self._pacing, owner)
             self._vms[vm_id] = entry
             return entry
 
-    def get(self, vm_id: str) -> VmEntry:
+    def get(self, vm_id: str, owner: Optional[str] = None) -> VmEntry:
+        """The VM ``vm_id``; with ``owner``, only if that tenant owns it:
+        another tenant's VM fails exactly as one that does not exist."""
         check_id(vm_id)
         self.lifecycle.check_open()
         entry = self._vms.get(vm_id)
-        if entry is None:
+        if entry is None or (owner is not None and entry.owner != owner):
             raise KvmError(errno.EBADF, f"no VM {shown_id(vm_id)}")
         return entry
 
-    def destroy(self, vm_id: str) -> None:
+    def list(self, owner: Optional[str] = None) -> List[VmEntry]:
+        """The VMs (of ``owner``), oldest first."""
+        with self._lock:
+            entries = list(self._vms.values())
+        return [e for e in entries if owner is None or e.owner == owner]
+
+    def destroy(self, vm_id: str, owner: Optional[str] = None,
+                only_if: Optional[Callable[[VmEntry], bool]] = None) -> bool:
+        """Destroy ``vm_id`` (of ``owner``). With ``only_if``, only when it
+        holds (checked under the registry lock); returns whether it did."""
         check_id(vm_id)
         self.lifecycle.check_open()
         with self._lock:
-            entry = self._vms.pop(vm_id, None)
-        if entry is None:
-            raise KvmError(errno.EBADF, f"no VM {shown_id(vm_id)}")
-        entry.vm.destroy()
+            entry = self._vms.get(vm_id)
+            if entry is None or (owner is not None and entry.owner != owner):
+                raise KvmError(errno.EBADF, f"no VM {shown_id(vm_id)}")
+            if only_if is not None and not only_if(entry):
+                return False
+            del self._vms[vm_id]
+        self._destroyed(entry)
+        return True
 
     def begin_drain(self) -> None:
         """Refuse new VMs and Runs; running Runs end at their next slice
@@ -362,7 +392,12 @@ class VmRegistry:
         with self._lock:
             entries, self._vms = list(self._vms.values()), {}
         for entry in entries:
-            entry.vm.destroy()
+            self._destroyed(entry)
+
+    def _destroyed(self, entry: VmEntry) -> None:
+        entry.vm.destroy()
+        for callback in self.on_destroy:
+            callback(entry)
 
 
 def check_id(vm_id: str) -> None:

@@ -4,9 +4,10 @@ Every Run is cut into slices (bounded in instructions and in wall time by
 the session); each slice is one job here. Waiting jobs are taken
 round-robin over their owners, and in order within an owner: a session has
 at most one job waiting, so an owner's vCPUs take turns too. An owner is
-whatever key the servicer picks for a caller (today the client's peer
-address; with tenants, the tenant: a per-tenant fair share is that one
-change). A vCPU that waits (WFI, stopped) has no job and costs nothing.
+whatever key the servicer picks (``KvmServicer._owner``: the tenant that
+owns the VM, so every busy tenant gets an equal share of the turns,
+however many busy vCPUs it has). A vCPU that waits (WFI, stopped) has no
+job and costs nothing.
 
 The workers are few on purpose: slices are pure Python, so more threads
 than cores only make every thread, the event loop included, wait longer

@@ -3,7 +3,7 @@
 Model calls that may block (they take the vCPU mutex, which a running vCPU
 holds for one slice) run in a thread pool, so the event loop stays free;
 ``Run`` runs its slices through the registry's ``FairScheduler``, with the
-caller's peer as the owner whose turn a slice waits for. Limits are checked
+VM's tenant as the owner whose turn a slice waits for. Limits are checked
 (``limits``) before any work; long requests (batches, streams) are done in
 pieces with an await between them, so they stop when the caller goes away.
 Errors are ``KvmError``s, turned into statuses by
@@ -13,10 +13,11 @@ Errors are ``KvmError``s, turned into statuses by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Callable, Hashable, List, TypeAlias, TypeVar
+from typing import Any, AsyncIterator, Callable, Hashable, List, Optional, Tuple, TypeAlias, TypeVar
 
 import grpc
 
@@ -25,8 +26,11 @@ from rvkvm.v1 import kvm_pb2 as pb
 from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
 from . import convert
+from .calls import current
 from .errors import OK, kvm_errno
 from .limits import RequestLimits
+from .metrics import Metrics
+from .quotas import Ledger
 from .registry import Pacing, VcpuSession, VmEntry, VmRegistry
 
 # BatchOneReg ops per model call (the caller's cancellation is seen between them).
@@ -38,8 +42,13 @@ Context: TypeAlias = grpc.aio.ServicerContext
 
 class KvmServicer(pb_grpc.KvmServicer):
     def __init__(self, registry: VmRegistry, limits: RequestLimits, max_vms: int,
-                 pacing: Pacing, ops_pool: ThreadPoolExecutor) -> None:
+                 pacing: Pacing, ops_pool: ThreadPoolExecutor,
+                 ledger: Optional[Ledger] = None, metrics: Optional[Metrics] = None,
+                 lease: float = 0.0) -> None:
         self._registry = registry
+        self._ledger = ledger or Ledger()
+        self._metrics = metrics
+        self._lease = lease
         self._system = registry.system
         self._limits = limits
         self._max_vms = max_vms
@@ -53,26 +62,47 @@ class KvmServicer(pb_grpc.KvmServicer):
         return await loop.run_in_executor(self._ops_pool, functools.partial(fn, *args))
 
     def _vm(self, vm_id: str) -> VmEntry:
-        return self._registry.get(vm_id)
+        """The one lookup of a VM by a call: only the calling tenant's VMs
+        are found (another's fails as an unknown id does); the call holds
+        the VM's lease until it ends."""
+        call = current()
+        entry = self._registry.get(vm_id, call.tenant.name)
+        call.hold(entry)
+        return entry
 
     def _session(self, ref: pb.VcpuRef) -> VcpuSession:
-        return self._registry.get(ref.vm_id).session(ref.vcpu_id)
+        return self._vm_session(ref)[1]
+
+    def _vm_session(self, ref: pb.VcpuRef) -> Tuple[VmEntry, VcpuSession]:
+        entry = self._vm(ref.vm_id)
+        current().vcpu_id = ref.vcpu_id
+        return entry, entry.session(ref.vcpu_id)
 
     @staticmethod
-    def _owner(context: Context) -> Hashable:
-        """Whose turn a Run's slices wait for: the caller (a tenant, once
-        there are tenants)."""
-        return context.peer()
+    def _owner(entry: VmEntry) -> Hashable:
+        """Whose turn a Run's slices wait for: the tenant owning the VM, so
+        that busy vCPUs of one tenant share run time with every other
+        tenant's, round-robin (on an open server: all one tenant)."""
+        return entry.owner
 
     async def _run(self, session: VcpuSession, request: pb.RunRequest,
-                   owner: Hashable) -> pb.Exit:
+                   owner: Hashable, reserve: bool = True) -> pb.Exit:
         """One KVM_RUN (``interrupt`` applied first, as a VMM calls
-        KVM_INTERRUPT then KVM_RUN), with its number and the coalesced-MMIO
-        ring entries drained when the exit happened (they precede it)."""
-        if request.HasField("interrupt"):
-            session.vcpu.interrupt(request.interrupt)
-        delivery = await session.run(request.completion, request.budget,
-                                     request.idle_timeout_ms / 1000, owner)
+        KVM_INTERRUPT then KVM_RUN), its slices taking turns as ``owner``,
+        with its number and the coalesced-MMIO ring entries drained when the
+        exit happened (they precede it); counted against the tenant's runs
+        quota (``reserve`` False: the caller reserved it) and in the metrics."""
+        tenant = current().tenant
+        with self._ledger.runs(tenant) if reserve else contextlib.nullcontext():
+            if request.HasField("interrupt"):
+                session.vcpu.interrupt(request.interrupt)
+            instret, slices = session.vcpu.hart.instret, session.slices
+            delivery = await session.run(request.completion, request.budget,
+                                         request.idle_timeout_ms / 1000, owner)
+        if self._metrics is not None:
+            self._metrics.exit(tenant.name, delivery.exit.reason,
+                               session.vcpu.hart.instret - instret)
+            self._metrics.run_slices.inc(session.slices - slices)
         return convert.exit_to_pb(delivery.exit, delivery.seq, delivery.coalesced)
 
     # -- system ----------------------------------------------------------
@@ -87,19 +117,52 @@ class KvmServicer(pb_grpc.KvmServicer):
         return pb.CheckExtensionResponse(value=target.check_extension(request.cap))
 
     async def GetHostInfo(self, request: pb.GetHostInfoRequest, context: Context) -> pb.HostInfo:
-        return convert.host_info(self._system.host, self._limits, self._max_vms,
+        info = convert.host_info(self._system.host, self._limits, self._max_vms,
                                  self._pacing.run_slice, self._pacing.slice_time)
+        info.limits.max_memory = self._ledger.max_memory
+        if self._lease > 0:
+            info.limits.lease.FromNanoseconds(int(self._lease * 1e9))
+        return info
 
     async def CreateVm(self, request: pb.CreateVmRequest,
                        context: Context) -> pb.CreateVmResponse:
-        entry = await self._call(self._registry.create, request.machine_type,
-                                 request.abi_profile)
+        call = current()
+        owner = call.tenant.name
+        entry = await self._call(
+            self._ledger.create_vm, call.tenant,
+            lambda: self._registry.create(request.machine_type, request.abi_profile, owner),
+            lambda e: e.vm_id)
+        call.vm_id = entry.vm_id
         return pb.CreateVmResponse(vm_id=entry.vm_id)
 
     async def DestroyVm(self, request: pb.DestroyVmRequest,
                         context: Context) -> pb.DestroyVmResponse:
-        await self._call(self._registry.destroy, request.vm_id)
+        call = current()
+        call.vm_id = request.vm_id
+        await self._call(self._registry.destroy, request.vm_id, call.tenant.name)
         return pb.DestroyVmResponse()
+
+    async def ListVms(self, request: pb.ListVmsRequest,
+                      context: Context) -> pb.ListVmsResponse:
+        tenant = current().tenant
+        response = pb.ListVmsResponse(tenant=tenant.name)
+        quota, usage = tenant.quota, self._ledger.usage(tenant.name)
+        response.quota.CopyFrom(pb.QuotaAmounts(
+            vms=quota.max_vms, vcpus=quota.max_vcpus, memory_bytes=quota.max_memory,
+            runs=quota.max_runs))
+        response.usage.CopyFrom(pb.QuotaAmounts(
+            vms=usage.vms, vcpus=usage.vcpus, memory_bytes=usage.memory, runs=usage.runs))
+        for entry in sorted(self._registry.list(tenant.name), key=lambda e: e.created):
+            info = response.vms.add(vm_id=entry.vm_id, vcpu_ids=entry.vcpu_ids(),
+                                    memory_bytes=self._ledger.vm_memory(entry.vm_id),
+                                    open_calls=entry.lease.holds)
+            info.create_time.FromNanoseconds(int(entry.created * 1e9))
+            info.last_use_time.FromNanoseconds(int(entry.lease.last_used_wall * 1e9))
+            idle = entry.lease.idle()
+            if self._lease > 0 and idle is not None:
+                expires = entry.lease.last_used_wall + self._lease
+                info.expire_time.FromNanoseconds(int(expires * 1e9))
+        return response
 
     # -- VM --------------------------------------------------------------
 
@@ -111,9 +174,19 @@ class KvmServicer(pb_grpc.KvmServicer):
 
     async def SetUserMemoryRegion(self, request: pb.SetUserMemoryRegionRequest,
                                   context: Context) -> pb.SetUserMemoryRegionResponse:
-        vm = self._vm(request.vm_id).vm
-        await self._call(vm.set_user_memory_region, request.slot, request.flags,
-                         request.guest_phys_addr, request.memory_size, request.userspace_addr)
+        entry = self._vm(request.vm_id)
+        vm = entry.vm
+        slot_id = request.slot & 0xFFFF if request.slot >> 16 == 0 else -1
+
+        def old_size() -> int:
+            return next((s.memory_size for s in vm.slots() if s.slot == slot_id), 0)
+
+        def change() -> None:
+            vm.set_user_memory_region(request.slot, request.flags, request.guest_phys_addr,
+                                      request.memory_size, request.userspace_addr)
+
+        await self._call(self._ledger.change_memory, current().tenant, entry.vm_id,
+                         old_size, request.memory_size, change)
         return pb.SetUserMemoryRegionResponse()
 
     async def GetDirtyLog(self, request: pb.GetDirtyLogRequest,
@@ -162,7 +235,9 @@ class KvmServicer(pb_grpc.KvmServicer):
                          context: Context) -> pb.CreateVcpuResponse:
         entry = self._vm(request.vm_id)
         entry.vm_alive()
-        await self._call(entry.create_vcpu, request.vcpu_id)
+        current().vcpu_id = request.vcpu_id
+        await self._call(self._ledger.create_vcpu, current().tenant, entry.vm_id,
+                         lambda: entry.create_vcpu(request.vcpu_id))
         return pb.CreateVcpuResponse(vcpu=pb.VcpuRef(vm_id=request.vm_id,
                                                      vcpu_id=request.vcpu_id))
 
@@ -188,13 +263,14 @@ class KvmServicer(pb_grpc.KvmServicer):
         return pb.GetRegListResponse(ids=ids, names=[short_name(i) for i in ids])
 
     async def Run(self, request: pb.RunRequest, context: Context) -> pb.Exit:
-        return await self._run(self._session(request.vcpu), request, self._owner(context))
+        entry, session = self._vm_session(request.vcpu)
+        return await self._run(session, request, self._owner(entry))
 
     async def RunStream(self, request_iterator: AsyncIterator[pb.RunRequest],
                         context: Context) -> AsyncIterator[pb.Exit]:
-        owner = self._owner(context)
         async for request in request_iterator:
-            yield await self._run(self._session(request.vcpu), request, owner)
+            entry, session = self._vm_session(request.vcpu)
+            yield await self._run(session, request, self._owner(entry))
 
     async def Interrupt(self, request: pb.InterruptRequest,
                         context: Context) -> pb.InterruptResponse:
@@ -280,10 +356,12 @@ class KvmServicer(pb_grpc.KvmServicer):
         if len(set(ids)) != len(ids):
             raise KvmError(errno.EINVAL, "RunMany names a vCPU more than once")
         sessions = [entry.session(i) for i in ids]
-        owner = self._owner(context)
-        outcomes = await asyncio.gather(
-            *(self._run(s, run, owner) for s, run in zip(sessions, request.runs)),
-            return_exceptions=True)
+        owner = self._owner(entry)
+        with self._ledger.runs(current().tenant, len(sessions)):
+            outcomes = await asyncio.gather(
+                *(self._run(s, run, owner, reserve=False)
+                  for s, run in zip(sessions, request.runs)),
+                return_exceptions=True)
         results: List[pb.RunResult] = []
         for vcpu_id, outcome in zip(ids, outcomes):
             if isinstance(outcome, KvmError):

@@ -8,16 +8,23 @@ that run guests quickly enough on the reference interpreter too."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from typing import Any, Iterator, Optional
 
 import grpc
 import pytest
+import structlog
 
 from rvkvm.client import Kvm
 from rvkvm.emulator.hart import ENGINES
 from rvkvm.server.rpc import Server, ServerConfig, create_server
 from rvkvm.server.rpc.limits import RequestLimits
+
+# The in-process servers log every RPC at info level; on stderr, as
+# rvkvm-server does, so that stdout stays what the CLI under test prints.
+# (structlog.testing.capture_logs still sees every line.)
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
 class ServerThread:

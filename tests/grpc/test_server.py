@@ -64,5 +64,8 @@ def test_every_rpc_is_logged_with_its_errno(kvm):
         with pytest.raises(KvmError):
             vm.vcpu(9).get_reg("core pc")
     entries = [e for e in logs if e.get("method") == "/rvkvm.v1.Kvm/GetOneReg"]
-    assert entries and entries[0]["outcome"] == "EBADF" and "ms" in entries[0]
+    assert entries and entries[0]["code"] == "NOT_FOUND" and entries[0]["errno"] == "EBADF"
+    assert entries[0]["log_level"] == "info" and entries[0]["vm_id"] == vm.id
+    assert entries[0]["vcpu_id"] == 9 and entries[0]["tenant"] == "default"
+    assert "duration_ms" in entries[0] and entries[0]["request_id"]
     vm.destroy()

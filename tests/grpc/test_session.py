@@ -219,3 +219,34 @@ def test_scheduler_takes_turns_by_owner():
         sched.shutdown()
     # round-robin over owners, in order within an owner
     assert order == ["a1", "b1", "c1", "a2", "b2", "a3"]
+
+
+def test_a_hundred_busy_jobs_of_one_owner_do_not_starve_another_owners_one():
+    """A tenant with 100 busy vCPUs and another with one: every job
+    resubmits itself when it ran (as a busy session's next slice does), and
+    the turns alternate between the two owners."""
+    sched = FairScheduler(1)
+    order = []
+    done = threading.Event()
+    gate = threading.Event()
+
+    def slice_of(owner, vcpu):
+        order.append(owner)
+        if len(order) >= 400:
+            done.set()
+        elif not done.is_set():
+            sched.submit(owner, slice_of, owner, vcpu)
+
+    try:
+        blocker = sched.submit("x", gate.wait, 10)
+        for vcpu in range(100):
+            sched.submit("busy", slice_of, "busy", vcpu)
+        sched.submit("lone", slice_of, "lone", 0)
+        gate.set()
+        blocker.result(10)
+        assert done.wait(30)
+    finally:
+        sched.shutdown()
+    first = order[:400]
+    assert first.count("lone") == 200
+    assert all(a != b for a, b in zip(first, first[1:]))  # strictly alternating

@@ -1,3 +1,7 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -134,7 +138,7 @@ class AbiProfile(_message.Message):
     def __init__(self, name: _Optional[str] = ..., linux_version: _Optional[str] = ..., isa_ext_max: _Optional[int] = ..., sbi_ext_max: _Optional[int] = ..., sbi_spec_version: _Optional[str] = ..., flags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_vcpus", "max_vcpu_id", "mem_slots", "gpa_bits", "max_transfer", "max_vms", "max_batch_ops", "max_message_bytes", "max_id_bytes", "run_slice_insns", "run_slice_ms")
+    __slots__ = ("max_vcpus", "max_vcpu_id", "mem_slots", "gpa_bits", "max_transfer", "max_vms", "max_batch_ops", "max_message_bytes", "max_id_bytes", "run_slice_insns", "run_slice_ms", "max_memory", "lease")
     MAX_VCPUS_FIELD_NUMBER: _ClassVar[int]
     MAX_VCPU_ID_FIELD_NUMBER: _ClassVar[int]
     MEM_SLOTS_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +150,8 @@ class Limits(_message.Message):
     MAX_ID_BYTES_FIELD_NUMBER: _ClassVar[int]
     RUN_SLICE_INSNS_FIELD_NUMBER: _ClassVar[int]
     RUN_SLICE_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
     max_vcpus: int
     max_vcpu_id: int
     mem_slots: int
@@ -157,7 +163,9 @@ class Limits(_message.Message):
     max_id_bytes: int
     run_slice_insns: int
     run_slice_ms: int
-    def __init__(self, max_vcpus: _Optional[int] = ..., max_vcpu_id: _Optional[int] = ..., mem_slots: _Optional[int] = ..., gpa_bits: _Optional[int] = ..., max_transfer: _Optional[int] = ..., max_vms: _Optional[int] = ..., max_batch_ops: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_id_bytes: _Optional[int] = ..., run_slice_insns: _Optional[int] = ..., run_slice_ms: _Optional[int] = ...) -> None: ...
+    max_memory: int
+    lease: _duration_pb2.Duration
+    def __init__(self, max_vcpus: _Optional[int] = ..., max_vcpu_id: _Optional[int] = ..., mem_slots: _Optional[int] = ..., gpa_bits: _Optional[int] = ..., max_transfer: _Optional[int] = ..., max_vms: _Optional[int] = ..., max_batch_ops: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_id_bytes: _Optional[int] = ..., run_slice_insns: _Optional[int] = ..., run_slice_ms: _Optional[int] = ..., max_memory: _Optional[int] = ..., lease: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class HostInfo(_message.Message):
     __slots__ = ("isa", "isa_extensions", "capabilities", "isa_exts", "sbi_exts", "fwft_features", "abi_profiles", "default_abi_profile", "limits", "timebase_frequency", "satp_mode", "api_version")
@@ -210,6 +218,52 @@ class DestroyVmRequest(_message.Message):
 class DestroyVmResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ListVmsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class QuotaAmounts(_message.Message):
+    __slots__ = ("vms", "vcpus", "memory_bytes", "runs")
+    VMS_FIELD_NUMBER: _ClassVar[int]
+    VCPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    vms: int
+    vcpus: int
+    memory_bytes: int
+    runs: int
+    def __init__(self, vms: _Optional[int] = ..., vcpus: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., runs: _Optional[int] = ...) -> None: ...
+
+class VmInfo(_message.Message):
+    __slots__ = ("vm_id", "vcpu_ids", "memory_bytes", "create_time", "last_use_time", "expire_time", "open_calls")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    VCPU_IDS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_USE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    OPEN_CALLS_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    vcpu_ids: _containers.RepeatedScalarFieldContainer[int]
+    memory_bytes: int
+    create_time: _timestamp_pb2.Timestamp
+    last_use_time: _timestamp_pb2.Timestamp
+    expire_time: _timestamp_pb2.Timestamp
+    open_calls: int
+    def __init__(self, vm_id: _Optional[str] = ..., vcpu_ids: _Optional[_Iterable[int]] = ..., memory_bytes: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_use_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., open_calls: _Optional[int] = ...) -> None: ...
+
+class ListVmsResponse(_message.Message):
+    __slots__ = ("tenant", "vms", "quota", "usage")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    VMS_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    vms: _containers.RepeatedCompositeFieldContainer[VmInfo]
+    quota: QuotaAmounts
+    usage: QuotaAmounts
+    def __init__(self, tenant: _Optional[str] = ..., vms: _Optional[_Iterable[_Union[VmInfo, _Mapping]]] = ..., quota: _Optional[_Union[QuotaAmounts, _Mapping]] = ..., usage: _Optional[_Union[QuotaAmounts, _Mapping]] = ...) -> None: ...
 
 class EnableCapRequest(_message.Message):
     __slots__ = ("vm_id", "cap", "flags", "args")

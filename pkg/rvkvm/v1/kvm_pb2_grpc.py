@@ -62,6 +62,11 @@ class KvmStub:
                 request_serializer=rvkvm_dot_v1_dot_kvm__pb2.DestroyVmRequest.SerializeToString,
                 response_deserializer=rvkvm_dot_v1_dot_kvm__pb2.DestroyVmResponse.FromString,
                 _registered_method=True)
+        self.ListVms = channel.unary_unary(
+                '/rvkvm.v1.Kvm/ListVms',
+                request_serializer=rvkvm_dot_v1_dot_kvm__pb2.ListVmsRequest.SerializeToString,
+                response_deserializer=rvkvm_dot_v1_dot_kvm__pb2.ListVmsResponse.FromString,
+                _registered_method=True)
         self.EnableCap = channel.unary_unary(
                 '/rvkvm.v1.Kvm/EnableCap',
                 request_serializer=rvkvm_dot_v1_dot_kvm__pb2.EnableCapRequest.SerializeToString,
@@ -225,6 +230,14 @@ class KvmServicer:
 
     def DestroyVm(self, request, context):
         """close() of the VM fd: the VM, its vCPUs and its memory go away.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVms(self, request, context):
+        """The calling tenant's VMs (never another tenant's), its quota and usage
+        (no /dev/kvm equivalent).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -475,6 +488,11 @@ def add_KvmServicer_to_server(servicer, server):
                     servicer.DestroyVm,
                     request_deserializer=rvkvm_dot_v1_dot_kvm__pb2.DestroyVmRequest.FromString,
                     response_serializer=rvkvm_dot_v1_dot_kvm__pb2.DestroyVmResponse.SerializeToString,
+            ),
+            'ListVms': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVms,
+                    request_deserializer=rvkvm_dot_v1_dot_kvm__pb2.ListVmsRequest.FromString,
+                    response_serializer=rvkvm_dot_v1_dot_kvm__pb2.ListVmsResponse.SerializeToString,
             ),
             'EnableCap': grpc.unary_unary_rpc_method_handler(
                     servicer.EnableCap,
@@ -740,6 +758,33 @@ class Kvm:
             '/rvkvm.v1.Kvm/DestroyVm',
             rvkvm_dot_v1_dot_kvm__pb2.DestroyVmRequest.SerializeToString,
             rvkvm_dot_v1_dot_kvm__pb2.DestroyVmResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rvkvm.v1.Kvm/ListVms',
+            rvkvm_dot_v1_dot_kvm__pb2.ListVmsRequest.SerializeToString,
+            rvkvm_dot_v1_dot_kvm__pb2.ListVmsResponse.FromString,
             options,
             channel_credentials,
             insecure,

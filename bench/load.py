@@ -1,0 +1,317 @@
+"""Load test of one rvkvm server: N client processes x M VMs for S seconds.
+
+    python -m bench.load [--clients 16] [--vms 64] [--seconds 60] [--server ADDR]
+
+Not part of the test suite; loopback only; bounded in time (the server and
+every client stop by ``--seconds`` plus a grace of a few seconds). Unless
+``--server`` names one, it starts ``python -m rvkvm.server`` on a free
+loopback port with a tenants file of two tenants (``load-a``, ``load-b``;
+client processes alternate between them) and ``--lease 0``.
+
+Each client process opens one channel and, with one thread each:
+- ``run``: every one of its M VMs (64 KiB RAM, one vCPU) runs an endless
+  ALU loop, one ``Run{budget}`` after another (ops: Runs returned);
+- ``onereg``: ``--onereg-threads`` threads issue ``GetOneReg`` (``core a0``)
+  round robin over its running vCPUs (ops: registers read);
+- ``hello``: boots the bundled hello guest (SBI DBCN console, SRST
+  shutdown) in a fresh VM, again and again (ops: guests that shut down
+  cleanly; its latency is the whole boot-to-shutdown).
+The parent samples the server's resident memory (``/proc/PID/status``) and
+times a gRPC health check every 0.5 s. It prints ops/s and latency
+percentiles per kind, errors by status code, and the server's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import io
+import multiprocessing as mp
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+RAM_BASE = 0x8000_0000
+LOOP = [0x00128293, 0xFFDFF06F]  # addi t0, t0, 1 ; j -4
+TENANTS = ("load-a", "load-b")
+
+
+def _token(tenant: str) -> str:
+    return f"bench-token-{tenant}"
+
+
+def _tenants_file() -> str:
+    fd, path = tempfile.mkstemp(prefix="rvkvm-load-", suffix=".toml")
+    with os.fdopen(fd, "w") as f:
+        for name in TENANTS:
+            digest = hashlib.sha256(_token(name).encode()).hexdigest()
+            f.write(f'[tenants.{name}]\ntoken_sha256 = "{digest}"\n\n')
+    return path
+
+
+# -- a client process ----------------------------------------------------------
+
+class _Stats:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latencies: Dict[str, List[float]] = collections.defaultdict(list)
+        self.errors: Dict[str, int] = collections.Counter()
+        self.examples: Dict[str, str] = {}
+
+    def ok(self, kind: str, seconds: float) -> None:
+        with self.lock:
+            self.latencies[kind].append(seconds)
+
+    def error(self, kind: str, err: BaseException) -> None:
+        code = getattr(err, "code", None)
+        name = getattr(code, "name", None) or type(err).__name__
+        with self.lock:
+            self.errors[f"{kind}:{name}"] += 1
+            self.examples.setdefault(f"{kind}:{name}", str(err)[:300])
+
+
+def _client(index: int, address: str, token: Optional[str], vms: int, seconds: float,
+            budget: int, onereg_threads: int, start_at: float, out: Any) -> None:
+    import grpc  # noqa: F401 (imported in the child)
+
+    from rvkvm.client import Kvm, KvmError
+    from rvkvm.client.channels import Credentials, open_channel
+    from rvkvm.client.cli import HELLO_GUEST
+    from rvkvm.client.vmm import Vmm
+
+    stats = _Stats()
+    channel = open_channel(address, Credentials(token=token))
+    kvm = Kvm(channel, timeout=seconds + 60)
+    vcpus = []
+    machines = []
+    try:
+        for _ in range(vms):
+            vm = kvm.create_vm()
+            machines.append(vm)
+            vm.set_user_memory_region(0, RAM_BASE, 64 << 10)
+            vcpu = vm.create_vcpu(0)
+            vm.write_memory(RAM_BASE, b"".join(w.to_bytes(4, "little") for w in LOOP))
+            vcpu.set_reg("core pc", RAM_BASE)
+            vcpus.append(vcpu)
+    except KvmError as err:
+        stats.error("setup", err)
+    while time.time() < start_at:
+        time.sleep(0.01)
+    deadline = time.monotonic() + seconds
+
+    def runner(vcpu: Any) -> None:
+        while time.monotonic() < deadline:
+            t = time.perf_counter()
+            try:
+                vcpu.run(budget=budget)
+                stats.ok("run", time.perf_counter() - t)
+            except KvmError as err:
+                stats.error("run", err)
+
+    def onereg(k: int) -> None:
+        i = k
+        while time.monotonic() < deadline and vcpus:
+            vcpu = vcpus[i % len(vcpus)]
+            i += onereg_threads
+            t = time.perf_counter()
+            try:
+                vcpu.get_reg("core a0")
+                stats.ok("onereg", time.perf_counter() - t)
+            except KvmError as err:
+                stats.error("onereg", err)
+
+    def hello() -> None:
+        while time.monotonic() < deadline:
+            t = time.perf_counter()
+            try:
+                vmm = Vmm(kvm, ram_size=4 << 20, console=io.BytesIO())
+                try:
+                    vmm.boot(vmm.load_elf(HELLO_GUEST), vmm.place_dtb(vmm.device_tree()))
+                    result = vmm.run(timeout=max(1.0, deadline - time.monotonic() + 5))
+                finally:
+                    vmm.close()
+                if result.clean_shutdown:
+                    stats.ok("hello", time.perf_counter() - t)
+                else:
+                    stats.errors["hello:NO_SHUTDOWN"] += 1
+            except KvmError as err:
+                stats.error("hello", err)
+
+    threads = ([threading.Thread(target=runner, args=(v,)) for v in vcpus]
+               + [threading.Thread(target=onereg, args=(k,)) for k in range(onereg_threads)]
+               + [threading.Thread(target=hello)])
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for vm in machines:
+        try:
+            vm.destroy()
+        except KvmError as err:
+            stats.error("destroy", err)
+    channel.close()
+    out.put((index, dict(stats.latencies), dict(stats.errors), stats.examples))
+
+
+# -- the parent ------------------------------------------------------------------
+
+def _rss(pid: int) -> Tuple[int, int]:
+    """VmRSS and VmHWM of ``pid`` in bytes (0, 0 if unreadable)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            text = f.read()
+    except OSError:
+        return 0, 0
+    values = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", text, re.M))
+    return int(values.get("VmRSS", 0)) << 10, int(values.get("VmHWM", 0)) << 10
+
+
+def _percentiles(values: List[float]) -> str:
+    if not values:
+        return "-"
+    values = sorted(values)
+
+    def p(q: float) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))] * 1000
+    return (f"p50 {p(0.50):8.1f}  p90 {p(0.90):8.1f}  p99 {p(0.99):8.1f}  "
+            f"max {values[-1] * 1000:8.1f} ms")
+
+
+def _start_server(tenants: str, log: Optional[str]) -> Tuple[subprocess.Popen, str]:
+    stderr = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0", "--log-level",
+         "info" if log else "warning", "--tenants", tenants, "--lease", "0"],
+        stdout=subprocess.PIPE, stderr=stderr, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"listening on (\S+)", line)
+    if not match:
+        proc.kill()
+        raise SystemExit(f"server did not start: {line!r}")
+    return proc, match.group(1)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n")[0])
+    ap.add_argument("--clients", type=int, default=16, help="client processes (16)")
+    ap.add_argument("--vms", type=int, default=64, help="VMs per client process (64)")
+    ap.add_argument("--seconds", type=float, default=60.0, help="duration (60)")
+    ap.add_argument("--budget", type=int, default=100_000, help="instructions per Run")
+    ap.add_argument("--onereg-threads", type=int, default=2,
+                    help="GetOneReg threads per client process (2)")
+    ap.add_argument("--server", metavar="ADDR",
+                    help="a running loopback server (default: start one)")
+    ap.add_argument("--server-pid", type=int, help="its pid, to report its memory")
+    ap.add_argument("--token", help="bearer token for --server")
+    ap.add_argument("--server-log", metavar="FILE",
+                    help="the started server's JSON log lines (info level) to FILE")
+    args = ap.parse_args(argv)
+    if args.server and not re.match(r"^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$",
+                                    args.server):
+        ap.error("--server must be a loopback address")
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    tenants_path = None
+    proc = None
+    if args.server:
+        address, pid = args.server, args.server_pid
+        tokens = [args.token]
+    else:
+        tenants_path = _tenants_file()
+        proc, address = _start_server(tenants_path, args.server_log)
+        pid = proc.pid
+        tokens = [_token(t) for t in TENANTS]
+    rss_start = _rss(pid)[0] if pid else 0
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    setup_allowance = 2.0 + 0.05 * args.vms * args.clients  # creating the VMs
+    start_at = time.time() + setup_allowance
+    workers = [ctx.Process(target=_client, args=(
+        i, address, tokens[i % len(tokens)], args.vms, args.seconds, args.budget,
+        args.onereg_threads, start_at, out)) for i in range(args.clients)]
+    for w in workers:
+        w.start()
+    health: List[float] = []
+    health_errors: Dict[str, int] = collections.Counter()
+    peak_rss = 0
+    results = []
+    try:
+        with grpc.insecure_channel(address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            end = start_at + args.seconds
+            while time.time() < end + 1:
+                if pid:
+                    peak_rss = max(peak_rss, _rss(pid)[0])
+                if time.time() >= start_at:
+                    t = time.perf_counter()
+                    try:
+                        stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+                        health.append(time.perf_counter() - t)
+                    except grpc.RpcError as err:
+                        health_errors[err.code().name] += 1
+                time.sleep(0.5)
+        limit = args.seconds + setup_allowance + 120
+        for _ in workers:
+            results.append(out.get(timeout=limit))
+        for w in workers:
+            w.join(30)
+    finally:
+        for w in workers:
+            if w.is_alive():
+                w.kill()
+        rss_end, hwm = _rss(pid) if pid else (0, 0)
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if tenants_path:
+            os.unlink(tenants_path)
+
+    latencies: Dict[str, List[float]] = collections.defaultdict(list)
+    errors: Dict[str, int] = collections.Counter()
+    examples: Dict[str, str] = {}
+    for _, lat, err, ex in results:
+        for kind, values in lat.items():
+            latencies[kind].extend(values)
+        errors.update(err)
+        for key, text in ex.items():
+            examples.setdefault(key, text)
+    print(f"rvkvm load: {args.clients} client processes x {args.vms} VMs, "
+          f"{args.seconds:g} s, Run budget {args.budget}, {args.onereg_threads} GetOneReg "
+          f"threads per client, server {address}, {os.cpu_count()} CPUs")
+    print(f"{'kind':<8} {'ops':>9} {'ops/s':>9}  latency")
+    for kind in ("run", "onereg", "hello"):
+        values = latencies.get(kind, [])
+        print(f"{kind:<8} {len(values):>9} {len(values) / args.seconds:>9.1f}  "
+              f"{_percentiles(values)}")
+    print(f"{'health':<8} {len(health):>9} {'':>9}  {_percentiles(health)}")
+    total_errors = sum(errors.values()) + sum(health_errors.values())
+    print(f"errors: {total_errors}" + "".join(
+        f"\n  {k}: {v}" for k, v in sorted({**errors, **{f'health:{k}': v for k, v in
+                                                         health_errors.items()}}.items())))
+    for key, text in sorted(examples.items()):
+        print(f"  e.g. {key}: {text}")
+    if pid:
+        mib = 1 << 20
+        print(f"server memory: VmRSS {rss_start / mib:.0f} MiB at start, peak sampled "
+              f"{peak_rss / mib:.0f} MiB, VmHWM {hwm / mib:.0f} MiB, "
+              f"{rss_end / mib:.0f} MiB at the end")
+    if latencies.get("onereg"):
+        print(f"ONE_REG mean {statistics.fmean(latencies['onereg']) * 1000:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,244 @@
+"""Observability (issue 11 item 9): one JSON log line per RPC with its
+fields, Prometheus metrics on --metrics-listen with bounded labels, and the
+settings from flags, environment and a config file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from typing import Any, Dict
+
+import grpc
+import pytest
+import structlog
+from prometheus_client.parser import text_string_to_metric_families
+
+from rvkvm.client import Kvm, KvmError
+from rvkvm.server.rpc import ServerConfig
+
+from .conftest import ServerThread
+from .guest import EBREAK, RAM_BASE, RAM_SIZE, load
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _samples(port: int) -> Dict[tuple, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_count_rpcs_exits_instructions_and_usage():
+    thread = ServerThread(ServerConfig(metrics_listen="127.0.0.1:0", run_slice=20_000)).start()
+    try:
+        port = thread.server.metrics_port
+        assert port
+        with grpc.insecure_channel(thread.address) as channel:
+            kvm = Kvm(channel, timeout=30)
+            vm = kvm.create_vm()
+            vm.set_user_memory_region(0, RAM_BASE, RAM_SIZE)
+            vcpu = vm.create_vcpu(0)
+            load(vm, vcpu, [0x13] * 99 + [EBREAK])  # 99 nops, then a DEBUG exit
+            assert vcpu.run().reason == 4
+            with pytest.raises(KvmError):
+                vm.vcpu(7).get_reg("core pc")
+            s = _samples(port)
+            unary = (("grpc_method", "CreateVm"), ("grpc_service", "rvkvm.v1.Kvm"),
+                     ("grpc_type", "unary"))
+            assert s[("grpc_server_started_total", unary)] == 1
+            assert s[("grpc_server_handled_total",
+                      tuple(sorted(unary + (("grpc_code", "OK"),))))] == 1
+            missing = (("grpc_code", "NOT_FOUND"), ("grpc_method", "GetOneReg"),
+                       ("grpc_service", "rvkvm.v1.Kvm"), ("grpc_type", "unary"))
+            assert s[("grpc_server_handled_total", missing)] == 1
+            assert s[("grpc_server_handling_seconds_count", unary)] == 1
+            tenant = (("tenant", "default"),)
+            assert s[("rvkvm_exits_total", (("reason", "DEBUG"), ("tenant", "default")))] == 1
+            assert s[("rvkvm_instructions_retired_total", tenant)] == 99
+            assert s[("rvkvm_run_slices_total", ())] >= 1
+            assert s[("rvkvm_vms", tenant)] == 1 and s[("rvkvm_vcpus", tenant)] == 1
+            assert s[("rvkvm_guest_memory_bytes", tenant)] == RAM_SIZE
+            vm.destroy()
+            s = _samples(port)
+            assert s[("rvkvm_vms", tenant)] == 0 and s[("rvkvm_guest_memory_bytes", tenant)] == 0
+            # bounded label sets: only the tenants known, only rvkvm.v1 methods
+            tenants = {dict(k[1]).get("tenant") for k in s if "tenant" in dict(k[1])}
+            assert tenants == {"default"}
+            services = {dict(k[1]).get("grpc_service") for k in s
+                        if "grpc_service" in dict(k[1])}
+            assert services == {"rvkvm.v1.Kvm"}
+    finally:
+        thread.stop()
+
+
+def test_one_json_line_per_rpc_on_stderr():
+    """The real server process at its default log level and format."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0"], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("rvkvm-server listening on 127.0.0.1:")
+        address = line.split()[-1]
+        with grpc.insecure_channel(address) as channel:
+            vm = Kvm(channel, timeout=30).create_vm()
+            vm.create_vcpu(2)
+            stub_md = [("x-request-id", "req-42")]
+            from rvkvm.v1 import kvm_pb2 as pb
+            from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
+            with pytest.raises(grpc.RpcError):
+                pb_grpc.KvmStub(channel).GetMpState(
+                    pb.GetMpStateRequest(vcpu=pb.VcpuRef(vm_id=vm.id, vcpu_id=3)),
+                    metadata=stub_md)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    assert any(x["event"].startswith("open server") and x["level"] == "info" for x in lines)
+    rpcs = [x for x in lines if x["event"] == "rpc"]
+    assert [x["method"].rsplit("/", 1)[1] for x in rpcs] == ["CreateVm", "CreateVcpu",
+                                                              "GetMpState"]
+    last = rpcs[-1]
+    assert last["level"] == "info" and last["code"] == "NOT_FOUND" and last["errno"] == "EBADF"
+    assert last["request_id"] == "req-42" and last["tenant"] == "default"
+    assert last["vm_id"] == vm.id and last["vcpu_id"] == 3
+    assert last["duration_ms"] >= 0 and "timestamp" in last
+    assert rpcs[1]["vcpu_id"] == 2 and rpcs[0]["vm_id"] == vm.id
+    assert len({x["request_id"] for x in rpcs}) == 3
+
+
+def test_settings_flags_over_environment_over_config_file(tmp_path, monkeypatch):
+    from rvkvm.server.__main__ import _parse
+    config = tmp_path / "rvkvm.toml"
+    config.write_text('lease = 7\nmax-memory = "2G"\nmetrics_listen = "127.0.0.1:9"\n'
+                      'insecure-open = true\nengine = "reference"\n')
+    monkeypatch.setenv("RVKVM_CONFIG", str(config))
+    monkeypatch.setenv("RVKVM_LEASE", "5")
+    args = _parse([])
+    assert args.lease == 5.0 and args.max_memory == 2 << 30 and args.insecure_open is True
+    assert args.metrics_listen == "127.0.0.1:9" and args.engine == "reference"
+    assert args.listen == "127.0.0.1:50051"  # untouched default
+    args = _parse(["--lease", "9", "--max-memory", "1M"])
+    assert args.lease == 9.0 and args.max_memory == 1 << 20
+    monkeypatch.setenv("RVKVM_INSECURE_OPEN", "no")
+    assert _parse([]).insecure_open is False
+
+
+@pytest.mark.parametrize("env, text, message", [
+    ({"RVKVM_LEASE": "soon"}, "", "--lease"),
+    ({"RVKVM_ENGINE": "turbo"}, "", "turbo"),
+    ({}, "leese = 3\n", "unknown settings leese"),
+    ({}, "insecure-open = 3\n", "true or false"),
+])
+def test_bad_settings_fail_as_a_bad_flag(tmp_path, monkeypatch, capsys, env, text, message):
+    from rvkvm.server.__main__ import _parse
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    argv = []
+    if text:
+        (tmp_path / "c.toml").write_text(text)
+        argv = ["--config", str(tmp_path / "c.toml")]
+    with pytest.raises(SystemExit) as info:
+        _parse(argv)
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_log_lines_carry_tenant_with_structlog_capture(server):
+    with grpc.insecure_channel(server.address) as channel:
+        kvm = Kvm(channel, timeout=30)
+        with structlog.testing.capture_logs() as logs:
+            kvm.list_vms()
+        entry = [x for x in logs if x.get("method") == "/rvkvm.v1.Kvm/ListVms"][0]
+        assert entry["tenant"] == "default" and entry["code"] == "OK"
+        assert "vm_id" not in entry
+
+
+def test_a_stream_the_client_drops_is_still_logged_and_counted():
+    from rvkvm.v1 import kvm_pb2 as pb
+    from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
+
+    from .guest import jump_self
+    thread = ServerThread(ServerConfig(metrics_listen="127.0.0.1:0", run_slice=5_000)).start()
+    try:
+        with grpc.insecure_channel(thread.address) as channel:
+            kvm = Kvm(channel, timeout=30)
+            vm = kvm.create_vm()
+            vm.set_user_memory_region(0, RAM_BASE, RAM_SIZE)
+            vcpu = vm.create_vcpu(0)
+            load(vm, vcpu, [jump_self()])
+            ref = pb.VcpuRef(vm_id=vm.id, vcpu_id=0)
+            with structlog.testing.capture_logs() as logs:
+                for _ in range(5):
+                    done = threading.Event()
+
+                    def requests(done: threading.Event = done) -> Any:
+                        yield pb.RunRequest(vcpu=ref, budget=1000)
+                        done.wait(30)  # the stream stays open until cancelled
+
+                    call = pb_grpc.KvmStub(channel).RunStream(requests())
+                    next(call)
+                    call.cancel()
+                    done.set()
+                # each dropped stream ends in one log line; wait for the fifth
+                deadline = time.monotonic() + 30
+                while len([x for x in logs if x.get("method", "").endswith("RunStream")]) < 5:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+            lines = [x for x in logs if x.get("method", "").endswith("RunStream")]
+            # CANCELLED, or OK when the cancel reached the handler as the end
+            # of its request stream (it returned before grpc saw the cancel)
+            assert len(lines) == 5 and {x["code"] for x in lines} <= {"CANCELLED", "OK"}
+            assert all(x["vm_id"] == vm.id and x["vcpu_id"] == 0 for x in lines)
+            s = _samples(thread.server.metrics_port)
+            handled = sum(v for (name, labels), v in s.items()
+                          if name == "grpc_server_handled_total"
+                          and ("grpc_method", "RunStream") in labels)
+            assert handled == 5
+            # the VM's lease is not held by the dropped streams
+            assert [v.open_calls for v in kvm.list_vms().vms] == [0]
+            vm.destroy()
+    finally:
+        thread.stop()
+
+
+def test_malformed_requests_and_drain_refusals_are_logged_and_counted():
+    """Bad request bytes (EINVAL, innermost interceptor) and the calls a
+    draining server refuses (ESHUTDOWN) reach the call interceptor: one log
+    line each with the errno, and grpc_server_handled_total by code."""
+    thread = ServerThread(ServerConfig(metrics_listen="127.0.0.1:0")).start()
+    try:
+        with grpc.insecure_channel(thread.address) as channel:
+            kvm = Kvm(channel, timeout=30)
+            raw = channel.unary_unary("/rvkvm.v1.Kvm/DestroyVm", request_serializer=None,
+                                      response_deserializer=None)
+            with structlog.testing.capture_logs() as logs:
+                with pytest.raises(grpc.RpcError) as bad:
+                    raw(b"\x0a\x03\xff\xfe\xfd", timeout=10)  # vm_id not UTF-8
+                assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                thread.call(thread.server.drain(0.0))
+                with pytest.raises(KvmError) as refused:
+                    kvm.create_vm()
+                assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+            rpc = {x["method"]: x for x in logs if x.get("event") == "rpc"}
+            destroy, create = rpc["/rvkvm.v1.Kvm/DestroyVm"], rpc["/rvkvm.v1.Kvm/CreateVm"]
+            assert destroy["code"] == "INVALID_ARGUMENT" and destroy["errno"] == "EINVAL"
+            assert create["code"] == "UNAVAILABLE" and create["errno"] == "ESHUTDOWN"
+            s = _samples(thread.server.metrics_port)
+
+            def handled(method: str, code: str) -> float:
+                return s[("grpc_server_handled_total", (
+                    ("grpc_code", code), ("grpc_method", method),
+                    ("grpc_service", "rvkvm.v1.Kvm"), ("grpc_type", "unary")))]
+            assert handled("DestroyVm", "INVALID_ARGUMENT") == 1
+            assert handled("CreateVm", "UNAVAILABLE") == 1
+    finally:
+        thread.stop()
