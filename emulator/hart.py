@@ -162,6 +162,7 @@ class Hart:
     def close(self) -> None:
         self.mem.remove_code_listener(self._code_written)
         self.mem.remove_mark_listener(self._code_marked)
+        self.translator.close()
 
     # ------------------------------------------------------------------
     # translation context
@@ -194,7 +195,7 @@ class Hart:
             if len(self._ctxs) >= 64:
                 self._ctxs.clear()
                 self._code.clear()
-                self.translator.code_chars = 0
+                self.translator.drop_held()
             ctx = self._ctxs[key] = Ctx(key)
         return ctx
 
@@ -210,7 +211,7 @@ class Hart:
         for ctx in self._ctxs.values():
             ctx.flush_code()
         self._code.clear()
-        self.translator.code_chars = 0
+        self.translator.drop_held()
 
     def _code_written(self, ppn: int, lo: int, hi: int) -> Tuple[bool, bool]:
         """Bytes [lo, hi) of page ``ppn`` were written: drop the code whose
@@ -222,11 +223,13 @@ class Hart:
             return False, False
         keep = []
         dropped = False
+        regions = []
         for e in entries:
             ctx, pc, start, end = e
             if start < hi and lo < end:
-                ctx.blocks.pop(pc, None)
-                ctx.suspect.pop(pc, None)
+                for b in (ctx.blocks.pop(pc, None), ctx.suspect.pop(pc, None)):
+                    if b is not None and b.owner is not None:
+                        regions.append((b.owner, ctx))
                 ctx.insns.pop(pc, None)
                 dropped = True
             else:
@@ -236,8 +239,24 @@ class Hart:
             if keep:
                 self._code[ppn] = keep
             else:
-                del self._code[ppn]
-        return dropped, bool(keep)
+                self._code.pop(ppn, None)
+            for region, ctx in regions:
+                self.translator.evict(region, ctx, False)  # and its other entries
+        return dropped, bool(self._code.get(ppn))
+
+    def forget_code(self, ctx: Ctx, ppn: int, pcs: Sequence[int]) -> None:
+        """The code ``ctx`` cached for ``pcs`` from page ``ppn`` is gone
+        (evicted): stores there need not drop it any more. The page stays
+        a code page until its next store finds nothing to drop."""
+        entries = self._code.get(ppn)
+        if not entries or not pcs:
+            return
+        keep = [e for e in entries if e[0] is not ctx or e[1] not in pcs]
+        if len(keep) != len(entries):
+            if keep:
+                self._code[ppn] = keep
+            else:
+                self._code.pop(ppn, None)
 
     def _code_marked(self, buf: Any, off: int) -> None:
         """A page became a code page (this hart's or another's code): drop

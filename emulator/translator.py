@@ -21,6 +21,7 @@ from __future__ import annotations
 import platform
 import re
 import time
+import weakref
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
@@ -53,10 +54,18 @@ MAX_INSNS = 64  # per basic block
 MAX_BLOCKS = 24  # per region
 MAX_REGION_INSNS = 384
 # Generated source a hart may hold at once (characters; about ten bytes of
-# memory each once compiled). Past it, the hart drops all its translated
-# code and starts again, as a full code buffer does in QEMU: a guest that
-# runs ever more different code cannot grow the host's memory without end.
+# memory each once compiled), so a guest that runs ever more different code
+# cannot grow the host's memory without end. The process holds at most
+# PROCESS_CODE of it, split evenly between the live harts (translators),
+# each getting at most MAX_HART_CODE and at least MIN_HART_CODE. Past its
+# share a hart evicts its least recently used regions until it holds
+# LOW_WATER of it (see Translator._make_room); an evicted region is simply
+# built again (first tier, then a region) when next entered.
 MAX_HART_CODE = 16 << 20
+MIN_HART_CODE = 2 << 20
+PROCESS_CODE = 64 << 20
+LOW_WATER = 0.75
+_LIVE: weakref.WeakSet[Translator] = weakref.WeakSet()
 NEVER = 1 << 62  # length of the "no block here" marker: always interpreted
 
 
@@ -71,7 +80,7 @@ def _key_mask(size: int) -> int:
 
 
 class Block:
-    __slots__ = ("fn", "length", "index", "pc", "src", "entries", "ppn")
+    __slots__ = ("fn", "length", "index", "pc", "src", "entries", "ppn", "owner")
 
     def __init__(self, fn: Any, length: int, index: Dict[int, Tuple[int, int]], pc: int,
                  src: str = "", entries: Tuple[int, ...] = ()) -> None:
@@ -84,6 +93,10 @@ class Block:
         # Other block leaders where the region's function can start (its
         # ``P`` argument: the leader's offset in the page).
         self.entries = entries
+        # the region whose code this is (itself, or the region an alias
+        # enters): what the code budget counts and evicts; None for
+        # first-tier blocks and markers
+        self.owner: Optional[Block] = None
 
     def span(self) -> Tuple[int, int]:
         """The page offsets [first, end) of the bytes its code was read
@@ -106,6 +119,7 @@ class Block:
                              (rt, wt, pc & PAGE_MASK))
         blk = Block(alias, self.length, self.index, pc, self.src)
         blk.ppn = self.ppn
+        blk.owner = self
         return blk
 
 
@@ -868,9 +882,18 @@ class Translator:
         self.signed = SIGNED_LOCALS
         self.nested = NESTED_LOOPS
         self.blocks_built = 0
-        self.max_code = MAX_HART_CODE
-        self.code_chars = 0  # source of the regions built since the last flush
-        self.code_flushes = 0
+        # None: this hart's share of PROCESS_CODE (code_budget); tests set a number
+        self.max_code: Optional[int] = None
+        # the regions held, least recently used first (built, or entered
+        # again through a miss), each with its context; code_chars is the
+        # sum of their source lengths
+        self.held: Dict[Block, Ctx] = {}
+        self.code_chars = 0
+        self.code_flushes = 0  # kept for the boot benchmark: no budget flushes any more
+        self.evictions = 0  # regions evicted by the budget
+        self.chars_evicted = 0
+        self._window = False  # blocks unlinked since the held code passed LOW_WATER
+        _LIVE.add(self)
         # cost of translating (discovery, code generation, compile()),
         # in seconds: cheap counters a benchmark reads (bench_boot)
         self.translate_seconds = 0.0
@@ -997,9 +1020,16 @@ class Translator:
                     same = h.fetch_page(pc)[2] == old.ppn
                 except Trap:
                     same = False
+                owner = old.owner
+                if owner is not None and owner not in self.held:
+                    same = False  # its region was dropped (never the case: see evict)
                 if same:
                     ctx.blocks[pc] = old
+                    if owner is not None:
+                        self.touch(owner)
                     return old
+                if owner is old:
+                    self.evict(old, ctx, False)  # its page maps elsewhere now
         inner = ctx.inner.get(pc)
         if inner is not None:
             # A leader of a region already built (where a run resumed after
@@ -1007,15 +1037,13 @@ class Translator:
             # rather than build another region over the same blocks.
             region: Block = inner[0]
             ppn = inner[1]
-            if ctx.blocks.get(region.pc) is region:
+            if region in self.held:
                 blk = region.entered_at(pc)
                 ctx.blocks[pc] = blk
                 h.note_code(ctx, pc, ppn, *blk.span())
+                self.touch(region)
                 return blk
             del ctx.inner[pc]  # the region's code was dropped since
-        if self.code_chars > self.max_code:
-            h.flush_code()  # resets code_chars
-            self.code_flushes += 1
         if self.hot_after:
             t0 = time.process_time()
             try:
@@ -1092,14 +1120,118 @@ class Translator:
             # another hart stored into a code page while this one read it:
             # run what was read (the fetch came first), keep nothing
             return blk
-        ctx.blocks[pc] = blk
-        h.note_code(ctx, pc, ppn, *blk.span())
-        for leader in blk.entries:
-            ctx.inner[leader] = (blk, ppn)  # the newest region: still live
         self.blocks_built += 1
         self.insns_translated += sum(len(b) for b in blocks.values())
-        self.code_chars += len(blk.src)
+        if blk.fn is not None and not self._make_room(len(blk.src)):
+            return blk  # larger than the whole budget: run once, keep nothing
+        ctx.blocks[pc] = blk
+        h.note_code(ctx, pc, ppn, *blk.span())
+        if blk.fn is not None:
+            blk.owner = blk
+            self.held[blk] = ctx
+            self.code_chars += len(blk.src)
+            for leader in blk.entries:
+                ctx.inner[leader] = (blk, ppn)  # the newest region: still live
         return blk
+
+    # -- the code budget ----------------------------------------------------
+    def code_budget(self) -> int:
+        """Characters of generated source this hart may hold: ``max_code``
+        if set, else its even share of PROCESS_CODE among the live
+        translators (within MIN_HART_CODE..MAX_HART_CODE)."""
+        if self.max_code is not None:
+            return self.max_code
+        share = PROCESS_CODE // max(1, len(_LIVE))
+        return max(MIN_HART_CODE, min(MAX_HART_CODE, share))
+
+    def touch(self, region: Block) -> None:
+        """``region`` was entered through a miss: now the most recently used."""
+        ctx = self.held.pop(region, None)
+        if ctx is not None:
+            self.held[region] = ctx
+
+    def _make_room(self, size: int) -> bool:
+        """Make room for a region of ``size`` characters: past the budget,
+        evict the least recently used regions until LOW_WATER of it is
+        held. False if the region alone exceeds the budget.
+
+        Recency costs nothing on the hot path (no bookkeeping in region
+        code or in the dispatcher's cache hits): once the held code passes
+        LOW_WATER, every held region's blocks are unlinked from the block
+        caches into the set-aside map (``Ctx.suspect``), so the first entry
+        of each afterwards misses, puts it back and makes its region the
+        most recently used (touch); the regions not entered since are then
+        the first ones evicted (a clock with one reference bit). Each sweep
+        unlinks the survivors again, so the next one knows what ran in
+        between."""
+        budget = self.code_budget()
+        if size > budget:
+            return False
+        held = self.held
+        if self.code_chars + size > budget:
+            low = int(budget * LOW_WATER)
+            while held and self.code_chars + size > low:
+                region = next(iter(held))
+                self.evict(region, held[region], True)
+            self._unlink_held()  # what is used before the next sweep
+        elif not self._window and self.code_chars + size > budget * LOW_WATER:
+            self._unlink_held()  # the first sweep is coming
+        return True
+
+    def _unlink_held(self) -> None:
+        """Move the blocks of every held region from the block caches to
+        the set-aside map: each one's next entry misses and touches it."""
+        self._window = True
+        for region, ctx in list(self.held.items()):
+            blocks, suspect = ctx.blocks, ctx.suspect
+            for pc in (region.pc, *region.entries):
+                b = blocks.get(pc)
+                if b is not None and b.owner is region:
+                    del blocks[pc]
+                    suspect[pc] = b
+
+    def evict(self, region: Block, ctx: Ctx, budget: bool) -> None:
+        """Drop ``region`` and every index naming it or an alias of it
+        (block caches, set-aside blocks, inner leaders, the pages' code
+        lists of the hart): nothing can enter it again. ``budget``: counted
+        as an eviction (else it was invalidated)."""
+        if self.held.pop(region, None) is None:
+            return
+        size = len(region.src)
+        self.code_chars -= size
+        if budget:
+            self.evictions += 1
+            self.chars_evicted += size
+        gone = []
+        for pc in (region.pc, *region.entries):
+            found = False
+            for cache in (ctx.blocks, ctx.suspect):
+                b = cache.get(pc)
+                if b is not None and (b is region or b.owner is region):
+                    cache.pop(pc, None)
+                    found = True
+            if found:
+                gone.append(pc)
+            if pc != region.pc:
+                e = ctx.inner.get(pc)
+                if e is not None and e[0] is region:
+                    ctx.inner.pop(pc, None)
+        pcs = ctx.vcode.get(region.pc & ~PAGE_MASK)
+        if pcs is not None:
+            for pc in gone:
+                if pc not in ctx.blocks and pc not in ctx.suspect and pc not in ctx.insns:
+                    pcs.discard(pc)
+        self.h.forget_code(ctx, region.ppn, gone)
+
+    def close(self) -> None:
+        """The hart is gone: its share returns to the others."""
+        _LIVE.discard(self)
+
+    def drop_held(self) -> None:
+        """Every region was dropped with the block caches (flush_code)."""
+        self.held.clear()
+        self.code_chars = 0
+        self._window = False
 
     # -- code generation ----------------------------------------------------
     def _gen_block(self, e: BlockEmitter, insns: List[Decoded],

@@ -214,9 +214,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if hasattr(tr, "tier1_built"):
         print(f"first tier        {tr.tier1_built:,} blocks, {tr.tier1_insns:,} insns"
               f" ({1e6 * tier1 / max(1, tr.tier1_insns):.1f} us per insn)")
-    for name in ("evictions",):
-        if hasattr(tr, name):
-            print(f"{name:<17} {getattr(tr, name):,}")
+    if hasattr(tr, "evictions"):
+        print(f"evictions         {tr.evictions:,} regions, {tr.chars_evicted:,} characters"
+              f" (held {tr.code_chars:,} of {tr.code_budget():,})")
     lines = boot.console.decode("utf-8", "replace").splitlines()
     print(f"console           {len(boot.console):,} bytes, last lines:")
     for line in lines[-args.lines:]:

@@ -228,33 +228,6 @@ def test_a_slice_runs_through_instructions_only_the_interpreter_runs() -> None:
     assert (stop.reason, h.instret, h.x[6]) == ("trap", 1 + 50 * 4, 50)
 
 
-def test_translated_code_per_hart_is_bounded() -> None:
-    """Past ``max_code`` characters of generated source the hart drops all
-    its translated code and starts again; results stay exact."""
-    code = many_diamonds(40)  # more blocks than one region: several regions
-    results = []
-    for limit in (None, 1):
-        for budgets in ([1_000_000], [150, 7]):
-            h, mem = make_hart("fast", code, {})
-            if limit is not None:
-                h.translator.max_code = limit
-            for budget in budgets * 30 + [1_000_000]:
-                if h.run(budget).reason != "budget":
-                    break
-            live = {id(b.fn.__code__): len(b.src) for ctx in h._ctxs.values()
-                    for b in ctx.blocks.values() if b.fn is not None}
-            results.append((h.pc, h.instret, tuple(h.x)))
-            if limit is not None:
-                assert h.translator.code_flushes > 0
-                # at most the region built since the last flush is held
-                assert len(live) <= 1 and h.translator.code_chars == sum(live.values())
-            else:
-                assert h.translator.code_flushes == 0 and len(live) > 1
-    ref, _ = make_hart("reference", code, {})
-    ref.run(1_000_000)
-    assert all(r == (ref.pc, ref.instret, tuple(ref.x)) for r in results)
-
-
 def test_flushing_code_restarts_the_count() -> None:
     h, _ = make_hart("fast", nest(), {})
     h.run(100)
