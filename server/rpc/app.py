@@ -33,6 +33,7 @@ from .registry import Pacing, VmEntry, VmRegistry
 from .scheduler import FairScheduler
 from .servicer import KvmServicer
 from .tenants import OPEN_TENANT
+from .workers import WorkerCollector, WorkerPool
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Kvm"].full_name
 # A port is never shared: a second server on it must fail, not split the clients.
@@ -47,7 +48,7 @@ class Server:
                  health_servicer: health.aio.HealthServicer,
                  pools: Tuple[ThreadPoolExecutor, ...], activity: ActivityInterceptor,
                  ledger: Ledger, metrics: Metrics, reaper: LeaseReaper,
-                 metrics_listen: str = "") -> None:
+                 metrics_listen: str = "", workers: Optional[WorkerPool] = None) -> None:
         self.grpc_server = grpc_server
         self.registry = registry
         self.ledger = ledger
@@ -58,6 +59,7 @@ class Server:
         self._health = health_servicer
         self._pools = pools
         self._activity = activity
+        self.workers = workers
 
     async def start(self) -> None:
         if self._metrics_listen:
@@ -94,6 +96,8 @@ class Server:
         self.registry.destroy_all()
         self.metrics.close()
         self.registry.scheduler.shutdown()
+        if self.workers is not None:
+            self.workers.shutdown()
         for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -120,11 +124,21 @@ async def create_server(address: str,
     system = KvmSystem(config.host, engine=config.engine, ns_per_insn=config.ns_per_insn)
     pacing = Pacing(config.run_slice, config.slice_time, config.inline_slice,
                     config.inline_time)
-    registry = VmRegistry(system, config.max_vms, FairScheduler(config.run_threads), pacing)
+    workers: Optional[WorkerPool] = None
+    if config.workers > 0:
+        workers = await asyncio.get_running_loop().run_in_executor(None, lambda: WorkerPool(
+            config.workers, config.worker_python, config.host, config.engine,
+            config.ns_per_insn, config.worker_heartbeat, config.worker_timeout))
+        log.info("workers started", workers=config.workers, python=workers.python,
+                 pids=workers.pids())
+    registry = VmRegistry(system, config.max_vms, FairScheduler(config.run_threads), pacing,
+                          workers.create_vm if workers is not None else None)
     ledger = Ledger(host_memory() if config.max_memory is None else config.max_memory)
     registry.on_destroy.append(lambda entry: ledger.release_vm(entry.vm_id))
     tenants = config.tenants
     metrics = Metrics(ledger, lambda: tenants.names if tenants else [OPEN_TENANT])
+    if workers is not None:
+        metrics.registry.register(WorkerCollector(workers))
 
     def destroy_expired(entry: VmEntry) -> bool:
         try:
@@ -173,7 +187,7 @@ async def create_server(address: str,
              tenants=tenants.names if tenants else None, lease_s=config.lease,
              max_memory=ledger.max_memory)
     return Server(server, registry, health_servicer, (ops_pool,), activity, ledger, metrics,
-                  reaper, config.metrics_listen), port
+                  reaper, config.metrics_listen, workers), port
 
 
 def _expired(entry: VmEntry, lease: float) -> bool:

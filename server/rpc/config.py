@@ -69,3 +69,15 @@ class ServerConfig:
     max_memory: Optional[int] = None
     # host:port for Prometheus' /metrics ("" : no metrics endpoint).
     metrics_listen: str = ""
+    # Worker processes running the VMs' vCPUs (0: all in this process).
+    # A VM lives in one worker, placed on the least loaded.
+    workers: int = 0
+    # The interpreter of the workers ("": pypy3 from PATH if present, else
+    # this Python); any Python >= 3.9, no packages needed.
+    worker_python: str = ""
+    # A worker that does not answer a heartbeat (sent every
+    # worker_heartbeat seconds) for worker_timeout seconds, or whose run
+    # slice is worker_timeout seconds past its wall-time bound, is killed
+    # and replaced; its VMs are lost (EHOSTDOWN).
+    worker_heartbeat: float = 1.0
+    worker_timeout: float = 10.0

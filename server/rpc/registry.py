@@ -22,7 +22,7 @@ import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Callable, Dict, Hashable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, List, NamedTuple, Optional, Sequence, Tuple
 
 from rvkvm.server.kvm import DEFAULT_KERNEL, KvmError, KvmSystem, Vcpu, Vm
 from rvkvm.server.kvm import exits as X
@@ -188,7 +188,10 @@ class VcpuSession:
         if (self._pacing.inline_slice and self._answered_guest_event()
                 and not self._lifecycle.draining):
             step = min(self._pacing.inline_slice, remaining or self._pacing.inline_slice)
-            tried = self.vcpu.try_run(step, time.monotonic() + self._pacing.inline_time)
+            deadline = time.monotonic() + self._pacing.inline_time
+            try_aio = getattr(self.vcpu, "try_run_aio", None)  # a vCPU in a worker process
+            tried = (await try_aio(step, deadline) if try_aio is not None
+                     else self.vcpu.try_run(step, deadline))
             if tried is not None:
                 self.slices += 1
                 if self._final(tried, step, remaining):
@@ -311,13 +314,19 @@ class VmEntry:
         return self.vm
 
 
+# (machine type, kernel profile) -> a VM in a worker process and the scheduler of its slices
+Placement = Callable[[int, str], Tuple[Any, FairScheduler]]
+
+
 class VmRegistry:
     """VM handles -> VMs of one ``KvmSystem``, and the server's lifecycle."""
 
     def __init__(self, system: KvmSystem, max_vms: int, scheduler: FairScheduler,
-                 pacing: Pacing = Pacing()) -> None:
+                 pacing: Pacing = Pacing(), placement: Optional[Placement] = None) -> None:
         self.system = system
         self.scheduler = scheduler
+        # With worker processes: creates each VM in one (workers.WorkerPool.create_vm).
+        self.placement = placement
         self.lifecycle = Lifecycle()
         self._max_vms = max_vms
         self._pacing = pacing
@@ -332,13 +341,17 @@ class VmRegistry:
         with self._lock:
             if self._max_vms and len(self._vms) >= self._max_vms:
                 raise KvmError(errno.ENOSPC, f"this server hosts at most {self._max_vms} VMs")
+            scheduler = self.scheduler
             try:
-                vm = self.system.create_vm(machine_type, profile or DEFAULT_KERNEL)
+                if self.placement is not None:
+                    vm, scheduler = self.placement(machine_type, profile or DEFAULT_KERNEL)
+                else:
+                    vm = self.system.create_vm(machine_type, profile or DEFAULT_KERNEL)
             except ValueError:  # unknown ABI profile
                 raise KvmError(errno.EINVAL, f"unknown kernel profile {shown_id(profile)} "
                                f"(known: {', '.join(KERNEL_PROFILES)})") from None
             vm_id = "vm-" + uuid.uuid4().hex
-            entry = VmEntry(vm_id, vm, self.scheduler, self.lifecycle, self._pacing, owner)
+            entry = VmEntry(vm_id, vm, scheduler, self.lifecycle, self._pacing, owner)
             self._vms[vm_id] = entry
             return entry
 

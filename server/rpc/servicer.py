@@ -58,8 +58,18 @@ class KvmServicer(pb_grpc.KvmServicer):
     # -- helpers ---------------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        aio = getattr(fn, "aio", None)  # a call into a worker process: no thread needed
+        if aio is not None:
+            return await aio(*args)  # type: ignore[no-any-return]
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._ops_pool, functools.partial(fn, *args))
+
+    async def _quick(self, fn: Callable[..., T], *args: Any) -> T:
+        """A model call that never waits for a vCPU, made on the event loop
+        (into a worker process: not without waiting for its reply)."""
+        if getattr(getattr(fn, "__self__", fn), "in_worker", False) or hasattr(fn, "aio"):
+            return await self._call(fn, *args)
+        return fn(*args)
 
     def _vm(self, vm_id: str) -> VmEntry:
         """The one lookup of a VM by a call: only the calling tenant's VMs
@@ -114,7 +124,8 @@ class KvmServicer(pb_grpc.KvmServicer):
     async def CheckExtension(self, request: pb.CheckExtensionRequest,
                              context: Context) -> pb.CheckExtensionResponse:
         target: Any = self._vm(request.vm_id).vm_alive() if request.vm_id else self._system
-        return pb.CheckExtensionResponse(value=target.check_extension(request.cap))
+        return pb.CheckExtensionResponse(value=await self._quick(target.check_extension,
+                                                                 request.cap))
 
     async def GetHostInfo(self, request: pb.GetHostInfoRequest, context: Context) -> pb.HostInfo:
         info = convert.host_info(self._system.host, self._limits, self._max_vms,
@@ -278,7 +289,8 @@ class KvmServicer(pb_grpc.KvmServicer):
         return pb.InterruptResponse()
 
     async def GetMpState(self, request: pb.GetMpStateRequest, context: Context) -> pb.MpState:
-        return pb.MpState(mp_state=self._session(request.vcpu).vcpu.get_mp_state())
+        vcpu = self._session(request.vcpu).vcpu
+        return pb.MpState(mp_state=await self._quick(vcpu.get_mp_state))
 
     async def SetMpState(self, request: pb.SetMpStateRequest,
                          context: Context) -> pb.SetMpStateResponse:
@@ -328,7 +340,7 @@ class KvmServicer(pb_grpc.KvmServicer):
 
     async def DrainCoalescedMmio(self, request: pb.DrainCoalescedMmioRequest,
                                  context: Context) -> pb.DrainCoalescedMmioResponse:
-        entries = self._vm(request.vm_id).vm.drain_coalesced_mmio()
+        entries = await self._quick(self._vm(request.vm_id).vm.drain_coalesced_mmio)
         return pb.DrainCoalescedMmioResponse(entries=convert.coalesced_to_pb(entries))
 
     # -- batch -----------------------------------------------------------
