@@ -38,6 +38,9 @@ from .workers import WorkerCollector, WorkerPool
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Kvm"].full_name
 # A port is never shared: a second server on it must fail, not split the clients.
 NO_PORT_REUSE = [("grpc.so_reuseport", 0)]
+# Instructions a slice in a worker may run by default: its wall-time bound
+# (slice_time) ends it first, as each slice costs an IPC round trip.
+WORKER_RUN_SLICE = 20_000_000
 
 
 class Server:
@@ -122,7 +125,10 @@ async def create_server(address: str,
         # interpreter lock while the event loop or an ops thread waits for it
         sys.setswitchinterval(config.switch_interval)
     system = KvmSystem(config.host, engine=config.engine, ns_per_insn=config.ns_per_insn)
-    pacing = Pacing(config.run_slice, config.slice_time, config.inline_slice,
+    run_slice = config.run_slice
+    if run_slice is None:
+        run_slice = WORKER_RUN_SLICE if config.workers > 0 else Pacing.run_slice
+    pacing = Pacing(run_slice, config.slice_time, config.inline_slice,
                     config.inline_time)
     workers: Optional[WorkerPool] = None
     if config.workers > 0:

@@ -22,7 +22,9 @@ class ServerConfig:
     # A vCPU slice ends after this many instructions or this many seconds
     # of wall time, whichever comes first; then the next runnable vCPU
     # (round-robin over owners) gets the thread.
-    run_slice: int = 200_000
+    # None: 200,000 in-process; with workers 20,000,000, so that wall time
+    # bounds a slice (one IPC round trip each) of a fast engine on PyPy.
+    run_slice: Optional[int] = None
     slice_time: float = 0.02
     # Instructions a Run first tries on the event loop itself when the
     # vCPU's last exit was a guest event (MMIO, SBI, ...): a device-bound
