@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import errno
 import functools
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, Hashable, List, Optional, Tuple, TypeAlias, TypeVar
 
@@ -396,6 +397,8 @@ def _get_fwft(vcpu: Any, feature_id: int) -> pb.FwftState:
 
 def _batch_one_reg(entry: VmEntry, ops: List[pb.RegOp],
                    stop_on_error: bool) -> List[pb.RegResult]:
+    if getattr(entry.vm, "in_worker", False):
+        return _batch_in_worker(entry, ops, stop_on_error)
     results = []
     for op in ops:
         try:
@@ -411,3 +414,32 @@ def _batch_one_reg(entry: VmEntry, ops: List[pb.RegOp],
                 break
     return results
 
+
+
+def _batch_in_worker(entry: VmEntry, ops: List[pb.RegOp],
+                     stop_on_error: bool) -> List[pb.RegResult]:
+    """``_batch_one_reg`` for a VM in a worker process: each run of
+    consecutive ops on one vCPU is one round trip (``VcpuProxy.batch_one_reg``)."""
+    results: List[pb.RegResult] = []
+    for vcpu_id, group in itertools.groupby(ops, key=lambda op: op.vcpu_id):
+        items = list(group)
+        try:
+            vcpu: Any = entry.session(vcpu_id).vcpu
+        except KvmError as err:
+            results.append(pb.RegResult(status=kvm_errno(err)))
+            if stop_on_error:
+                break
+            results.extend(pb.RegResult(status=kvm_errno(err)) for _ in items[1:])
+            continue
+        done = vcpu.batch_one_reg([(op.id, op.set_value if op.HasField("set_value") else None)
+                                   for op in items], stop_on_error)
+        for code, value in done:
+            if code:
+                results.append(pb.RegResult(status=kvm_errno(value)))
+            elif value is None:
+                results.append(pb.RegResult(status=OK))
+            else:
+                results.append(pb.RegResult(status=OK, value=value))
+        if stop_on_error and done and done[-1][0]:
+            break
+    return results
