@@ -45,7 +45,7 @@ from rvkvm.server.kvm import HostProfile, KvmError
 from rvkvm.server.kvm import exits as X
 from rvkvm.server.kvm.coalesced_mmio import CoalescedMmio
 from rvkvm.server.kvm.vm import slot_spans
-from rvkvm.server.worker.main import answer_of, launch_code
+from rvkvm.server.worker.main import answer_of, launch_code, raise_fd_limit
 from rvkvm.server.worker.protocol import EVENT, LOG, WAKE, Channel, ChannelClosed, error_from
 
 from .scheduler import FairScheduler
@@ -651,6 +651,7 @@ class WorkerPool:
                  engine: str = "fast", ns_per_insn: Any = None, heartbeat: float = 1.0,
                  timeout: float = 10.0) -> None:
         self.python = python or default_worker_python()
+        raise_fd_limit()  # the mapping of each memory slot keeps a descriptor of its memfd
         self._spawn_args = (host, engine, ns_per_insn)
         self.heartbeat = heartbeat
         self.timeout = timeout

@@ -285,7 +285,7 @@ def launch_code() -> str:
     return "from rvkvm.server.worker.main import main; main()"
 
 
-def _raise_fd_limit() -> None:
+def raise_fd_limit() -> None:
     """Each memory slot's mmap keeps a descriptor of its memfd: allow as
     many as the hard limit does."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -300,7 +300,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     fd = int(argv[0])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the front end's to handle
-    _raise_fd_limit()
+    raise_fd_limit()
     sock = socket.socket(fileno=fd)
     worker = Worker(Channel(sock))
     try:
