@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rvkvm.client import Kvm, KvmError
 from rvkvm.client.exits import DebugExit, IntrExit, MmioExit
-from rvkvm.server.rpc.workers import VmProxy, WorkerPool
+from rvkvm.server.rpc.workers import VmProxy, WorkerCollector, WorkerPool
 from tests.emulator import rvasm as A
 
 from .conftest import ServerThread, _test_config
@@ -197,3 +197,27 @@ def test_a_hung_worker_is_detected_and_replaced(workers_server, wkvm):
 def test_a_worker_python_that_is_not_there_fails_the_server_start():
     with pytest.raises(OSError):
         WorkerPool(1, "/nonexistent/python")
+
+
+def test_per_worker_gauges(workers_server, wkvm):
+    vm, (vcpu,) = new_vm(wkvm)
+    load(vm, vcpu, LOOP_EBREAK)
+    assert isinstance(vcpu.run(), DebugExit)
+    assert workers_server.server is not None and workers_server.server.workers is not None
+    families = {f.name: f for f in WorkerCollector(workers_server.server.workers).collect()}
+    vms = {s.labels["worker"]: s.value for s in families["rvkvm_worker_vms"].samples}
+    busy = {s.labels["worker"]: s.value for s in families["rvkvm_worker_busy_vcpus"].samples}
+    index = str(_proxy(workers_server, vm).worker.index)
+    assert vms[index] == 1 and sum(vms.values()) == 1
+    assert busy[index] == 1  # it ran a slice within the last second
+    assert {s.value for s in families["rvkvm_worker_restarts"].samples} == {0}
+
+
+def test_server_flags_choose_the_workers():
+    from rvkvm.server.__main__ import _parse
+
+    args = _parse(["--workers", "3", "--worker-python", "/usr/bin/python3"])
+    assert (args.workers, args.worker_python) == (3, "/usr/bin/python3")
+    assert _parse(["--workers", "0"]).workers == 0
+    with pytest.raises(SystemExit):
+        _parse(["--workers", "-1"])
