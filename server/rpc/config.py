@@ -80,6 +80,8 @@ class ServerConfig:
     # A worker that does not answer a heartbeat (sent every
     # worker_heartbeat seconds) for worker_timeout seconds, or whose run
     # slice is worker_timeout seconds past its wall-time bound, is killed
-    # and replaced; its VMs are lost (EHOSTDOWN).
+    # and replaced; its VMs are lost (EHOSTDOWN). Generous: compiling a
+    # large translated region holds the worker's interpreter lock, and a
+    # loaded host stretches that.
     worker_heartbeat: float = 1.0
-    worker_timeout: float = 10.0
+    worker_timeout: float = 30.0

@@ -649,7 +649,7 @@ class WorkerPool:
 
     def __init__(self, count: int, python: str = "", host: Optional[HostProfile] = None,
                  engine: str = "fast", ns_per_insn: Any = None, heartbeat: float = 1.0,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 30.0) -> None:
         self.python = python or default_worker_python()
         raise_fd_limit()  # the mapping of each memory slot keeps a descriptor of its memfd
         self._spawn_args = (host, engine, ns_per_insn)
