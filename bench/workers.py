@@ -26,9 +26,7 @@ loopback (``python -m rvkvm.server --workers N --worker-python P``):
 from __future__ import annotations
 
 import argparse
-import marshal
 import os
-import pickle
 import platform
 import re
 import shutil
@@ -36,15 +34,15 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import grpc
 from elftools.elf.elffile import ELFFile
 
+from rvkvm.bootstrap import python_command
 from rvkvm.client import Kvm, Vcpu, Vm
 from rvkvm.client.exits import IntrExit
 from rvkvm.emulator.bench import GUEST_DIR
-from rvkvm.server.kvm import exits as X
 from rvkvm.uapi.onereg import reg_id
 
 from .server import ServerProcess
@@ -79,31 +77,44 @@ def connect(proc: ServerProcess) -> Tuple[grpc.Channel, Kvm]:
 # -- 1. the codec ------------------------------------------------------------------
 
 
-def _per_call(fn: Callable[[], Any], n: int) -> float:
+CODEC = """
+import marshal, pickle, sys, time
+from rvkvm.server.kvm import exits as X
+
+def per_call(fn, n):
+    for _ in range(n):  # warm up (PyPy's JIT)
+        fn()
     t0 = time.perf_counter()
     for _ in range(n):
         fn()
     return (time.perf_counter() - t0) / n * 1e6
 
+n = int(sys.argv[1])
+exit_ = X.MmioExit(0x1000_0000, 4, False)
+flat = (exit_.reason, exit_.phys_addr, exit_.len, exit_.is_write, bytes(exit_.data))
+messages = [
+    ("GetOneReg request", (17, "get_one_reg", (3, 0), (0x8030_0000_0200_0000,)), None),
+    ("GetOneReg reply", (17, True, b"\\x00" * 8), None),
+    ("run request", (18, "run", (3, 0), (200_000, 0.0, 12345.678, None)), None),
+    ("run reply (MMIO exit)", (18, True, (exit_, 200_000, 123456789, None)),
+     (18, True, (flat, 200_000, 123456789, None))),
+]
+for name, msg, flat_msg in messages:
+    p = per_call(lambda: pickle.loads(pickle.dumps(msg, 5)), n)
+    m = per_call(lambda: marshal.loads(marshal.dumps(flat_msg or msg, 4)), n)
+    print(name, p, m, sep="\\t")
+"""
 
-def bench_codec(n: int) -> List[Tuple[str, float, float]]:
-    exit_ = X.MmioExit(0x1000_0000, 4, False)
-    flat = (exit_.reason, exit_.phys_addr, exit_.len, exit_.is_write, bytes(exit_.data))
-    messages = {
-        "GetOneReg request": (17, "get_one_reg", (3, 0), (0x8030_0000_0200_0000,)),
-        "GetOneReg reply": (17, True, b"\x00\x00\x00\x80\x00\x00\x00\x00"),
-        "run request": (18, "run", (3, 0), (200_000, 0.0, 12345.678, None)),
-    }
+
+def bench_codec(python: str, n: int) -> List[Tuple[str, float, float]]:
+    """(message, pickle us, marshal us) in ``python``; a run reply's exit
+    flattened to a tuple for marshal."""
+    out = subprocess.run(python_command(python, CODEC, [str(n)]), capture_output=True,
+                         text=True, check=True).stdout
     rows = []
-    for name, msg in messages.items():
-        p = _per_call(lambda m=msg: pickle.loads(pickle.dumps(m, 5)), n)
-        m = _per_call(lambda m=msg: marshal.loads(marshal.dumps(m)), n)
-        rows.append((name, p, m))
-    reply = (18, True, (exit_, 200_000, 123456789, None))
-    flat_reply = (18, True, (flat, 200_000, 123456789, None))
-    rows.append(("run reply (MMIO exit)",
-                 _per_call(lambda: pickle.loads(pickle.dumps(reply, 5)), n),
-                 _per_call(lambda: marshal.loads(marshal.dumps(flat_reply)), n)))
+    for line in out.splitlines():
+        name, p, m = line.split("\t")
+        rows.append((name, float(p), float(m)))
     return rows
 
 
@@ -266,12 +277,15 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"{platform.python_version()} front end, {os.cpu_count()} cores; "
           f"PyPy: {pypy or 'not installed'}")
 
-    print("\n## 1. IPC codec, encode+decode per message (us)")
-    print("| message | pickle 5 | marshal |\n|---|---:|---:|")
-    for name, p, m in bench_codec(2000 if args.quick else 20000):
-        print(f"| {name} | {p:.2f} | {m:.2f} |")
-
     pythons = [CPYTHON] + ([pypy] if pypy else [])
+    print("\n## 1. IPC codec, encode+decode per message (us)")
+    codecs = {p: bench_codec(p, 2000 if args.quick else 20000) for p in pythons}
+    labels = " | ".join(f"{_python_label(p)} pickle 5 | {_python_label(p)} marshal"
+                        for p in pythons)
+    print(f"| message | {labels} |\n|---|" + "---:|" * (2 * len(pythons)))
+    for i, (name, _, _) in enumerate(codecs[CPYTHON]):
+        cells = " | ".join(f"{codecs[p][i][1]:.2f} | {codecs[p][i][2]:.2f}" for p in pythons)
+        print(f"| {name} | {cells} |")
     print("\n## 2. GetOneReg round trip through the gRPC server (us)")
     print("| vCPUs | p50 | p99 |\n|---|---:|---:|")
     for label, workers, python in ([("in-process (--workers 0)", 0, "")]
