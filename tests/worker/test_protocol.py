@@ -17,6 +17,9 @@ from rvkvm.server.kvm import exits as X
 from rvkvm.server.worker.main import Worker, answer_of, apply_answer
 from rvkvm.server.worker.protocol import (
     EVENT,
+    HEADER,
+    MARSHAL,
+    PICKLE,
     WAKE,
     Channel,
     ChannelClosed,
@@ -56,6 +59,19 @@ def test_messages_cross_in_order_with_their_fds():
     left.close()
     with pytest.raises(ChannelClosed):
         right.recv()
+
+
+def test_plain_values_travel_by_marshal_and_objects_by_pickle():
+    left, right = _pair()
+    plain = (5, "get_one_reg", (1, 0), (0x8030_0000_0200_0000, b"\x01", None, [1, 2]))
+    left.send(plain)
+    header = right.sock.recv(HEADER.size, socket.MSG_PEEK)
+    assert HEADER.unpack(header)[2] == MARSHAL
+    assert right.recv() == (plain, [])
+    left.send((6, True, X.SbiExit(1, 2, [3])))
+    assert HEADER.unpack(right.sock.recv(HEADER.size, socket.MSG_PEEK))[2] == PICKLE
+    (_, _, exit_), _ = right.recv()
+    assert isinstance(exit_, X.SbiExit) and exit_.args == [3]
 
 
 def test_a_kvm_error_keeps_errno_message_and_extras():
