@@ -1080,7 +1080,7 @@ class Translator:
             blk = Block(fn, tier1.MAX_INSNS, live_index, pc)  # type: ignore[arg-type]
             blk.ppn = ppn
             ctx.blocks[pc] = blk
-            ctx.vcode.setdefault(pc & ~PAGE_MASK, set()).add(pc)
+            ctx.add_code(pc)
             self.tier1_built += 1
             return blk
         since = h.mark_code_page(ppn)
