@@ -24,16 +24,19 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from fractions import Fraction
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
+
+from rvkvm.v1 import kvm_pb2 as pb
 
 from . import exits as X
 from .devices import UART_BASE, UART_IRQ, UART_SIZE, Uart16550
 from .errors import KvmError
 from .fdt import Node, to_dtb
-from .kvm import Kvm, Vcpu
+from .kvm import Kvm, Vcpu, clock_message
 from .plic import PLIC_BASE, PLIC_SIZE, Plic, VcpuInterruptLine
 from .report import CRASH_REGS, describe_crash
 
@@ -174,14 +177,17 @@ class Vmm:
 
     def __init__(self, kvm: Kvm, ram_size: int = 256 << 20, ram_base: int = RAM_BASE,
                  abi_profile: str = "", console: Optional[Console] = None,
-                 cpus: int = 1) -> None:
+                 cpus: int = 1, clock: Union[None, str, int, Fraction] = None) -> None:
         if cpus < 1:
             raise ValueError("a VM needs at least one vCPU")
         self.kvm = kvm
         self.ram_base = ram_base
         self.ram_size = ram_size
         self.console: Console = console if console is not None else sys.stdout.buffer
-        self.vm = kvm.create_vm(abi_profile)
+        self.vm = kvm.create_vm(abi_profile, clock=clock)
+        # timebase ticks per retired instruction of the VM's deterministic
+        # clock (None: host time), to count instructions by the guest clock
+        self.ticks_per_insn = _ticks_per_insn(kvm, clock)
         self.vm.set_user_memory_region(0, ram_base, ram_size)
         self.vcpus: List[Vcpu] = [self.vm.create_vcpu(i) for i in range(cpus)]
         self.vcpu = self.vcpus[0]
@@ -192,8 +198,8 @@ class Vmm:
         self._dbcn_input = bytearray()
         self._stop = threading.Event()
         self._result: Optional[RunResult] = None
-        # vCPU id -> its deterministic guest clock (timer time: one tick per
-        # instruction plus WFI skips) at its last budget exit
+        # vCPU id -> instructions by its deterministic guest clock (timer
+        # time over ticks_per_insn; WFI skips count too) at its last budget exit
         self.instructions: Dict[int, int] = {}
         self._mmio_starts: List[int] = []
         self._mmio: List[Tuple[int, int, MmioDevice]] = []
@@ -435,7 +441,9 @@ class Vmm:
                             self._serve_mmio(exit_)
                     elif isinstance(exit_, X.IntrExit):
                         if exit_.why == X.INTR_BUDGET:
-                            self.instructions[vcpu.id] = vcpu.get_reg("timer time")
+                            if self.ticks_per_insn:
+                                self.instructions[vcpu.id] = int(
+                                    vcpu.get_reg("timer time") / self.ticks_per_insn)
                             took = max(time.monotonic() - started, 1e-3)
                             budget = max(BUDGET_MIN, min(max_budget,
                                                          int(budget * BUDGET_PERIOD / took)))
@@ -595,3 +603,14 @@ def read_elf(path: str) -> GuestImage:
     if not image.segments:
         raise GuestImageError(f"{path}: no loadable segment")
     return image
+
+
+def _ticks_per_insn(kvm: Kvm, clock: Union[None, str, int, Fraction]) -> Optional[Fraction]:
+    """Timebase ticks per retired instruction of a VM made with ``clock``
+    (None: host time, which counts no instructions)."""
+    info = kvm.get_host_info()
+    msg = clock_message(clock) if clock is not None else info.default_clock
+    if msg.mode != pb.GuestClock.MODE_DETERMINISTIC or not msg.ns_per_insn_den:
+        return None
+    ns = Fraction(msg.ns_per_insn_num, msg.ns_per_insn_den)
+    return ns * info.timebase_frequency / 1_000_000_000

@@ -124,7 +124,7 @@ async def create_server(address: str,
         # process-wide: how long a thread running guest code may keep the
         # interpreter lock while the event loop or an ops thread waits for it
         sys.setswitchinterval(config.switch_interval)
-    system = KvmSystem(config.host, engine=config.engine, ns_per_insn=config.ns_per_insn)
+    system = KvmSystem(config.host, engine=config.engine, clock=config.guest_clock())
     run_slice = config.run_slice
     if run_slice is None:
         run_slice = WORKER_RUN_SLICE if config.workers > 0 else Pacing.run_slice
@@ -134,7 +134,7 @@ async def create_server(address: str,
     if config.workers > 0:
         workers = await asyncio.get_running_loop().run_in_executor(None, lambda: WorkerPool(
             config.workers, config.worker_python, config.host, config.engine,
-            config.ns_per_insn, config.worker_heartbeat, config.worker_timeout))
+            config.guest_clock(), config.worker_heartbeat, config.worker_timeout))
         log.info("workers started", workers=config.workers, python=workers.python,
                  pids=workers.pids())
     registry = VmRegistry(system, config.max_vms, FairScheduler(config.run_threads), pacing,

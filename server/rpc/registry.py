@@ -37,6 +37,7 @@ from typing import (
 
 from rvkvm.server.kvm import DEFAULT_KERNEL, KvmError, KvmSystem, Vcpu, Vm
 from rvkvm.server.kvm import exits as X
+from rvkvm.server.kvm.clock import GuestClock
 from rvkvm.server.kvm.coalesced_mmio import CoalescedMmio
 from rvkvm.server.kvm.profiles import KERNEL_PROFILES
 from rvkvm.v1 import kvm_pb2 as pb
@@ -353,8 +354,9 @@ class VmEntry:
         return self.vm
 
 
-# (machine type, kernel profile) -> a VM in a worker process and the scheduler of its slices
-Placement = Callable[[int, str], Tuple[Any, FairScheduler]]
+# (machine type, kernel profile, clock or None for the default) -> a VM in a
+# worker process and the scheduler of its slices
+Placement = Callable[[int, str, Optional[GuestClock]], Tuple[Any, FairScheduler]]
 
 
 class VmRegistry:
@@ -374,8 +376,10 @@ class VmRegistry:
         # Called with each VM this registry destroys (DestroyVm, lease, shutdown).
         self.on_destroy: List[Callable[[VmEntry], None]] = []
 
-    def create(self, machine_type: int, profile: str, owner: str = OPEN_TENANT) -> VmEntry:
-        """A new VM of tenant ``owner``; ``profile`` "" is the default kernel ABI."""
+    def create(self, machine_type: int, profile: str, owner: str = OPEN_TENANT,
+               clock: Optional[GuestClock] = None) -> VmEntry:
+        """A new VM of tenant ``owner``; ``profile`` "" is the default kernel
+        ABI, ``clock`` None the system's default clock."""
         self.lifecycle.check_serving()
         with self._lock:
             if self._max_vms and len(self._vms) >= self._max_vms:
@@ -383,9 +387,11 @@ class VmRegistry:
             scheduler = self.scheduler
             try:
                 if self.placement is not None:
-                    vm, scheduler = self.placement(machine_type, profile or DEFAULT_KERNEL)
+                    vm, scheduler = self.placement(machine_type, profile or DEFAULT_KERNEL,
+                                                   clock)
                 else:
-                    vm = self.system.create_vm(machine_type, profile or DEFAULT_KERNEL)
+                    vm = self.system.create_vm(machine_type, profile or DEFAULT_KERNEL,
+                                               clock=clock)
             except ValueError:  # unknown ABI profile
                 raise KvmError(errno.EINVAL, f"unknown kernel profile {shown_id(profile)} "
                                f"(known: {', '.join(KERNEL_PROFILES)})") from None

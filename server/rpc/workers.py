@@ -43,6 +43,7 @@ import structlog
 from rvkvm.bootstrap import PURE_PACKAGES, python_command
 from rvkvm.server.kvm import HostProfile, KvmError
 from rvkvm.server.kvm import exits as X
+from rvkvm.server.kvm.clock import GuestClock
 from rvkvm.server.kvm.coalesced_mmio import CoalescedMmio
 from rvkvm.server.kvm.vm import slot_spans
 from rvkvm.server.worker.main import answer_of, launch_code, raise_fd_limit
@@ -120,7 +121,7 @@ class WorkerClient:
     """One worker process and its channel: requests out, replies matched by id."""
 
     def __init__(self, index: int, python: str, host: Optional[HostProfile], engine: str,
-                 ns_per_insn: Any, on_death: Callable[[WorkerClient], None]) -> None:
+                 clock: Optional[GuestClock], on_death: Callable[[WorkerClient], None]) -> None:
         self.index = index
         self.python = python
         self._on_death = on_death
@@ -142,7 +143,7 @@ class WorkerClient:
         self._reader = threading.Thread(target=self._read, name=f"rvkvm-worker-{index}",
                                         daemon=True)
         self._reader.start()
-        self.call(None, "init", host, engine, ns_per_insn)
+        self.call(None, "init", host, engine, clock)
 
     # -- requests -------------------------------------------------------
 
@@ -648,11 +649,12 @@ class WorkerPool:
     thread sends heartbeats and replaces dead or hung workers."""
 
     def __init__(self, count: int, python: str = "", host: Optional[HostProfile] = None,
-                 engine: str = "fast", ns_per_insn: Any = None, heartbeat: float = 1.0,
+                 engine: str = "fast", clock: Optional[GuestClock] = None,
+                 heartbeat: float = 1.0,
                  timeout: float = 30.0) -> None:
         self.python = python or default_worker_python()
         raise_fd_limit()  # the mapping of each memory slot keeps a descriptor of its memfd
-        self._spawn_args = (host, engine, ns_per_insn)
+        self._spawn_args = (host, engine, clock)
         self.heartbeat = heartbeat
         self.timeout = timeout
         self._lock = threading.Lock()
@@ -670,7 +672,8 @@ class WorkerPool:
     def _spawn(self, index: int) -> WorkerClient:
         return WorkerClient(index, self.python, *self._spawn_args, on_death=self._died)
 
-    def create_vm(self, machine_type: int, profile: str) -> Tuple[VmProxy, FairScheduler]:
+    def create_vm(self, machine_type: int, profile: str, clock: Optional[GuestClock] = None
+                  ) -> Tuple[VmProxy, FairScheduler]:
         """A VM on the least loaded live worker, and that worker's scheduler."""
         now = time.monotonic()
         with self._lock:
@@ -678,7 +681,7 @@ class WorkerPool:
         if not live:
             raise KvmError(errno.EHOSTDOWN, "no worker process is running")
         worker = min(live, key=lambda w: (w.busy_vcpus(now), len(w.vms), w.index))
-        handle = worker.call(None, "create_vm", machine_type, profile)
+        handle = worker.call(None, "create_vm", machine_type, profile, clock)
         return VmProxy(worker, handle), self.schedulers[worker.index]
 
     def _died(self, worker: WorkerClient) -> None:

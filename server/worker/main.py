@@ -196,12 +196,13 @@ class Worker:
     # -- requests ---------------------------------------------------------
 
     def init(self, _target: None, _fds: List[int], host: Any, engine: str,
-             ns_per_insn: Any) -> int:
-        self.system = KvmSystem(host, engine=engine, ns_per_insn=ns_per_insn)
+             clock: Any) -> int:
+        self.system = KvmSystem(host, engine=engine, clock=clock)
         return os.getpid()
 
-    def create_vm(self, _target: None, _fds: List[int], machine_type: int, profile: str) -> int:
-        vm = self.system.create_vm(machine_type, profile)
+    def create_vm(self, _target: None, _fds: List[int], machine_type: int, profile: str,
+                  clock: Any = None) -> int:
+        vm = self.system.create_vm(machine_type, profile, clock=clock)
         handle = self._next
         self._next += 1
         self.vms[handle] = vm
