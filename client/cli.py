@@ -186,15 +186,17 @@ def wait_ready(channel: grpc.Channel, address: str, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def embedded_server() -> Iterator[str]:
+def embedded_server(workers: Optional[int] = None) -> Iterator[str]:
     """Start ``python -m rvkvm.server`` on a free loopback port; yields its address.
+    ``workers``: its ``--workers`` (None: the server's default, one worker
+    process per core, on PyPy when it is installed).
 
     The server's stdin is a pipe from this process, and it exits when the
     pipe closes: whatever ends this process (a signal, even SIGKILL, or a
     crash) ends the server too."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0", "--log-level", "warning",
-         "--exit-on-stdin-eof"],
+         "--exit-on-stdin-eof"] + ([] if workers is None else ["--workers", str(workers)]),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -243,7 +245,7 @@ def connect(args: argparse.Namespace) -> Iterator[Kvm]:
     with contextlib.ExitStack() as stack:
         address = args.server
         if address is None:  # an open server on loopback: no credentials
-            address = stack.enter_context(embedded_server())
+            address = stack.enter_context(embedded_server(getattr(args, "workers", None)))
             channel = stack.enter_context(grpc.insecure_channel(address))
         else:
             channel = stack.enter_context(open_channel(address, credentials(args)))
@@ -463,6 +465,9 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connect-timeout", type=positive_seconds, default=DEFAULT_CONNECT_TIMEOUT,
                    metavar="S", help="seconds to wait for the server to answer "
                    f"(default {DEFAULT_CONNECT_TIMEOUT:g})")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes of the embedded server (default: one per core, on "
+                        "PyPy when installed; 0: vCPUs in the server process)")
 
 
 def add_abi_option(p: argparse.ArgumentParser) -> None:

@@ -333,6 +333,13 @@ class PhysMemory:
         r.buf[off:off + n] = data
         self._after_write(r, paddr, n)
 
+    def host_wrote(self, paddr: int, n: int) -> None:
+        """The host wrote [paddr, paddr+n) of one RAM region directly into
+        its buffer (another process mapping the same memory): log and
+        invalidate as :meth:`write_bytes` does."""
+        if n:
+            self._after_write(self._ram_span(paddr, n), paddr, n)
+
     def close(self) -> None:
         for r in self._regions:
             if isinstance(r, RamRegion):

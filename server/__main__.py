@@ -107,7 +107,30 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="on SIGTERM, keep VM state readable this long (or until "
                              "the clients are gone) before exiting")
     _tenancy_arguments(parser)
+    _worker_arguments(parser)
     return settings.parse(parser, argv)
+
+
+def _worker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=_workers, default=os.cpu_count() or 1, metavar="N",
+                        help="worker processes running the vCPUs (default: the number of "
+                             "cores; 0: all in the server's own process)")
+    parser.add_argument("--worker-python", default="", metavar="PATH",
+                        help="interpreter of the workers, any Python >= 3.9 (default: pypy3 "
+                             "from PATH if present, else this Python)")
+    parser.add_argument("--worker-timeout", type=float, default=ServerConfig.worker_timeout,
+                        metavar="SECONDS", help="a worker that does not answer a heartbeat "
+                        "this long is killed and replaced (its VMs are lost)")
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of workers: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
+    return value
 
 
 def _tenancy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -269,7 +292,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_USAGE
     config = ServerConfig(host=host, engine=args.engine, max_vms=args.max_vms,
                           inline_slice=args.inline_slice, ns_per_insn=args.ns_per_insn,
-                          clock=args.clock)
+                          clock=args.clock, workers=args.workers,
+                          worker_python=args.worker_python, worker_timeout=args.worker_timeout)
     try:
         _tenancy_config(args, config)
     except (TenantsError, ValueError) as err:

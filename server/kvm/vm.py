@@ -9,8 +9,10 @@ guest RAM) and ``destroy`` (closing the VM fd).
 
 Memory slots follow Linux ``__kvm_set_memory_region`` (virt/kvm/kvm_main.c)
 and ``kvm_arch_prepare_memory_region`` (arch/riscv/kvm/mmu.c). Each slot is
-backed by an anonymous ``mmap`` the server owns; ``userspace_addr`` is kept
-only as the identity Linux compares when a slot is modified.
+backed by an ``mmap`` the server owns (anonymous, or what ``ram_backing``
+returns: a worker process maps the shared memory its front end created, so
+that both reach the same RAM); ``userspace_addr`` is kept only as the
+identity Linux compares when a slot is modified.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Tuple, TypeVar
 
 from rvkvm.emulator.hart import Hart
 from rvkvm.emulator.memory import PAGE_MASK, PAGE_SHIFT, PhysMemory, RamRegion
@@ -70,6 +72,36 @@ def _einval(message: str) -> KvmError:
     return KvmError(errno.EINVAL, message)
 
 
+def anonymous_ram(slot: int, size: int) -> mmap.mmap:
+    """The default backing of a memory slot: anonymous memory, committed lazily."""
+    return mmap.mmap(-1, size)
+
+
+class _Placed(Protocol):
+    guest_phys_addr: int
+
+    @property
+    def end(self) -> int: ...
+
+
+S = TypeVar("S", bound=_Placed)
+
+
+def slot_spans(slots: Iterable[S], gpa: int, size: int) -> Iterator[Tuple[S, int, int]]:
+    """(slot, gpa, length) pieces of [gpa, gpa+size), each inside one slot;
+    EFAULT on a hole. ``slots`` is a snapshot (vCPU threads ask while the
+    VMM may change the slots)."""
+    slots = tuple(slots)
+    end = gpa + size
+    while gpa < end:
+        slot = next((s for s in slots if s.guest_phys_addr <= gpa < s.end), None)
+        if slot is None:
+            raise KvmError(errno.EFAULT, f"no memory slot at {gpa:#x}")
+        n = min(end, slot.end) - gpa
+        yield slot, gpa, n
+        gpa += n
+
+
 class Vm:
     """A virtual machine (created by ``KvmSystem.create_vm``)."""
 
@@ -98,6 +130,9 @@ class Vm:
         self._host_clock = False
         self._host_origin = 0
         self._host_offset = 0
+        # Where a new memory slot's RAM comes from: (slot id, size) -> mmap;
+        # ENOMEM if it raises OSError, OverflowError or ValueError.
+        self.ram_backing: Callable[[int, int], mmap.mmap] = anonymous_ram
 
     # ------------------------------------------------------------------
     # capabilities
@@ -190,7 +225,7 @@ class Vm:
 
     def _create_slot(self, sid: int, flags: int, gpa: int, size: int, uaddr: int) -> None:
         try:
-            buf = mmap.mmap(-1, size)
+            buf = self.ram_backing(sid, size)
         except (OSError, OverflowError, ValueError) as exc:
             raise KvmError(errno.ENOMEM, f"cannot back {size} bytes: {exc}") from None
         region = self.memory.add_ram(gpa, size, f"slot{sid}",
@@ -274,14 +309,8 @@ class Vm:
 
     def _spans(self, gpa: int, size: int) -> Iterator[Tuple[int, int]]:
         """(gpa, length) pieces of [gpa, gpa+size), each inside one slot; EFAULT on a hole."""
-        end = gpa + size
-        while gpa < end:
-            slot = self._slot_at(gpa)
-            if slot is None:
-                raise KvmError(errno.EFAULT, f"no memory slot at {gpa:#x}")
-            n = min(end, slot.end) - gpa
-            yield gpa, n
-            gpa += n
+        for _, a, n in slot_spans(self._slots.values(), gpa, size):
+            yield a, n
 
     def check_range(self, gpa: int, size: int) -> None:
         """EFAULT unless [gpa, gpa+size) lies in memory slots (no work done:
@@ -306,6 +335,16 @@ class Vm:
             for a, n in list(self._spans(gpa, len(view))):
                 self.memory.write_bytes(a, bytes(view[pos:pos + n]), force=True)
                 pos += n
+
+    def host_wrote(self, gpa: int, size: int) -> None:
+        """The VMM wrote [gpa, gpa+size) through its own mapping of the
+        slots (a front end sharing this VM's RAM): what ``write_memory``
+        does after writing, i.e. dirty logging and dropping the translated
+        code of written code pages. EFAULT on a hole."""
+        self._check_alive()
+        with self._lock:
+            for a, n in list(self._spans(gpa, size)):
+                self.memory.host_wrote(a, n)
 
     # ------------------------------------------------------------------
     # vCPUs

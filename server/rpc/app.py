@@ -33,10 +33,14 @@ from .registry import Pacing, VmEntry, VmRegistry
 from .scheduler import FairScheduler
 from .servicer import KvmServicer
 from .tenants import OPEN_TENANT
+from .workers import WorkerCollector, WorkerPool
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Kvm"].full_name
 # A port is never shared: a second server on it must fail, not split the clients.
 NO_PORT_REUSE = [("grpc.so_reuseport", 0)]
+# Instructions a slice in a worker may run by default: its wall-time bound
+# (slice_time) ends it first, as each slice costs an IPC round trip.
+WORKER_RUN_SLICE = 20_000_000
 
 
 class Server:
@@ -47,7 +51,7 @@ class Server:
                  health_servicer: health.aio.HealthServicer,
                  pools: Tuple[ThreadPoolExecutor, ...], activity: ActivityInterceptor,
                  ledger: Ledger, metrics: Metrics, reaper: LeaseReaper,
-                 metrics_listen: str = "") -> None:
+                 metrics_listen: str = "", workers: Optional[WorkerPool] = None) -> None:
         self.grpc_server = grpc_server
         self.registry = registry
         self.ledger = ledger
@@ -58,6 +62,7 @@ class Server:
         self._health = health_servicer
         self._pools = pools
         self._activity = activity
+        self.workers = workers
 
     async def start(self) -> None:
         if self._metrics_listen:
@@ -94,6 +99,8 @@ class Server:
         self.registry.destroy_all()
         self.metrics.close()
         self.registry.scheduler.shutdown()
+        if self.workers is not None:
+            self.workers.shutdown()
         for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -118,13 +125,26 @@ async def create_server(address: str,
         # interpreter lock while the event loop or an ops thread waits for it
         sys.setswitchinterval(config.switch_interval)
     system = KvmSystem(config.host, engine=config.engine, clock=config.guest_clock())
-    pacing = Pacing(config.run_slice, config.slice_time, config.inline_slice,
+    run_slice = config.run_slice
+    if run_slice is None:
+        run_slice = WORKER_RUN_SLICE if config.workers > 0 else Pacing.run_slice
+    pacing = Pacing(run_slice, config.slice_time, config.inline_slice,
                     config.inline_time)
-    registry = VmRegistry(system, config.max_vms, FairScheduler(config.run_threads), pacing)
+    workers: Optional[WorkerPool] = None
+    if config.workers > 0:
+        workers = await asyncio.get_running_loop().run_in_executor(None, lambda: WorkerPool(
+            config.workers, config.worker_python, config.host, config.engine,
+            config.guest_clock(), config.worker_heartbeat, config.worker_timeout))
+        log.info("workers started", workers=config.workers, python=workers.python,
+                 pids=workers.pids())
+    registry = VmRegistry(system, config.max_vms, FairScheduler(config.run_threads), pacing,
+                          workers.create_vm if workers is not None else None)
     ledger = Ledger(host_memory() if config.max_memory is None else config.max_memory)
     registry.on_destroy.append(lambda entry: ledger.release_vm(entry.vm_id))
     tenants = config.tenants
     metrics = Metrics(ledger, lambda: tenants.names if tenants else [OPEN_TENANT])
+    if workers is not None:
+        metrics.registry.register(WorkerCollector(workers))
 
     def destroy_expired(entry: VmEntry) -> bool:
         try:
@@ -173,7 +193,7 @@ async def create_server(address: str,
              tenants=tenants.names if tenants else None, lease_s=config.lease,
              max_memory=ledger.max_memory)
     return Server(server, registry, health_servicer, (ops_pool,), activity, ledger, metrics,
-                  reaper, config.metrics_listen), port
+                  reaper, config.metrics_listen, workers), port
 
 
 def _expired(entry: VmEntry, lease: float) -> bool:

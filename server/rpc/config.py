@@ -23,7 +23,9 @@ class ServerConfig:
     # A vCPU slice ends after this many instructions or this many seconds
     # of wall time, whichever comes first; then the next runnable vCPU
     # (round-robin over owners) gets the thread.
-    run_slice: int = 200_000
+    # None: 200,000 in-process; with workers 20,000,000, so that wall time
+    # bounds a slice (one IPC round trip each) of a fast engine on PyPy.
+    run_slice: Optional[int] = None
     slice_time: float = 0.02
     # Instructions a Run first tries on the event loop itself when the
     # vCPU's last exit was a guest event (MMIO, SBI, ...): a device-bound
@@ -74,6 +76,20 @@ class ServerConfig:
     max_memory: Optional[int] = None
     # host:port for Prometheus' /metrics ("" : no metrics endpoint).
     metrics_listen: str = ""
+    # Worker processes running the VMs' vCPUs (0: all in this process).
+    # A VM lives in one worker, placed on the least loaded.
+    workers: int = 0
+    # The interpreter of the workers ("": pypy3 from PATH if present, else
+    # this Python); any Python >= 3.9, no packages needed.
+    worker_python: str = ""
+    # A worker that does not answer a heartbeat (sent every
+    # worker_heartbeat seconds) for worker_timeout seconds, or whose run
+    # slice is worker_timeout seconds past its wall-time bound, is killed
+    # and replaced; its VMs are lost (EHOSTDOWN). Generous: compiling a
+    # large translated region holds the worker's interpreter lock, and a
+    # loaded host stretches that.
+    worker_heartbeat: float = 1.0
+    worker_timeout: float = 30.0
 
     def guest_clock(self) -> GuestClock:
         """The default guest clock of new VMs (see ``clock``)."""

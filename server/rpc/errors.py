@@ -41,6 +41,7 @@ ERRNO_TO_CODE: Dict[int, grpc.StatusCode] = {
     errno.EPERM: grpc.StatusCode.PERMISSION_DENIED,
     errno.EACCES: grpc.StatusCode.PERMISSION_DENIED,
     errno.ESHUTDOWN: grpc.StatusCode.UNAVAILABLE,
+    errno.EHOSTDOWN: grpc.StatusCode.UNAVAILABLE,  # the VM's worker process died
 }
 
 

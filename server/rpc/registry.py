@@ -22,7 +22,18 @@ import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Callable, Dict, Hashable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    Hashable,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from rvkvm.server.kvm import DEFAULT_KERNEL, KvmError, KvmSystem, Vcpu, Vm
 from rvkvm.server.kvm import exits as X
@@ -103,6 +114,7 @@ class VcpuSession:
         self._pacing = pacing
         self._lock = asyncio.Lock()  # one Run at a time, as KVM_RUN holds vcpu->mutex
         self._inflight: Optional[Future] = None  # a slice a cancelled Run left running
+        self._inflight_try: Optional[asyncio.Future] = None  # its inline try, in a worker
         self._abandoned = False  # its Run was cancelled: the slices stop
         self._state = threading.Lock()  # guards the exit record below
         self._last = Delivery(X.IntrExit(X.INTR_KICK), 0, ())  # the exit the vCPU is at
@@ -130,6 +142,10 @@ class VcpuSession:
                 with contextlib.suppress(Exception):
                     await asyncio.wrap_future(self._inflight)
                 self._inflight = None
+            if self._inflight_try is not None:
+                with contextlib.suppress(Exception):
+                    await self._inflight_try
+                self._inflight_try = None
             self._lifecycle.check_serving()
             replay = self._begin(completion)
             if replay is not None:
@@ -189,13 +205,23 @@ class VcpuSession:
         if (self._pacing.inline_slice and self._answered_guest_event()
                 and not self._lifecycle.draining):
             step = min(self._pacing.inline_slice, remaining or self._pacing.inline_slice)
-            tried = self.vcpu.try_run(step, time.monotonic() + self._pacing.inline_time)
-            if tried is not None:
-                self.slices += 1
-                if self._final(tried, step, remaining):
-                    return self._record(tried)
-                if remaining is not None:
-                    remaining -= self.vcpu.last_run_insns
+            deadline = time.monotonic() + self._pacing.inline_time
+            try_aio = getattr(self.vcpu, "try_run_aio", None)  # a vCPU in a worker process
+            if try_aio is None:
+                recorded, remaining = self._tried(self.vcpu.try_run(step, deadline), step,
+                                                  remaining)
+            else:
+                # one round trip that a cancelled Run must not cut short: the
+                # exit it brings is recorded all the same (for the next Run)
+                tried = asyncio.ensure_future(self._try_remote(try_aio, step, deadline,
+                                                               remaining))
+                try:
+                    recorded, remaining = await asyncio.shield(tried)
+                except asyncio.CancelledError:
+                    self._inflight_try = tried
+                    raise
+            if recorded is not None:
+                return recorded
         idle_deadline: Optional[float] = None
         while True:
             if self._lifecycle.draining:
@@ -225,6 +251,22 @@ class VcpuSession:
                 await asyncio.wait_for(self._woken.wait(), wait)
             except asyncio.TimeoutError:
                 return self._record(exit_)
+
+    def _tried(self, tried: Optional[X.Exit], step: int,
+               remaining: Optional[int]) -> Tuple[Optional[Delivery], Optional[int]]:
+        """After an inline try: the recorded exit if it ends the Run, and the budget left."""
+        if tried is not None:
+            self.slices += 1
+            if self._final(tried, step, remaining):
+                return self._record(tried), remaining
+            if remaining is not None:
+                remaining -= self.vcpu.last_run_insns
+        return None, remaining
+
+    async def _try_remote(self, try_aio: Callable[[int, float], Awaitable[Optional[X.Exit]]],
+                          step: int, deadline: float, remaining: Optional[int]
+                          ) -> Tuple[Optional[Delivery], Optional[int]]:
+        return self._tried(await try_aio(step, deadline), step, remaining)
 
     def _answered_guest_event(self) -> bool:
         """The Run answers a guest event (MMIO, SBI, ...): its next exit is
@@ -312,13 +354,20 @@ class VmEntry:
         return self.vm
 
 
+# (machine type, kernel profile, clock or None for the default) -> a VM in a
+# worker process and the scheduler of its slices
+Placement = Callable[[int, str, Optional[GuestClock]], Tuple[Any, FairScheduler]]
+
+
 class VmRegistry:
     """VM handles -> VMs of one ``KvmSystem``, and the server's lifecycle."""
 
     def __init__(self, system: KvmSystem, max_vms: int, scheduler: FairScheduler,
-                 pacing: Pacing = Pacing()) -> None:
+                 pacing: Pacing = Pacing(), placement: Optional[Placement] = None) -> None:
         self.system = system
         self.scheduler = scheduler
+        # With worker processes: creates each VM in one (workers.WorkerPool.create_vm).
+        self.placement = placement
         self.lifecycle = Lifecycle()
         self._max_vms = max_vms
         self._pacing = pacing
@@ -335,13 +384,19 @@ class VmRegistry:
         with self._lock:
             if self._max_vms and len(self._vms) >= self._max_vms:
                 raise KvmError(errno.ENOSPC, f"this server hosts at most {self._max_vms} VMs")
+            scheduler = self.scheduler
             try:
-                vm = self.system.create_vm(machine_type, profile or DEFAULT_KERNEL, clock=clock)
+                if self.placement is not None:
+                    vm, scheduler = self.placement(machine_type, profile or DEFAULT_KERNEL,
+                                                   clock)
+                else:
+                    vm = self.system.create_vm(machine_type, profile or DEFAULT_KERNEL,
+                                               clock=clock)
             except ValueError:  # unknown ABI profile
                 raise KvmError(errno.EINVAL, f"unknown kernel profile {shown_id(profile)} "
                                f"(known: {', '.join(KERNEL_PROFILES)})") from None
             vm_id = "vm-" + uuid.uuid4().hex
-            entry = VmEntry(vm_id, vm, self.scheduler, self.lifecycle, self._pacing, owner)
+            entry = VmEntry(vm_id, vm, scheduler, self.lifecycle, self._pacing, owner)
             self._vms[vm_id] = entry
             return entry
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import errno
 import functools
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, Hashable, List, Optional, Tuple, TypeAlias, TypeVar
 
@@ -58,8 +59,18 @@ class KvmServicer(pb_grpc.KvmServicer):
     # -- helpers ---------------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        aio = getattr(fn, "aio", None)  # a call into a worker process: no thread needed
+        if aio is not None:
+            return await aio(*args)  # type: ignore[no-any-return]
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._ops_pool, functools.partial(fn, *args))
+
+    async def _quick(self, fn: Callable[..., T], *args: Any) -> T:
+        """A model call that never waits for a vCPU, made on the event loop
+        (into a worker process: not without waiting for its reply)."""
+        if getattr(getattr(fn, "__self__", fn), "in_worker", False) or hasattr(fn, "aio"):
+            return await self._call(fn, *args)
+        return fn(*args)
 
     def _vm(self, vm_id: str) -> VmEntry:
         """The one lookup of a VM by a call: only the calling tenant's VMs
@@ -114,7 +125,8 @@ class KvmServicer(pb_grpc.KvmServicer):
     async def CheckExtension(self, request: pb.CheckExtensionRequest,
                              context: Context) -> pb.CheckExtensionResponse:
         target: Any = self._vm(request.vm_id).vm_alive() if request.vm_id else self._system
-        return pb.CheckExtensionResponse(value=target.check_extension(request.cap))
+        return pb.CheckExtensionResponse(value=await self._quick(target.check_extension,
+                                                                 request.cap))
 
     async def GetHostInfo(self, request: pb.GetHostInfoRequest, context: Context) -> pb.HostInfo:
         info = convert.host_info(self._system.host, self._limits, self._max_vms,
@@ -281,7 +293,8 @@ class KvmServicer(pb_grpc.KvmServicer):
         return pb.InterruptResponse()
 
     async def GetMpState(self, request: pb.GetMpStateRequest, context: Context) -> pb.MpState:
-        return pb.MpState(mp_state=self._session(request.vcpu).vcpu.get_mp_state())
+        vcpu = self._session(request.vcpu).vcpu
+        return pb.MpState(mp_state=await self._quick(vcpu.get_mp_state))
 
     async def SetMpState(self, request: pb.SetMpStateRequest,
                          context: Context) -> pb.SetMpStateResponse:
@@ -331,7 +344,7 @@ class KvmServicer(pb_grpc.KvmServicer):
 
     async def DrainCoalescedMmio(self, request: pb.DrainCoalescedMmioRequest,
                                  context: Context) -> pb.DrainCoalescedMmioResponse:
-        entries = self._vm(request.vm_id).vm.drain_coalesced_mmio()
+        entries = await self._quick(self._vm(request.vm_id).vm.drain_coalesced_mmio)
         return pb.DrainCoalescedMmioResponse(entries=convert.coalesced_to_pb(entries))
 
     # -- batch -----------------------------------------------------------
@@ -387,6 +400,8 @@ def _get_fwft(vcpu: Any, feature_id: int) -> pb.FwftState:
 
 def _batch_one_reg(entry: VmEntry, ops: List[pb.RegOp],
                    stop_on_error: bool) -> List[pb.RegResult]:
+    if getattr(entry.vm, "in_worker", False):
+        return _batch_in_worker(entry, ops, stop_on_error)
     results = []
     for op in ops:
         try:
@@ -402,3 +417,32 @@ def _batch_one_reg(entry: VmEntry, ops: List[pb.RegOp],
                 break
     return results
 
+
+
+def _batch_in_worker(entry: VmEntry, ops: List[pb.RegOp],
+                     stop_on_error: bool) -> List[pb.RegResult]:
+    """``_batch_one_reg`` for a VM in a worker process: each run of
+    consecutive ops on one vCPU is one round trip (``VcpuProxy.batch_one_reg``)."""
+    results: List[pb.RegResult] = []
+    for vcpu_id, group in itertools.groupby(ops, key=lambda op: op.vcpu_id):
+        items = list(group)
+        try:
+            vcpu: Any = entry.session(vcpu_id).vcpu
+        except KvmError as err:
+            results.append(pb.RegResult(status=kvm_errno(err)))
+            if stop_on_error:
+                break
+            results.extend(pb.RegResult(status=kvm_errno(err)) for _ in items[1:])
+            continue
+        done = vcpu.batch_one_reg([(op.id, op.set_value if op.HasField("set_value") else None)
+                                   for op in items], stop_on_error)
+        for code, value in done:
+            if code:
+                results.append(pb.RegResult(status=kvm_errno(value)))
+            elif value is None:
+                results.append(pb.RegResult(status=OK))
+            else:
+                results.append(pb.RegResult(status=OK, value=value))
+        if stop_on_error and done and done[-1][0]:
+            break
+    return results

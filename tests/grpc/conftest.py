@@ -3,11 +3,16 @@ event loop, so both the sync and the asyncio client can talk to it.
 
 ``server``/``kvm`` run the fast engine; ``engine_server``/``engine_kvm`` are
 parametrized over both engines (``emulator.hart.ENGINES``), for the tests
-that run guests quickly enough on the reference interpreter too."""
+that run guests quickly enough on the reference interpreter too.
+
+``RVKVM_TEST_WORKERS=N`` runs these servers' vCPUs in N worker processes
+(``RVKVM_TEST_WORKER_PYTHON``: their interpreter, default as rvkvm-server's)
+instead of in-process; ``workers_server`` always has 2."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 from typing import Any, Iterator, Optional
@@ -67,9 +72,15 @@ class ServerThread:
         return f"127.0.0.1:{self.port}"
 
 
-def _test_config(engine: str) -> ServerConfig:
+def _test_workers() -> int:
+    return int(os.environ.get("RVKVM_TEST_WORKERS", "0") or 0)
+
+
+def _test_config(engine: str, workers: Optional[int] = None) -> ServerConfig:
     return ServerConfig(engine=engine, run_slice=20_000,
-                        limits=RequestLimits(max_transfer=64 * 1024))
+                        limits=RequestLimits(max_transfer=64 * 1024),
+                        workers=_test_workers() if workers is None else workers,
+                        worker_python=os.environ.get("RVKVM_TEST_WORKER_PYTHON", ""))
 
 
 @pytest.fixture(scope="session")
