@@ -99,7 +99,24 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="on SIGTERM, keep VM state readable this long (or until "
                              "the clients are gone) before exiting")
     _tenancy_arguments(parser)
+    _run_arguments(parser)
     return settings.parse(parser, argv)
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    """How vCPU slices share the process (ServerConfig's run fields)."""
+    parser.add_argument("--run-threads", type=int, default=ServerConfig.run_threads,
+                        metavar="N", help="threads running vCPU slices (slices are pure "
+                        f"Python: more than one only adds lock contention; {ServerConfig.run_threads})")
+    parser.add_argument("--run-slice", type=int, default=ServerConfig.run_slice, metavar="N",
+                        help=f"instructions per vCPU slice ({ServerConfig.run_slice})")
+    parser.add_argument("--slice-ms", type=float, default=ServerConfig.slice_time * 1000,
+                        metavar="MS", help="wall time per vCPU slice in milliseconds "
+                        f"({ServerConfig.slice_time * 1000:g})")
+    parser.add_argument("--switch-interval-ms", type=float,
+                        default=ServerConfig.switch_interval * 1000, metavar="MS",
+                        help="sys.setswitchinterval of the server process in milliseconds "
+                        f"(0: leave Python's; {ServerConfig.switch_interval * 1000:g})")
 
 
 def _tenancy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -253,7 +270,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{PROG}: {err}", file=sys.stderr)
         return EXIT_USAGE
     config = ServerConfig(host=host, engine=args.engine, max_vms=args.max_vms,
-                          inline_slice=args.inline_slice, ns_per_insn=args.ns_per_insn)
+                          inline_slice=args.inline_slice, ns_per_insn=args.ns_per_insn,
+                          run_threads=args.run_threads, run_slice=args.run_slice,
+                          slice_time=args.slice_ms / 1000,
+                          switch_interval=args.switch_interval_ms / 1000)
     try:
         _tenancy_config(args, config)
     except (TenantsError, ValueError) as err:
