@@ -192,9 +192,6 @@ class Vmm:
         self._dbcn_input = bytearray()
         self._stop = threading.Event()
         self._result: Optional[RunResult] = None
-        # vCPU id -> its deterministic guest clock (timer time: one tick per
-        # instruction plus WFI skips) at its last budget exit
-        self.instructions: Dict[int, int] = {}
         self._mmio_starts: List[int] = []
         self._mmio: List[Tuple[int, int, MmioDevice]] = []
         self._dt_devices: List[Node] = []
@@ -365,8 +362,7 @@ class Vmm:
         result says ``timed_out``. A failed KVM_RUN raises its ``KvmError``
         (see ``crash_report``). ``budget``: at most this many
         instructions per Run call (0: unbounded); each vCPU sizes its Runs
-        to end about every ``BUDGET_PERIOD`` seconds and records its guest
-        time in ``instructions`` after each."""
+        to end about every ``BUDGET_PERIOD`` seconds."""
         self._stop.clear()
         self._result = None
         self.error = None
@@ -435,7 +431,6 @@ class Vmm:
                             self._serve_mmio(exit_)
                     elif isinstance(exit_, X.IntrExit):
                         if exit_.why == X.INTR_BUDGET:
-                            self.instructions[vcpu.id] = vcpu.get_reg("timer time")
                             took = max(time.monotonic() - started, 1e-3)
                             budget = max(BUDGET_MIN, min(max_budget,
                                                          int(budget * BUDGET_PERIOD / took)))
@@ -532,6 +527,11 @@ class Vmm:
     def _sbi_legacy_putchar(self, exit_: X.SbiExit) -> None:
         self._write_console(bytes([exit_.args[0] & 0xFF]))
         exit_.ret = [SBI_SUCCESS, 0]
+
+    def instructions_retired(self) -> int:
+        """Guest instructions all vCPUs retired so far (the vCPUs'
+        ``rvkvm_instructions`` statistic; read while they run)."""
+        return sum(vcpu.get_stats()["rvkvm_instructions"] for vcpu in self.vcpus)
 
     def close(self) -> None:
         """Destroy the VM (DestroyVm)."""
