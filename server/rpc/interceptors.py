@@ -15,7 +15,6 @@ import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
 import grpc
-import structlog
 from google.protobuf.message import DecodeError
 
 from rvkvm.server.kvm import KvmError
@@ -129,12 +128,9 @@ class Malformed:
 
 class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
     """Request bytes that do not parse (truncated, over-long varint, a string
-    that is not UTF-8) answer INVALID_ARGUMENT with EINVAL and are logged,
-    instead of failing inside grpc without an errno. Innermost, so the
-    error and call (log, metrics) interceptors see the ``KvmError``."""
-
-    def __init__(self, logger: Optional[Any] = None) -> None:
-        self._log = logger or structlog.get_logger("rvkvm.rpc")
+    that is not UTF-8) answer INVALID_ARGUMENT with EINVAL instead of
+    failing inside grpc without an errno. Innermost, so the error and call
+    interceptors see the ``KvmError``: the call's one log line says it."""
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -154,10 +150,7 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
 
         def check(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if isinstance(request, Malformed):
-                err = request.to_error()
-                self._log.warning("malformed request", method=method, peer=context.peer(),
-                                  error=err.message)
-                raise err
+                raise request.to_error()
             return request
 
         async def checked(requests: AsyncIterator[Any],
