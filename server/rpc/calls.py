@@ -36,7 +36,7 @@ import structlog
 from rvkvm.server.kvm import KvmError
 
 from .errors import status_code, to_status
-from .interceptors import SERVICE_PREFIX, _AroundInterceptor, wrap_handler
+from .interceptors import SERVICE_PREFIX, _AroundInterceptor, cached_wrap, wrap_handler
 from .limits import MAX_ERROR_MESSAGE
 from .metrics import Metrics, rpc_type, split_method
 from .tenants import OPEN, Tenant, Tenants
@@ -112,7 +112,8 @@ class CallInterceptor(_AroundInterceptor):
         if handler is None or not method.startswith(SERVICE_PREFIX):
             return handler
         self._types[method] = rpc_type(handler.request_streaming, handler.response_streaming)
-        return wrap_handler(handler, method, self.around)
+        return cached_wrap(self, method, handler,
+                           lambda: wrap_handler(handler, method, self.around))
 
     @contextlib.asynccontextmanager
     async def around(self, method: str,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Optional, Tuple
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -60,6 +60,21 @@ def wrap_handler(handler: grpc.RpcMethodHandler, method: str,
         _wrap_stream_response(handler.stream_stream, method, around), **codec)
 
 
+def cached_wrap(owner: Any, method: str, handler: grpc.RpcMethodHandler,
+                build: Callable[[], grpc.RpcMethodHandler]) -> grpc.RpcMethodHandler:
+    """``build()``'s wrapping of ``handler`` for ``method``, made once per
+    handler (the service's handlers do not change): a call then costs a
+    dict lookup here, not new handler objects in every interceptor."""
+    cache: Dict[str, Tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = (
+        owner.__dict__.setdefault("_wrapped", {}))
+    hit = cache.get(method)
+    if hit is not None and hit[0] is handler:
+        return hit[1]
+    wrapped = build()
+    cache[method] = (handler, wrapped)
+    return wrapped
+
+
 class _AroundInterceptor(grpc.aio.ServerInterceptor):
     def around(self, method: str,
                context: grpc.aio.ServicerContext) -> contextlib.AbstractAsyncContextManager:
@@ -73,7 +88,8 @@ class _AroundInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not method.startswith(SERVICE_PREFIX):
             return handler
-        return wrap_handler(handler, method, self.around)
+        return cached_wrap(self, method, handler,
+                           lambda: wrap_handler(handler, method, self.around))
 
 
 class KvmErrorInterceptor(_AroundInterceptor):
@@ -140,6 +156,10 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not method.startswith(SERVICE_PREFIX):
             return handler
+        return cached_wrap(self, method, handler, lambda: self._wrap(handler))
+
+    @staticmethod
+    def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         parse = handler.request_deserializer
 
         def deserialize(data: bytes) -> Any:
