@@ -4,6 +4,7 @@ counters report the retired instructions and the engine's work."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from rvkvm.server.kvm import exits as X
@@ -152,6 +153,16 @@ def test_a_kick_in_the_guest_is_a_signal_exit():
     vcpu.kick()  # before entry: immediate_exit, not a signal exit
     assert vcpu.run(budget=1000).why == X.INTR_KICK
     assert vcpu.stats()["signal_exits"] == 0
+    # a kick once the vCPU is in the guest is a signal exit
+    def kick_when_entered() -> None:
+        while vcpu.stats()["rvkvm_runs"] < 1:  # the kicked run above did not enter
+            time.sleep(0.001)
+        vcpu.kick()
+    kicker = threading.Thread(target=kick_when_entered)
+    kicker.start()
+    assert vcpu.run(budget=10**12, idle_timeout=0.0).why == X.INTR_KICK
+    kicker.join()
+    assert vcpu.stats()["signal_exits"] == 1
 
 
 def test_call_nowait_answers_at_once_or_says_busy():
@@ -159,7 +170,6 @@ def test_call_nowait_answers_at_once_or_says_busy():
     vcpu.set_value(A0, 7)
     assert vcpu.call_nowait(vcpu.get_value, A0) == 7
     with vcpu._mutex:  # as a running slice holds it, from another thread
-        import threading
         result = []
         t = threading.Thread(target=lambda: result.append(vcpu.call_nowait(vcpu.get_value, A0)))
         t.start()
