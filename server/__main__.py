@@ -35,6 +35,10 @@ from .rpc.tenants import Tenants, TenantsError, parse_size
 PROG = "rvkvm-server"
 EXIT_USAGE = 2
 ENGINE_ALIASES = {"interp": "reference"}  # the spelling of older releases
+# After the drain, the calls still in flight (short ones: Runs ended at the
+# drain) get this long to finish before they are cancelled; a loaded server
+# may take more than half a second to answer one.
+STOP_GRACE = 5.0
 
 
 class ListenError(Exception):
@@ -235,7 +239,7 @@ async def serve(listen: str, config: ServerConfig, exit_on_stdin_eof: bool = Fal
     if terminated.is_set():
         structlog.get_logger("rvkvm.server").info("draining", grace=grace)
         await server.drain(grace)
-    await server.stop(grace=0.5)
+    await server.stop(grace=STOP_GRACE)
     return EXIT_INTERRUPTED if interrupted.is_set() else 0
 
 
