@@ -39,7 +39,7 @@ class LoopWatch:
     while the loop has work, so it takes the interpreter lock at once. A
     loop that is not a selector loop is never waited for."""
 
-    def __init__(self, max_pause: float = 0.02) -> None:
+    def __init__(self, max_pause: float = 0.002) -> None:
         self.max_pause = max_pause
         self.pauses = 0  # slices that waited for the loop
         self.idle = threading.Event()
