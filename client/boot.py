@@ -33,7 +33,7 @@ from . import exits as X
 from .debian import DebianFiles, Fetcher, FetchError
 from .image import Kernel, load_kernel
 from .initramfs import RUN_BEGIN, RUN_STATUS, busybox_initramfs
-from .kvm import Kvm
+from .kvm import Kvm, clock_message
 from .vmm import DTB_ROOM, PAGE, RunResult, Vmm
 
 DEFAULT_APPEND = "earlycon=sbi console=ttyS0 cryptomgr.notests"
@@ -279,6 +279,7 @@ class BootOptions:
     disable_isa_ext: Tuple[str, ...] = ()
     dump_dtb: Optional[str] = None  # write the DTB here and stop before running
     dump_initrd: Optional[str] = None  # write the initrd here and stop before running
+    clock: Optional[str] = None  # the guest clock (Kvm.create_vm); None: the server's
 
 
 def boot(kvm: Kvm, opts: BootOptions, stdin_fd: Optional[int] = None,
@@ -287,7 +288,7 @@ def boot(kvm: Kvm, opts: BootOptions, stdin_fd: Optional[int] = None,
     stdout = stdout if stdout is not None else sys.stdout.buffer
     capture = RunCapture(stdout) if opts.run is not None else None
     vmm = Vmm(kvm, ram_size=opts.ram, abi_profile=opts.abi, cpus=opts.cpus,
-              console=capture if capture is not None else stdout)
+              console=capture if capture is not None else stdout, clock=opts.clock)
     try:
         for name in opts.disable_isa_ext:
             for vcpu in vmm.vcpus:
@@ -394,7 +395,16 @@ def boot_options(args: argparse.Namespace) -> BootOptions:
                        progress=args.progress,
                        timeout=args.timeout, abi=args.abi,
                        disable_isa_ext=tuple(args.disable_isa_ext),
-                       dump_dtb=args.dump_dtb, dump_initrd=args.dump_initrd)
+                       dump_dtb=args.dump_dtb, dump_initrd=args.dump_initrd,
+                       clock=args.clock)
+
+
+def _clock_arg(text: str) -> str:
+    try:
+        clock_message(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -453,6 +463,12 @@ def register(sub: Any, add_command: Callable[..., argparse.ArgumentParser],
     p.add_argument("--progress", action="store_true", default=None,
                    help="progress line on stderr (default: when stderr is a terminal)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before giving up")
+    p.add_argument("--clock", metavar="host|NS", type=_clock_arg, default=None,
+                   help="guest clock: NS nanoseconds of deterministic guest time per "
+                        "instruction, or 'host' (real time, for an interactive shell where "
+                        "'sleep 1' should take a second). Default: the server's (1 ns per "
+                        "instruction on rvkvm-server, the rate at which a boot does the "
+                        "least timer work)")
     add_abi_option(p)
     p.add_argument("--disable-isa-ext", action="append", default=[], metavar="NAME",
                    help="turn an ISA extension off on every vCPU (ONE_REG) before boot")

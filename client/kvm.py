@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from fractions import Fraction
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import grpc
@@ -252,14 +253,21 @@ class Kvm:
         frequency."""
         return self._caller.unary("GetHostInfo", pb.GetHostInfoRequest())
 
-    def create_vm(self, abi_profile: str = "", machine_type: int = 0) -> Any:
+    def create_vm(self, abi_profile: str = "", machine_type: int = 0,
+                  clock: Union[None, str, int, Fraction] = None) -> Any:
         """KVM_CREATE_VM: a new ``Vm``. ``abi_profile`` names the Linux KVM
         ABI it follows (``HostInfo.abi_profiles``; "" = the default);
-        ``machine_type`` is ignored on RISC-V. Errors: EINVAL for an unknown
-        profile, ENOSPC when the server hosts its maximum of VMs."""
-        return self._caller.unary(
-            "CreateVm", pb.CreateVmRequest(machine_type=machine_type, abi_profile=abi_profile),
-            lambda r: Vm(self, r.vm_id))
+        ``machine_type`` is ignored on RISC-V. ``clock`` is the guest clock
+        (an rvkvm setting, ``GuestClock`` in the proto): None the server's
+        default (``HostInfo.default_clock``), ``"host"`` the host's clock,
+        or nanoseconds of guest time per retired instruction (``1``,
+        ``Fraction(1, 4)``, ``"1/4"``) for deterministic time. Errors:
+        EINVAL for an unknown profile or a bad clock, ENOSPC when the
+        server hosts its maximum of VMs."""
+        request = pb.CreateVmRequest(machine_type=machine_type, abi_profile=abi_profile)
+        if clock is not None:
+            request.clock.CopyFrom(clock_message(clock))
+        return self._caller.unary("CreateVm", request, lambda r: Vm(self, r.vm_id))
 
     def list_vms(self) -> Any:
         """``ListVmsResponse``: the calling tenant, its VMs, quota and usage."""
@@ -680,3 +688,19 @@ class AsyncRunStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def clock_message(clock: Union[str, int, Fraction]) -> pb.GuestClock:
+    """A ``GuestClock`` message: ``"host"`` or nanoseconds per instruction
+    (a positive number, or a string such as ``"1/4"``)."""
+    if isinstance(clock, str) and clock.strip() == "host":
+        return pb.GuestClock(mode=pb.GuestClock.MODE_HOST)
+    try:
+        rate = Fraction(clock)
+    except (TypeError, ValueError, ZeroDivisionError):
+        raise ValueError(f"clock {clock!r}: not 'host' or a number of ns per instruction") \
+            from None
+    if rate <= 0:
+        raise ValueError(f"clock {clock!r}: ns per instruction must be positive")
+    return pb.GuestClock(mode=pb.GuestClock.MODE_DETERMINISTIC,
+                         ns_per_insn_num=rate.numerator, ns_per_insn_den=rate.denominator)

@@ -24,7 +24,8 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from fractions import Fraction
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -174,14 +175,14 @@ class Vmm:
 
     def __init__(self, kvm: Kvm, ram_size: int = 256 << 20, ram_base: int = RAM_BASE,
                  abi_profile: str = "", console: Optional[Console] = None,
-                 cpus: int = 1) -> None:
+                 cpus: int = 1, clock: Union[None, str, int, Fraction] = None) -> None:
         if cpus < 1:
             raise ValueError("a VM needs at least one vCPU")
         self.kvm = kvm
         self.ram_base = ram_base
         self.ram_size = ram_size
         self.console: Console = console if console is not None else sys.stdout.buffer
-        self.vm = kvm.create_vm(abi_profile)
+        self.vm = kvm.create_vm(abi_profile, clock=clock)
         self.vm.set_user_memory_region(0, ram_base, ram_size)
         self.vcpus: List[Vcpu] = [self.vm.create_vcpu(i) for i in range(cpus)]
         self.vcpu = self.vcpus[0]

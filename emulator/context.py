@@ -19,7 +19,7 @@ CtxKey = Tuple[int, int, bool, int, bool, int, bool, bool]
 class Ctx:
     __slots__ = ("key", "priv", "data_priv", "fs_on", "pmlen", "pm_sign", "satp",
                  "sum", "mxr", "blocks", "inner", "suspect", "insns", "rt", "wt", "xt", "vcode",
-                 "leaf_bits", "hot")
+                 "leaf_bits", "span_tlb", "span_code", "hot")
 
     def __init__(self, key: CtxKey) -> None:
         self.key = key
@@ -47,6 +47,12 @@ class Ctx:
         # the largest page (offset bits) a TLB entry of this context came
         # from: a fence of one address covers that much around it
         self.leaf_bits = PAGE_SHIFT
+        # Once a leaf larger than a page was seen, what a fence of one
+        # address covers, by its base (address & ~(leaf size - 1)): the
+        # TLB entries (which TLB, key) and the virtual code pages there,
+        # so that a fence costs what it drops, not a scan of every entry.
+        self.span_tlb: Dict[int, Set[Tuple[int, int]]] = {}
+        self.span_code: Dict[int, Set[int]] = {}
         # entries whose first-tier block ran often enough for a region
         # (kept across code flushes: still hot when translated again)
         self.hot: Set[int] = set()
@@ -56,31 +62,72 @@ class Ctx:
         self.wt.clear()
         self.xt.clear()
         self.leaf_bits = PAGE_SHIFT
+        self.span_tlb.clear()
+        self.span_code.clear()
+
+    def saw_leaf(self, bits: int) -> None:
+        """A TLB entry of this context came from a leaf of ``bits`` offset
+        bits, larger than any before: index the entries and code pages
+        held so far by the span a fence of one address now covers."""
+        self.leaf_bits = bits
+        mask = ~((1 << bits) - 1)
+        span_tlb: Dict[int, Set[Tuple[int, int]]] = {}
+        for which, tlb in enumerate((self.rt, self.wt, self.xt)):
+            for key in tlb:
+                span_tlb.setdefault(key & M64 & mask, set()).add((which, key))
+        self.span_tlb = span_tlb
+        span_code: Dict[int, Set[int]] = {}
+        for page in self.vcode:
+            span_code.setdefault(page & mask, set()).add(page)
+        self.span_code = span_code
+
+    def add_tlb(self, which: int, key: int) -> None:
+        """Index a new entry of TLB ``which`` (0 rt, 1 wt, 2 xt) at ``key``
+        (only needed once a leaf larger than a page was seen)."""
+        base = key & M64 & ~((1 << self.leaf_bits) - 1)
+        span = self.span_tlb.get(base)
+        if span is None:
+            self.span_tlb[base] = {(which, key)}
+        else:
+            span.add((which, key))
+
+    def add_code(self, pc: int) -> None:
+        """Code is cached for ``pc`` (a block, a set-aside block or an
+        interpreter entry): what a fence of its page sets aside."""
+        page = pc & ~((1 << PAGE_SHIFT) - 1)
+        pcs = self.vcode.get(page)
+        if pcs is not None:
+            pcs.add(pc)
+            return
+        self.vcode[page] = {pc}
+        if self.leaf_bits > PAGE_SHIFT:
+            base = page & ~((1 << self.leaf_bits) - 1)
+            span = self.span_code.get(base)
+            if span is None:
+                self.span_code[base] = {page}
+            else:
+                span.add(page)
 
     def fence_page(self, page: int) -> None:
         """An address-translation fence of the page at ``page``: drop the
         TLB entries that may come from the leaf mapping it (every page of
         the largest leaf size seen) and set aside the code read through
         them."""
-        size = 1 << self.leaf_bits
-        lo = page & ~(size - 1)
-        for tlb in (self.rt, self.wt, self.xt):
-            if not tlb:
-                continue
-            if size == 1 << PAGE_SHIFT:
-                tlb.pop(lo, None)
-                tlb.pop(lo - (1 << 64), None)  # the key as a signed address
-            else:
-                for key in [k for k in tlb if ((k & M64) - lo) & M64 < size]:
-                    tlb.pop(key, None)
-        vcode = self.vcode
-        if not vcode:
-            return
-        if size == 1 << PAGE_SHIFT:
-            pages = [lo] if lo in vcode else []
+        blocks, suspect, insns, vcode = self.blocks, self.suspect, self.insns, self.vcode
+        if self.leaf_bits == PAGE_SHIFT:
+            for tlb in (self.rt, self.wt, self.xt):
+                if tlb:
+                    tlb.pop(page, None)
+                    tlb.pop(page - (1 << 64), None)  # the key as a signed address
+            pages: Any = (page,) if page in vcode else ()
         else:
-            pages = [p for p in vcode if (p - lo) & M64 < size]
-        blocks, suspect, insns = self.blocks, self.suspect, self.insns
+            base = page & ~((1 << self.leaf_bits) - 1)
+            span = self.span_tlb.pop(base, None)
+            if span:
+                tlbs = (self.rt, self.wt, self.xt)
+                for which, key in span:
+                    tlbs[which].pop(key, None)
+            pages = self.span_code.get(base, ())
         for p in pages:
             for pc in vcode[p]:
                 blk = blocks.pop(pc, None)
@@ -94,6 +141,7 @@ class Ctx:
         self.suspect.clear()
         self.insns.clear()
         self.vcode.clear()
+        self.span_code.clear()
 
     def suspect_code(self) -> None:
         """After an address-translation fence: every block waits to be

@@ -288,12 +288,7 @@ class Hart:
         """Record that ``ctx`` caches code for ``pc`` read from bytes
         [start, end) (page offsets) of page ``ppn``."""
         self._code.setdefault(ppn, []).append((ctx, pc, start, end))
-        vpage = pc & ~PAGE_MASK
-        pcs = ctx.vcode.get(vpage)
-        if pcs is None:
-            ctx.vcode[vpage] = {pc}
-        else:
-            pcs.add(pc)
+        ctx.add_code(pc)
         if ppn not in self.mem.code_pages:
             self.mem.mark_code(ppn)
         if self.mem.epoch != self._mem_epoch:
@@ -859,12 +854,14 @@ class Hart:
             return e
         pa = self.translate(va, FETCH, self.priv)
         if self.leaf_bits > ctx.leaf_bits:
-            ctx.leaf_bits = self.leaf_bits
+            ctx.saw_leaf(self.leaf_bits)
         hp = self.mem.host_page(pa, False)
         if hp is None:
             raise Trap(C.CAUSE_FETCH_ACCESS, va)
         entry = (hp[0], hp[1] - key, pa >> PAGE_SHIFT)
         ctx.xt[key] = entry
+        if ctx.leaf_bits > PAGE_SHIFT:
+            ctx.add_tlb(2, key)
         return entry
 
     def fetch(self, pc: int) -> Tuple[int, int]:
@@ -921,11 +918,13 @@ class Hart:
     def _fill(self, tlb: dict, va: int, pa: int, write: bool) -> None:
         ctx = self.ctx
         if self.leaf_bits > ctx.leaf_bits:
-            ctx.leaf_bits = self.leaf_bits
+            ctx.saw_leaf(self.leaf_bits)
         hp = self.mem.host_page(pa, write)
         if hp is not None:
             key = va & ~PAGE_MASK
             tlb[key] = (hp[0], hp[1] - key) + hp[2:]
+            if ctx.leaf_bits > PAGE_SHIFT:
+                ctx.add_tlb(1 if write else 0, key)
             if write and pa >> PAGE_SHIFT in self.mem.code_pages:
                 # another hart made it a code page meanwhile (_code_marked
                 # may have run before the entry was in)

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from typing import Callable, List, Optional, Tuple
+
+MAX_WAIT = 3600.0  # seconds the alarm thread sleeps at most before looking again
 
 
 class Alarm:
@@ -61,11 +64,16 @@ class AlarmClock:
                     continue
                 delay = self._heap[0][0] - time.monotonic()
                 if delay > 0:
-                    self._cond.wait(delay)
+                    # bounded: a far deadline (a guest's timer) is still
+                    # a wait the platform can express
+                    self._cond.wait(min(delay, MAX_WAIT))
                     continue
                 alarm = heapq.heappop(self._heap)[2]
             if not alarm.cancelled:
-                alarm.fn()
+                try:
+                    alarm.fn()
+                except Exception:  # one alarm's failure must not stop the others
+                    logging.getLogger(__name__).exception("alarm function failed")
 
 
 ALARMS = AlarmClock()

@@ -49,7 +49,7 @@ from rvkvm.uapi.kvm import (
 )
 
 from . import exits as X
-from .alarm import ALARMS
+from .alarm import ALARMS, Alarm
 from .backend import HEDELEG_DEFAULT
 from .errors import KvmError
 from .fwft import fwft_reset
@@ -181,6 +181,7 @@ class Vcpu:
         self._preempt = False
         self.last_run_insns = 0
         self.wake_listener: Optional[Callable[[], None]] = None
+        self._timer_alarm: Optional[Alarm] = None  # host clock: wakes WFI at the timer
         self._requests = 0
         self._seip: Optional[bool] = None
         self._start: Optional[Tuple[int, int]] = None  # SBI reset: (pc, a1)
@@ -433,6 +434,8 @@ class Vcpu:
 
     def close(self) -> None:
         self._closed = True
+        if self._timer_alarm is not None:
+            self._timer_alarm.cancel()
         self.kick()
         self.hart.close()
 
@@ -609,6 +612,7 @@ class Vcpu:
         self._apply_requests()
         if self._has_work():
             return True
+        self._arm_timer_wake()
         self.idle = True
         if timeout == 0:
             # the caller waits for wake_listener instead: blocked until the
@@ -621,6 +625,22 @@ class Vcpu:
         finally:
             self.idle = False
         return woke
+
+    def _arm_timer_wake(self) -> None:
+        """Host-clock mode: WFI with a timer armed sleeps until the host
+        clock reaches it (deterministic time skips ahead instead, in the
+        hart). The alarm wakes the vCPU like an interrupt would."""
+        old, self._timer_alarm = self._timer_alarm, None
+        if old is not None:
+            old.cancel()
+        if not self.vm.host_clock or self.stopped:
+            return
+        hart = self.hart
+        nxt = hart._next_timer(hart.time())
+        if nxt != NO_DEADLINE:
+            # a timer days away wakes the vCPU after a day, to sleep again
+            delay = min(self.vm.seconds_until(nxt), 86400.0)
+            self._timer_alarm = ALARMS.arm(time.monotonic() + delay, self._wake_up)
 
     def _has_work(self) -> bool:
         if self._kick:

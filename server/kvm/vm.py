@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import mmap
 import threading
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -27,6 +28,7 @@ from rvkvm.emulator.memory import PAGE_MASK, PAGE_SHIFT, PhysMemory, RamRegion
 from rvkvm.uapi.kvm import KVM_CAP_RISCV_MP_STATE_RESET, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
 
 from .caps import KVM_MAX_VCPU_IDS, KVM_MAX_VCPUS, KVM_MEM_SLOTS_NUM, check_extension, gpa_bits
+from .clock import DETERMINISTIC, HOST, GuestClock
 from .coalesced_mmio import CoalescedMmio, CoalescedMmioRing
 from .errors import KvmError
 from .profiles import Platform
@@ -89,8 +91,13 @@ class Vm:
         self._destroyed = False
         # Guest time per retired instruction in deterministic mode, in
         # nanoseconds (None: one timebase tick per instruction, 100 ns at
-        # the default 10 MHz); KvmSystem.ns_per_insn sets it for new VMs.
+        # the default 10 MHz); KvmSystem.clock sets it for new VMs.
         self._ns_per_insn: Optional[Fraction] = None
+        # host-clock mode: guest time = host monotonic time since
+        # _host_origin (ns) at the timebase frequency, plus _host_offset ticks
+        self._host_clock = False
+        self._host_origin = 0
+        self._host_offset = 0
 
     # ------------------------------------------------------------------
     # capabilities
@@ -314,7 +321,7 @@ class Vm:
             if vcpu_id in self._vcpus:
                 raise KvmError(errno.EEXIST, f"vCPU {vcpu_id} exists")
             vcpu = Vcpu(self, vcpu_id, runnable=not self._vcpus)
-            if self._ns_per_insn is not None:
+            if self._ns_per_insn is not None or self._host_clock:
                 self._apply_time_rate(vcpu.hart)
             self._vcpus[vcpu_id] = vcpu
             return vcpu
@@ -347,6 +354,54 @@ class Vm:
     # and a vCPU started late does not see time from the past.
 
     @property
+    def clock(self) -> GuestClock:
+        """The guest clock (see ``clock.GuestClock``)."""
+        if self._host_clock:
+            return GuestClock(HOST)
+        return GuestClock(DETERMINISTIC, self._ns_per_insn)
+
+    @clock.setter
+    def clock(self, clock: GuestClock) -> None:
+        with self._lock:
+            now = self.guest_time()
+            if clock.mode == HOST:
+                self._host_clock = True
+                self._host_origin = time.monotonic_ns()
+                self._host_offset = now
+                for vcpu in self._vcpus.values():
+                    self._apply_time_rate(vcpu.hart)
+                return
+            was_host, self._host_clock = self._host_clock, False
+            self._ns_per_insn = clock.ns_per_insn
+            for vcpu in self._vcpus.values():
+                self._apply_time_rate(vcpu.hart)
+                if was_host:
+                    self._set_hart_time(vcpu.hart, now)
+            self._time_floor = max(self._time_floor, now)
+
+    def guest_time(self) -> int:
+        """The VM's time now: the host clock's, or the furthest any vCPU's
+        deterministic clock got."""
+        if self._host_clock:
+            return self._host_time()
+        floor = self._time_floor
+        for vcpu in self._vcpus.values():
+            floor = max(floor, vcpu.hart.time())
+        return floor
+
+    def _host_time(self) -> int:
+        ns = time.monotonic_ns() - self._host_origin
+        return ns * self.platform.host.timebase_frequency // 1_000_000_000 + self._host_offset
+
+    def seconds_until(self, ticks: int) -> float:
+        """Host seconds until the host clock reaches ``ticks`` (host mode)."""
+        return max(0.0, (ticks - self._host_time()) / self.platform.host.timebase_frequency)
+
+    @property
+    def host_clock(self) -> bool:
+        return self._host_clock
+
+    @property
     def ns_per_insn(self) -> Optional[Fraction]:
         """Nanoseconds of guest time per retired instruction (deterministic
         time), None for the default of one timebase tick per instruction."""
@@ -364,6 +419,12 @@ class Vm:
                 self._apply_time_rate(vcpu.hart)
 
     def _apply_time_rate(self, hart: Hart) -> None:
+        if self._host_clock:
+            hart.time_fn = self._host_time
+            hart.irq_dirty = True
+            return
+        if hart.time_fn is not None:
+            hart.time_fn = None
         if self._ns_per_insn is None:
             hart.set_time_rate(1, 1)
             return
@@ -372,6 +433,11 @@ class Vm:
 
     def set_time(self, value: int) -> None:
         with self._lock:
+            if self._host_clock:
+                self._host_offset += value - self._host_time()
+                for vcpu in self._vcpus.values():
+                    vcpu.hart.irq_dirty = True
+                return
             self._time_floor = value
             for vcpu in self._vcpus.values():
                 self._set_hart_time(vcpu.hart, value)
@@ -382,10 +448,14 @@ class Vm:
         hart.irq_dirty = True
 
     def sync_time(self, hart: Hart) -> None:
+        if self._host_clock:
+            return
         if hart.time() < self._time_floor:
             self._set_hart_time(hart, self._time_floor)
 
     def note_time(self, hart: Hart) -> None:
+        if self._host_clock:
+            return
         now = hart.time()
         if now > self._time_floor:
             self._time_floor = now

@@ -130,7 +130,7 @@ async def create_server(address: str,
         # process-wide: how long a thread running guest code may keep the
         # interpreter lock while the event loop or an ops thread waits for it
         sys.setswitchinterval(config.switch_interval)
-    system = KvmSystem(config.host, engine=config.engine, ns_per_insn=config.ns_per_insn)
+    system = KvmSystem(config.host, engine=config.engine, clock=config.guest_clock())
     pacing = Pacing(config.run_slice, config.slice_time, config.inline_slice,
                     config.inline_time)
     registry = VmRegistry(system, config.max_vms, FairScheduler(config.run_threads), pacing)

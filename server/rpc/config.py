@@ -7,6 +7,7 @@ from fractions import Fraction
 from typing import Optional
 
 from rvkvm.server.kvm import HostProfile
+from rvkvm.server.kvm.clock import DETERMINISTIC, SERVER_DEFAULT, GuestClock
 
 from .limits import RequestLimits
 from .tenants import Tenants
@@ -46,6 +47,10 @@ class ServerConfig:
     # guest work grows with it (QEMU, Debian's boot to the shell: 452 M
     # instructions at 1 ns, 610 M at 64 ns, 1,650 M at 256 ns).
     ns_per_insn: Optional[Fraction] = None
+    # The guest clock of VMs created without one (CreateVmRequest.clock);
+    # None: deterministic at ``ns_per_insn`` if set, else clock.SERVER_DEFAULT
+    # (1 ns per instruction).
+    clock: Optional[GuestClock] = None
     # VMs hosted at once (0: no limit).
     max_vms: int = 0
     # Register the reflection service (for grpcurl and friends).
@@ -69,3 +74,11 @@ class ServerConfig:
     max_memory: Optional[int] = None
     # host:port for Prometheus' /metrics ("" : no metrics endpoint).
     metrics_listen: str = ""
+
+    def guest_clock(self) -> GuestClock:
+        """The default guest clock of new VMs (see ``clock``)."""
+        if self.clock is not None:
+            return self.clock
+        if self.ns_per_insn is not None:
+            return GuestClock(DETERMINISTIC, self.ns_per_insn)
+        return SERVER_DEFAULT

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+from fractions import Fraction
 from typing import Iterable, List, Mapping, Optional, Sequence
 
 from rvkvm.server.kvm import HostProfile, KvmError
 from rvkvm.server.kvm import exits as X
 from rvkvm.server.kvm.caps import KVM_MAX_VCPU_IDS, KVM_MAX_VCPUS, KVM_MEM_SLOTS_NUM, gpa_bits
+from rvkvm.server.kvm.clock import DETERMINISTIC, HOST, SERVER_DEFAULT, GuestClock
 from rvkvm.server.kvm.coalesced_mmio import CoalescedMmio
 from rvkvm.server.kvm.isa_ext import ISA_EXTS
 from rvkvm.server.kvm.profiles import DEFAULT_KERNEL, KERNEL_PROFILES
@@ -174,6 +176,49 @@ def host_info(host: HostProfile, limits: RequestLimits, max_vms: int, run_slice:
         satp_mode=host.satp_mode,
         api_version=KVM_API_VERSION,
     )
+
+
+_CLOCK_MODES = {pb.GuestClock.MODE_DETERMINISTIC: DETERMINISTIC, pb.GuestClock.MODE_HOST: HOST}
+
+
+def guest_clock(request: pb.CreateVmRequest, default: GuestClock) -> Optional[GuestClock]:
+    """CreateVmRequest.clock as a model setting (None: the server's default
+    clock, ``default``); a bad one is EINVAL."""
+    if not request.HasField("clock") or request.clock.mode == pb.GuestClock.MODE_UNSPECIFIED:
+        if request.HasField("clock") and (request.clock.ns_per_insn_num
+                                          or request.clock.ns_per_insn_den):
+            raise KvmError(errno.EINVAL, "GuestClock: a rate needs mode MODE_DETERMINISTIC")
+        return None
+    msg = request.clock
+    mode = _CLOCK_MODES.get(msg.mode)
+    if mode is None:
+        raise KvmError(errno.EINVAL, f"GuestClock: unknown mode {msg.mode}")
+    num, den = msg.ns_per_insn_num, msg.ns_per_insn_den
+    if mode == HOST:
+        if num or den:
+            raise KvmError(errno.EINVAL, "GuestClock: MODE_HOST takes no rate")
+        return GuestClock(HOST)
+    if not num and not den:  # the default rate
+        if default.mode == DETERMINISTIC:
+            return default
+        return GuestClock(DETERMINISTIC, SERVER_DEFAULT.ns_per_insn)
+    if not num or not den:
+        raise KvmError(errno.EINVAL, f"GuestClock: ns per instruction {num}/{den} is not a "
+                       "positive fraction")
+    return GuestClock(DETERMINISTIC, Fraction(num, den))
+
+
+def fill_clock(clock: GuestClock, msg: pb.GuestClock, timebase_frequency: int) -> None:
+    """``clock`` into a GuestClock message (HostInfo.default_clock); one
+    tick per instruction is the rate of one timebase period."""
+    if clock.mode == HOST:
+        msg.mode = pb.GuestClock.MODE_HOST
+        return
+    msg.mode = pb.GuestClock.MODE_DETERMINISTIC
+    rate = clock.ns_per_insn
+    if rate is None:  # one timebase tick per instruction
+        rate = Fraction(1_000_000_000, timebase_frequency)
+    msg.ns_per_insn_num, msg.ns_per_insn_den = rate.numerator, rate.denominator
 
 
 # ---------------------------------------------------------------------------

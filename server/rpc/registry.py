@@ -26,6 +26,7 @@ from typing import Callable, Dict, Hashable, List, NamedTuple, Optional, Sequenc
 
 from rvkvm.server.kvm import DEFAULT_KERNEL, KvmError, KvmSystem, Vcpu, Vm
 from rvkvm.server.kvm import exits as X
+from rvkvm.server.kvm.clock import GuestClock
 from rvkvm.server.kvm.coalesced_mmio import CoalescedMmio
 from rvkvm.server.kvm.profiles import KERNEL_PROFILES
 from rvkvm.v1 import kvm_pb2 as pb
@@ -327,14 +328,16 @@ class VmRegistry:
         # Called with each VM this registry destroys (DestroyVm, lease, shutdown).
         self.on_destroy: List[Callable[[VmEntry], None]] = []
 
-    def create(self, machine_type: int, profile: str, owner: str = OPEN_TENANT) -> VmEntry:
-        """A new VM of tenant ``owner``; ``profile`` "" is the default kernel ABI."""
+    def create(self, machine_type: int, profile: str, owner: str = OPEN_TENANT,
+               clock: Optional[GuestClock] = None) -> VmEntry:
+        """A new VM of tenant ``owner``; ``profile`` "" is the default kernel
+        ABI, ``clock`` None the system's default clock."""
         self.lifecycle.check_serving()
         with self._lock:
             if self._max_vms and len(self._vms) >= self._max_vms:
                 raise KvmError(errno.ENOSPC, f"this server hosts at most {self._max_vms} VMs")
             try:
-                vm = self.system.create_vm(machine_type, profile or DEFAULT_KERNEL)
+                vm = self.system.create_vm(machine_type, profile or DEFAULT_KERNEL, clock=clock)
             except ValueError:  # unknown ABI profile
                 raise KvmError(errno.EINVAL, f"unknown kernel profile {shown_id(profile)} "
                                f"(known: {', '.join(KERNEL_PROFILES)})") from None

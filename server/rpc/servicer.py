@@ -132,6 +132,8 @@ class KvmServicer(pb_grpc.KvmServicer):
         info = convert.host_info(self._system.host, self._limits, self._max_vms,
                                  self._pacing.run_slice, self._pacing.slice_time)
         info.limits.max_memory = self._ledger.max_memory
+        convert.fill_clock(self._system.clock, info.default_clock,
+                           self._system.host.timebase_frequency)
         if self._lease > 0:
             info.limits.lease.FromNanoseconds(int(self._lease * 1e9))
         return info
@@ -142,7 +144,8 @@ class KvmServicer(pb_grpc.KvmServicer):
         owner = call.tenant.name
         entry = await self._call(
             self._ledger.create_vm, call.tenant,
-            lambda: self._registry.create(request.machine_type, request.abi_profile, owner),
+            lambda: self._registry.create(request.machine_type, request.abi_profile, owner,
+                                          convert.guest_clock(request, self._system.clock)),
             lambda e: e.vm_id)
         call.vm_id = entry.vm_id
         return pb.CreateVmResponse(vm_id=entry.vm_id)

@@ -13,6 +13,7 @@ import pytest
 import rvkvm.emulator.translator as tr
 from rvkvm.emulator.hart import Hart
 from rvkvm.emulator.memory import PhysMemory
+from rvkvm.emulator.region.emit import access_groups
 
 from . import rvasm as A
 
@@ -137,11 +138,11 @@ def test_access_groups_found() -> None:
     def dec(words: List[int]):
         return [decode(w, BASE + 4 * k) for k, w in enumerate(words)]
 
-    assert tr._access_groups(dec(frame(4))) == [(0, 4), (8, 12)]
+    assert access_groups(dec(frame(4))) == [(0, 4), (8, 12)]
     # mixed sizes, other bases and odd alignment split groups
-    assert tr._access_groups(dec([sd(8, SP, 0), sw(8, SP, 8), sd(8, SP, 16)])) == []
-    assert tr._access_groups(dec([sd(8, SP, 0), sd(8, SP, 4), sd(8, SP, 8)])) == []
-    assert tr._access_groups(dec([ld(8, SP, 0), ld(SP, SP, 8), ld(9, SP, 16),
+    assert access_groups(dec([sd(8, SP, 0), sw(8, SP, 8), sd(8, SP, 16)])) == []
+    assert access_groups(dec([sd(8, SP, 0), sd(8, SP, 4), sd(8, SP, 8)])) == []
+    assert access_groups(dec([ld(8, SP, 0), ld(SP, SP, 8), ld(9, SP, 16),
                                   ld(10, SP, 24)])) == []
 
 

@@ -198,6 +198,29 @@ def test_sfence_of_one_address_covers_its_whole_superpage() -> None:
         assert run_loop(h, SUPER_VA) == ("trap", 600), engine
 
 
+def test_sfence_of_one_address_keeps_other_superpages() -> None:
+    # once a 2 MiB leaf was seen, a fence of one address drops what the
+    # 2 MiB span around it holds, and nothing of other spans
+    h, mem = paged_hart("fast")
+    assert run_loop(h, SUPER_VA) == ("trap", 300)
+    assert run_loop(h, VA1) == ("trap", 30)
+    assert run_loop(h, VA2) == ("trap", 60)
+    kept = h.ctx.blocks[SUPER_VA]
+    assert SUPER_VA in h.ctx.xt and VA2 in h.ctx.xt
+    remap_leaf(mem, VA2, PA3)
+    h.sfence_vma(VA2, 0, sfence(10, 0), 0)
+    assert h.ctx.blocks.get(SUPER_VA) is kept and SUPER_VA in h.ctx.xt
+    assert VA2 not in h.ctx.xt and VA1 not in h.ctx.xt  # the same 2 MiB span
+    assert run_loop(h, VA2) == ("trap", 90)
+    assert run_loop(h, VA1) == ("trap", 30)
+    # entries filled after the fence are indexed again: a fence in the
+    # superpage still reaches them
+    mem.write_bytes(MID + 8 * ((SUPER_VA >> 21) & 511), pte(SUPER_B, V | R | X | AD))
+    h.sfence_vma(SUPER_VA + 0x1234, 0, sfence(10, 0), 0)
+    assert SUPER_VA not in h.ctx.xt and VA1 in h.ctx.xt
+    assert run_loop(h, SUPER_VA) == ("trap", 600)
+
+
 def test_sfence_of_another_asid_keeps_code() -> None:
     h, mem = paged_hart("fast", asid=5)
     assert run_loop(h, VA1) == ("trap", 30)

@@ -1,4 +1,4 @@
-"""Loops translated as Python loops (translator._Structurer): nested loops,
+"""Loops translated as Python loops (region.loops.Structurer): nested loops,
 if/else inside loop bodies, early exits and ``continue`` edges, budgets that
 run out inside an inner loop, traps inside nested loops, and loops that are
 not natural. The fast engine must match the reference interpreter step for

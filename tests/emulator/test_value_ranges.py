@@ -153,7 +153,7 @@ def test_known_bounds_hold(code: List[List[int]], init: List[int]) -> None:
     """Every bound the translator records for a register holds for the value
     the reference interpreter computes (edge values reach the bounds)."""
     from rvkvm.emulator.isa import decode
-    from rvkvm.emulator.translator import BlockEmitter, Translator
+    from rvkvm.emulator.region.emit import BlockEmitter, gen_insn
 
     words = [w for seq in code for w in seq]
     mem = PhysMemory()
@@ -161,7 +161,7 @@ def test_known_bounds_hold(code: List[List[int]], init: List[int]) -> None:
     h = Hart(mem, engine="reference")
     e = BlockEmitter(h.ctx)
     for k, w in enumerate(words):
-        Translator._gen_insn(e, decode(w, BASE + 4 * k))
+        gen_insn(e, decode(w, BASE + 4 * k))
     facts = dict(e.rng)
     state = run("reference", words + [A.EBREAK], init)
     for reg, (lo, hi) in facts.items():

@@ -194,7 +194,7 @@ class Limits(_message.Message):
     def __init__(self, max_vcpus: _Optional[int] = ..., max_vcpu_id: _Optional[int] = ..., mem_slots: _Optional[int] = ..., gpa_bits: _Optional[int] = ..., max_transfer: _Optional[int] = ..., max_vms: _Optional[int] = ..., max_batch_ops: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_id_bytes: _Optional[int] = ..., run_slice_insns: _Optional[int] = ..., run_slice_ms: _Optional[int] = ..., max_memory: _Optional[int] = ..., lease: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class HostInfo(_message.Message):
-    __slots__ = ("isa", "isa_extensions", "capabilities", "isa_exts", "sbi_exts", "fwft_features", "abi_profiles", "default_abi_profile", "limits", "timebase_frequency", "satp_mode", "api_version")
+    __slots__ = ("isa", "isa_extensions", "capabilities", "isa_exts", "sbi_exts", "fwft_features", "abi_profiles", "default_abi_profile", "limits", "timebase_frequency", "satp_mode", "api_version", "default_clock")
     ISA_FIELD_NUMBER: _ClassVar[int]
     ISA_EXTENSIONS_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -207,6 +207,7 @@ class HostInfo(_message.Message):
     TIMEBASE_FREQUENCY_FIELD_NUMBER: _ClassVar[int]
     SATP_MODE_FIELD_NUMBER: _ClassVar[int]
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_CLOCK_FIELD_NUMBER: _ClassVar[int]
     isa: str
     isa_extensions: _containers.RepeatedScalarFieldContainer[str]
     capabilities: _containers.RepeatedScalarFieldContainer[str]
@@ -219,15 +220,36 @@ class HostInfo(_message.Message):
     timebase_frequency: int
     satp_mode: int
     api_version: int
-    def __init__(self, isa: _Optional[str] = ..., isa_extensions: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Iterable[str]] = ..., isa_exts: _Optional[_Iterable[_Union[IsaExtInfo, _Mapping]]] = ..., sbi_exts: _Optional[_Iterable[_Union[SbiExtInfo, _Mapping]]] = ..., fwft_features: _Optional[_Iterable[_Union[FwftFeatureInfo, _Mapping]]] = ..., abi_profiles: _Optional[_Iterable[_Union[AbiProfile, _Mapping]]] = ..., default_abi_profile: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., timebase_frequency: _Optional[int] = ..., satp_mode: _Optional[int] = ..., api_version: _Optional[int] = ...) -> None: ...
+    default_clock: GuestClock
+    def __init__(self, isa: _Optional[str] = ..., isa_extensions: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Iterable[str]] = ..., isa_exts: _Optional[_Iterable[_Union[IsaExtInfo, _Mapping]]] = ..., sbi_exts: _Optional[_Iterable[_Union[SbiExtInfo, _Mapping]]] = ..., fwft_features: _Optional[_Iterable[_Union[FwftFeatureInfo, _Mapping]]] = ..., abi_profiles: _Optional[_Iterable[_Union[AbiProfile, _Mapping]]] = ..., default_abi_profile: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., timebase_frequency: _Optional[int] = ..., satp_mode: _Optional[int] = ..., api_version: _Optional[int] = ..., default_clock: _Optional[_Union[GuestClock, _Mapping]] = ...) -> None: ...
+
+class GuestClock(_message.Message):
+    __slots__ = ("mode", "ns_per_insn_num", "ns_per_insn_den")
+    class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        MODE_UNSPECIFIED: _ClassVar[GuestClock.Mode]
+        MODE_DETERMINISTIC: _ClassVar[GuestClock.Mode]
+        MODE_HOST: _ClassVar[GuestClock.Mode]
+    MODE_UNSPECIFIED: GuestClock.Mode
+    MODE_DETERMINISTIC: GuestClock.Mode
+    MODE_HOST: GuestClock.Mode
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    NS_PER_INSN_NUM_FIELD_NUMBER: _ClassVar[int]
+    NS_PER_INSN_DEN_FIELD_NUMBER: _ClassVar[int]
+    mode: GuestClock.Mode
+    ns_per_insn_num: int
+    ns_per_insn_den: int
+    def __init__(self, mode: _Optional[_Union[GuestClock.Mode, str]] = ..., ns_per_insn_num: _Optional[int] = ..., ns_per_insn_den: _Optional[int] = ...) -> None: ...
 
 class CreateVmRequest(_message.Message):
-    __slots__ = ("machine_type", "abi_profile")
+    __slots__ = ("machine_type", "abi_profile", "clock")
     MACHINE_TYPE_FIELD_NUMBER: _ClassVar[int]
     ABI_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_FIELD_NUMBER: _ClassVar[int]
     machine_type: int
     abi_profile: str
-    def __init__(self, machine_type: _Optional[int] = ..., abi_profile: _Optional[str] = ...) -> None: ...
+    clock: GuestClock
+    def __init__(self, machine_type: _Optional[int] = ..., abi_profile: _Optional[str] = ..., clock: _Optional[_Union[GuestClock, _Mapping]] = ...) -> None: ...
 
 class CreateVmResponse(_message.Message):
     __slots__ = ("vm_id",)

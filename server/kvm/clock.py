@@ -1,0 +1,74 @@
+"""A VM's guest clock: what the ``time`` CSR, the timer registers, SBI
+set_timer and Sstc's stimecmp count against.
+
+Two kinds (an rvkvm setting; under Linux KVM guest time is the host's):
+
+- deterministic: time advances with retired instructions, ``ns_per_insn``
+  nanoseconds of guest time each (None: one timebase tick per instruction),
+  and WFI with a timer armed skips ahead to it. Runs are reproducible, and
+  a low rate keeps timer ticks from multiplying the work of a boot (a tick
+  every 4 ms of guest time is a tick every 4 M instructions at 1 ns, every
+  40 k at one tick per instruction at 10 MHz);
+- host: time follows the host's monotonic clock at the timebase frequency,
+  as on KVM; WFI sleeps until the timer. For interactive use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Optional
+
+DETERMINISTIC = "deterministic"
+HOST = "host"
+MODES = (DETERMINISTIC, HOST)
+
+
+@dataclass(frozen=True)
+class GuestClock:
+    """A clock setting. ``ns_per_insn`` only in deterministic mode."""
+
+    mode: str = DETERMINISTIC
+    ns_per_insn: Optional[Fraction] = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown clock mode {self.mode!r} (known: {', '.join(MODES)})")
+        if self.ns_per_insn is not None:
+            if self.mode != DETERMINISTIC:
+                raise ValueError("a rate (ns per instruction) is only for the deterministic clock")
+            rate = Fraction(self.ns_per_insn)
+            if rate <= 0:
+                raise ValueError("ns_per_insn must be positive")
+            object.__setattr__(self, "ns_per_insn", rate)
+
+    def describe(self) -> str:
+        if self.mode == HOST:
+            return "host clock"
+        if self.ns_per_insn is None:
+            return "deterministic, one timebase tick per instruction"
+        return f"deterministic, {self.ns_per_insn} ns per instruction"
+
+
+# One tick per instruction (100 ns at the default 10 MHz timebase): the
+# model's own default, kept for tests and for the KVM model used directly.
+TICK_PER_INSN = GuestClock()
+# rvkvm-server's default for new VMs: 1 ns of guest time per instruction
+# (QEMU's -icount shift=0): a Linux boot does the least work at this rate.
+SERVER_DEFAULT = GuestClock(DETERMINISTIC, Fraction(1))
+
+
+def parse_clock(text: str) -> GuestClock:
+    """``host``, ``tick`` (one tick per instruction), or a positive number
+    of nanoseconds per instruction (``1``, ``0.5``, ``1/4``)."""
+    text = text.strip()
+    if text == HOST:
+        return GuestClock(HOST)
+    if text in ("tick", DETERMINISTIC):
+        return TICK_PER_INSN
+    try:
+        rate = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{text!r} is not 'host', 'tick' or a number of ns per instruction") \
+            from None
+    return GuestClock(DETERMINISTIC, rate)
