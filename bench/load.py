@@ -105,6 +105,7 @@ def _client(index: int, address: str, token: Optional[str], vms: int, seconds: f
     while time.time() < start_at:
         time.sleep(0.01)
     deadline = time.monotonic() + seconds
+    cpu_start = time.process_time()
 
     def runner(vcpu: Any) -> None:
         while time.monotonic() < deadline:
@@ -151,13 +152,14 @@ def _client(index: int, address: str, token: Optional[str], vms: int, seconds: f
         th.start()
     for th in threads:
         th.join()
+    cpu = time.process_time() - cpu_start
     for vm in machines:
         try:
             vm.destroy()
         except KvmError as err:
             stats.error("destroy", err)
     channel.close()
-    out.put((index, dict(stats.latencies), dict(stats.errors), stats.examples))
+    out.put((index, dict(stats.latencies), dict(stats.errors), stats.examples, cpu))
 
 
 # -- the parent ------------------------------------------------------------------
@@ -173,6 +175,16 @@ def _rss(pid: int) -> Tuple[int, int]:
     return int(values.get("VmRSS", 0)) << 10, int(values.get("VmHWM", 0)) << 10
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of ``pid`` (0 if unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _percentiles(values: List[float]) -> str:
     if not values:
         return "-"
@@ -184,11 +196,12 @@ def _percentiles(values: List[float]) -> str:
             f"max {values[-1] * 1000:8.1f} ms")
 
 
-def _start_server(tenants: str, log: Optional[str]) -> Tuple[subprocess.Popen, str]:
+def _start_server(tenants: str, log: Optional[str],
+                  extra: List[str]) -> Tuple[subprocess.Popen, str]:
     stderr = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0", "--log-level",
-         "info" if log else "warning", "--tenants", tenants, "--lease", "0"],
+         "info" if log else "warning", "--tenants", tenants, "--lease", "0", *extra],
         stdout=subprocess.PIPE, stderr=stderr, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -213,6 +226,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--token", help="bearer token for --server")
     ap.add_argument("--server-log", metavar="FILE",
                     help="the started server's JSON log lines (info level) to FILE")
+    ap.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                    help="an argument for the started server, e.g. --server-arg=--run-threads=1 "
+                         "(repeatable)")
     args = ap.parse_args(argv)
     if args.server and not re.match(r"^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$",
                                     args.server):
@@ -221,6 +237,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    load_start = os.getloadavg()[0]
     tenants_path = None
     proc = None
     if args.server:
@@ -228,7 +245,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         tokens = [args.token]
     else:
         tenants_path = _tenants_file()
-        proc, address = _start_server(tenants_path, args.server_log)
+        proc, address = _start_server(tenants_path, args.server_log, args.server_arg)
         pid = proc.pid
         tokens = [_token(t) for t in TENANTS]
     rss_start = _rss(pid)[0] if pid else 0
@@ -244,12 +261,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     health: List[float] = []
     health_errors: Dict[str, int] = collections.Counter()
     peak_rss = 0
+    server_cpu = 0.0
     results = []
     try:
         with grpc.insecure_channel(address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             end = start_at + args.seconds
+            cpu_at_start: Optional[float] = None
             while time.time() < end + 1:
+                if pid and cpu_at_start is None and time.time() >= start_at:
+                    cpu_at_start = _cpu_seconds(pid)
                 if pid:
                     peak_rss = max(peak_rss, _rss(pid)[0])
                 if time.time() >= start_at:
@@ -260,6 +281,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     except grpc.RpcError as err:
                         health_errors[err.code().name] += 1
                 time.sleep(0.5)
+            if pid and cpu_at_start is not None:
+                server_cpu = _cpu_seconds(pid) - cpu_at_start
         limit = args.seconds + setup_allowance + 120
         for _ in workers:
             results.append(out.get(timeout=limit))
@@ -282,7 +305,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     latencies: Dict[str, List[float]] = collections.defaultdict(list)
     errors: Dict[str, int] = collections.Counter()
     examples: Dict[str, str] = {}
-    for _, lat, err, ex in results:
+    clients_cpu = 0.0
+    for _, lat, err, ex, cpu in results:
+        clients_cpu += cpu
         for kind, values in lat.items():
             latencies[kind].extend(values)
         errors.update(err)
@@ -290,7 +315,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             examples.setdefault(key, text)
     print(f"rvkvm load: {args.clients} client processes x {args.vms} VMs, "
           f"{args.seconds:g} s, Run budget {args.budget}, {args.onereg_threads} GetOneReg "
-          f"threads per client, server {address}, {os.cpu_count()} CPUs")
+          f"threads per client, server {address} {' '.join(args.server_arg)}, "
+          f"{os.cpu_count()} CPUs, load average {load_start:.1f} at start")
     print(f"{'kind':<8} {'ops':>9} {'ops/s':>9}  latency")
     for kind in ("run", "onereg", "hello"):
         values = latencies.get(kind, [])
@@ -308,6 +334,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"server memory: VmRSS {rss_start / mib:.0f} MiB at start, peak sampled "
               f"{peak_rss / mib:.0f} MiB, VmHWM {hwm / mib:.0f} MiB, "
               f"{rss_end / mib:.0f} MiB at the end")
+    print(f"CPU while running: server {server_cpu:.1f} s "
+          f"({100 * server_cpu / args.seconds:.0f}% of one core), client processes "
+          f"{clients_cpu:.1f} s, machine load average {os.getloadavg()[0]:.1f} at the end")
     if latencies.get("onereg"):
         print(f"ONE_REG mean {statistics.fmean(latencies['onereg']) * 1000:.1f} ms")
     return 0

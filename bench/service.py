@@ -1,7 +1,7 @@
 """The service under stress: lost exits and fair time, figures side by side.
 
     python -m bench.service exits [--runs N] [--no-seq] [--server-src DIR]
-    python -m bench.service fair [--adversaries N] [--seconds S] [--server-src DIR]
+    python -m bench.service fair [--adversaries N] [--seconds S] [--tenants] [--server-src DIR]
 
 Prints figures (never asserts), against an rvkvm server started as a
 subprocess on loopback; ``--server-src DIR`` runs the server from another
@@ -16,14 +16,16 @@ arrives, in order, exactly once, and every completion is applied once).
 
 ``fair``: while N vCPUs (``j .`` loops and, half by default or ``--smc``,
 loops storing into their own code) run in one RunMany of another client,
-the latency of a hello-guest run,
-of GetOneReg and of a health check from a second client; the same without
-the adversaries first.
+the latency of a hello-guest run, of GetOneReg and of a health check from a
+second client; the same without the adversaries first. ``--tenants``: the
+two clients are two tenants of a tenants file (else both are the open
+server's one tenant).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import os
 import random
@@ -39,6 +41,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rvkvm.client import Kvm, KvmError
 from rvkvm.client import exits as X
+from rvkvm.client.channels import Credentials, open_channel
 from rvkvm.client.vmm import Vmm
 from rvkvm.v1 import kvm_pb2 as pb
 
@@ -62,9 +65,9 @@ HELLO = os.path.join(os.path.dirname(X.__file__), "guests", "hello_sbi.elf")
 T0, T1 = 5, 6
 
 
-def _server(src: Optional[str]) -> ServerProcess:
+def _server(src: Optional[str], extra: Optional[List[str]] = None) -> ServerProcess:
     if src is None:
-        return ServerProcess()
+        return ServerProcess(extra)
     # a tree with the installed layout of another checkout, first on the path
     tree = tempfile.mkdtemp(prefix="rvkvm-src-")
     os.makedirs(os.path.join(tree, "rvkvm"))
@@ -75,7 +78,7 @@ def _server(src: Optional[str]) -> ServerProcess:
         os.symlink(os.path.join(src, name), os.path.join(tree, "rvkvm", name))
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (tree, os.environ.get("PYTHONPATH", "")) if p)
-    return ServerProcess()
+    return ServerProcess(extra)
 
 
 def _no_seq(vcpu) -> None:
@@ -228,9 +231,25 @@ def self_modifying_loop(at: int) -> List[int]:
     return li_u32(T0, at) + [_i(0x03, 2, T1, T0, 0), _s(2, T0, T1, 0), _j(-4)]
 
 
+# ``fair --tenants``: the adversary and the measured client are two tenants.
+TENANT_TOKENS = {"adversary": "bench-adversary-token", "probe": "bench-probe-token"}
+
+
+def _tenants_file() -> str:
+    fd, path = tempfile.mkstemp(prefix="rvkvm-fair-", suffix=".toml")
+    with os.fdopen(fd, "w") as f:
+        for name, token in TENANT_TOKENS.items():
+            f.write(f'[tenants.{name}]\ntoken_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"\n')
+    return path
+
+
+def _channel(address: str, token: Optional[str]) -> grpc.Channel:
+    return open_channel(address, Credentials(token=token)) if token else grpc.insecure_channel(address)
+
+
 def _adversary(address: str, n: int, smc: int, stop: threading.Event,
-               ready: threading.Event) -> None:
-    with grpc.insecure_channel(address) as channel:
+               ready: threading.Event, token: Optional[str] = None) -> None:
+    with _channel(address, token) as channel:
         kvm = Kvm(channel, timeout=600)
         vm = kvm.create_vm()
         vm.set_user_memory_region(0, RAM_BASE, 0x1_0000)
@@ -261,8 +280,8 @@ def _percentile(values: List[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
 
 
-def _measure(address: str, seconds: float) -> Dict[str, float]:
-    with grpc.insecure_channel(address) as channel:
+def _measure(address: str, seconds: float, token: Optional[str] = None) -> Dict[str, float]:
+    with _channel(address, token) as channel:
         kvm = Kvm(channel, timeout=120)
         health = health_pb2_grpc.HealthStub(channel)
         hello: List[float] = []
@@ -289,24 +308,30 @@ def _measure(address: str, seconds: float) -> Dict[str, float]:
 
 def cmd_fair(args: argparse.Namespace) -> None:
     smc = args.adversaries // 2 if args.smc is None else min(args.smc, args.adversaries)
-    server = _server(args.server_src)
+    tenants = _tenants_file() if args.tenants else None
+    server = _server(args.server_src, ["--tenants", tenants] if tenants else None)
+    probe = TENANT_TOKENS["probe"] if tenants else None
     try:
-        quiet = _measure(server.address, args.seconds)
+        quiet = _measure(server.address, args.seconds, probe)
         stop, ready = threading.Event(), threading.Event()
-        adversary = threading.Thread(target=_adversary,
-                                     args=(server.address, args.adversaries, smc, stop, ready))
+        adversary = threading.Thread(target=_adversary, args=(
+            server.address, args.adversaries, smc, stop, ready,
+            TENANT_TOKENS["adversary"] if tenants else None))
         adversary.start()
         ready.wait(60)
         time.sleep(1.0)
         try:
-            busy = _measure(server.address, args.seconds)
+            busy = _measure(server.address, args.seconds, probe)
         finally:
             stop.set()
             adversary.join(120)
     finally:
         server.stop()
+        if tenants:
+            os.unlink(tenants)
     print(f"another client's latencies, without and with {args.adversaries} adversary vCPUs "
-          f"({args.adversaries - smc} `j .`, {smc} storing into their own code, one RunMany):")
+          f"({args.adversaries - smc} `j .`, {smc} storing into their own code, one RunMany"
+          f"{', of another tenant' if tenants else ', same tenant'}):")
     print(f"  {'':12} {'quiet':>10} {'busy':>10}")
     for key in quiet:
         unit = "" if key == "hello runs" else " ms"
@@ -327,6 +352,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     fair.add_argument("--seconds", type=float, default=5.0)
     fair.add_argument("--smc", type=int, help="adversaries storing into their own code "
                       "(default: half)")
+    fair.add_argument("--tenants", action="store_true",
+                      help="the adversary and the measured client are two tenants")
     args = parser.parse_args(argv)
     {"exits": cmd_exits, "fair": cmd_fair}[args.cmd](args)
     return 0

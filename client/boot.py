@@ -87,7 +87,7 @@ def load_linux(vmm: Vmm, kernel_data: bytes, initrd: Optional[bytes], bootargs: 
 
 class Progress:
     """A one-line status on a terminal while the kernel boots: guest
-    instructions (by the guest clock), MIPS, seconds. Console output clears it; it is redrawn
+    instructions retired, MIPS, seconds. Console output clears it; it is redrawn
     once the console is quiet, until a shell prompt shows (or a key is
     typed), so it never sits on the interactive shell's line."""
 
@@ -103,10 +103,9 @@ class Progress:
         self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
 
     def instructions(self) -> int:
-        """Guest instructions as the vCPUs' deterministic clocks count them
-        (``timer time``: one tick per retired instruction, plus the time a
-        WFI skipped ahead; KVM's ONE_REG has no instret)."""
-        return sum(self.vmm.instructions.values())
+        """Guest instructions the vCPUs retired (their ``rvkvm_instructions``
+        statistic, read with GetStats while they run)."""
+        return self.vmm.instructions_retired()
 
     def line(self) -> str:
         """The status text: guest instructions, MIPS, seconds, vCPUs."""

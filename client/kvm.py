@@ -31,7 +31,7 @@ import asyncio
 import queue
 import threading
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import grpc
 
@@ -133,6 +133,10 @@ class _Caller:
             return convert(rpc(iter(requests), timeout=self.timeout))
         except grpc.RpcError as err:
             raise KvmError.from_rpc_error(err) from None
+
+
+def _stats(response: Any) -> Dict[str, int]:
+    return {stat.name: stat.value for stat in response.stats}
 
 
 class Kvm:
@@ -416,6 +420,11 @@ class Vm:
                                   pb.DrainCoalescedMmioRequest(vm_id=self.id),
                                   lambda r: X.coalesced_from_pb(r.entries))
 
+    def get_stats(self) -> Any:
+        """KVM_GET_STATS_FD on the VM, read: {name: value} (``Stats`` in
+        ``rvkvm.v1`` has each one's type, unit and exponent)."""
+        return self._caller.unary("GetStats", pb.GetStatsRequest(vm_id=self.id), _stats)
+
     def run_many(self, vcpus: Sequence[Vcpu], budget: int = 0, idle_timeout: float = 0.0) -> Any:
         """Run several vCPUs concurrently (each answers its own last exit);
         returns an ``Exit`` or a ``KvmError`` per vCPU, in order. Each vCPU
@@ -561,6 +570,13 @@ class Vcpu:
         value, e.g. ``KVM_INTERRUPT_UNSET``) the supervisor external
         interrupt line. Asynchronous: it works while the vCPU runs."""
         return self._caller.unary("Interrupt", pb.InterruptRequest(vcpu=self.ref, irq=irq), _none)
+
+    def get_stats(self) -> Any:
+        """KVM_GET_STATS_FD on the vCPU, read: {name: value}, KVM's names
+        where KVM has the statistic (``exits``, ``ecall_exit_stat``,
+        ``mmio_exit_user``, ``halt_wait_ns``, ...) and rvkvm's own
+        (``rvkvm_instructions``: guest instructions retired, ...)."""
+        return self._caller.unary("GetStats", pb.GetStatsRequest(vcpu=self.ref), _stats)
 
     def get_mp_state(self) -> Any:
         """KVM_GET_MP_STATE: ``KVM_MP_STATE_RUNNABLE`` (0) or ``_STOPPED`` (5)."""

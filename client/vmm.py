@@ -30,13 +30,11 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tupl
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from rvkvm.v1 import kvm_pb2 as pb
-
 from . import exits as X
 from .devices import UART_BASE, UART_IRQ, UART_SIZE, Uart16550
 from .errors import KvmError
 from .fdt import Node, to_dtb
-from .kvm import Kvm, Vcpu, clock_message
+from .kvm import Kvm, Vcpu
 from .plic import PLIC_BASE, PLIC_SIZE, Plic, VcpuInterruptLine
 from .report import CRASH_REGS, describe_crash
 
@@ -185,9 +183,6 @@ class Vmm:
         self.ram_size = ram_size
         self.console: Console = console if console is not None else sys.stdout.buffer
         self.vm = kvm.create_vm(abi_profile, clock=clock)
-        # timebase ticks per retired instruction of the VM's deterministic
-        # clock (None: host time), to count instructions by the guest clock
-        self.ticks_per_insn = _ticks_per_insn(kvm, clock)
         self.vm.set_user_memory_region(0, ram_base, ram_size)
         self.vcpus: List[Vcpu] = [self.vm.create_vcpu(i) for i in range(cpus)]
         self.vcpu = self.vcpus[0]
@@ -198,9 +193,6 @@ class Vmm:
         self._dbcn_input = bytearray()
         self._stop = threading.Event()
         self._result: Optional[RunResult] = None
-        # vCPU id -> instructions by its deterministic guest clock (timer
-        # time over ticks_per_insn; WFI skips count too) at its last budget exit
-        self.instructions: Dict[int, int] = {}
         self._mmio_starts: List[int] = []
         self._mmio: List[Tuple[int, int, MmioDevice]] = []
         self._dt_devices: List[Node] = []
@@ -371,8 +363,7 @@ class Vmm:
         result says ``timed_out``. A failed KVM_RUN raises its ``KvmError``
         (see ``crash_report``). ``budget``: at most this many
         instructions per Run call (0: unbounded); each vCPU sizes its Runs
-        to end about every ``BUDGET_PERIOD`` seconds and records its guest
-        time in ``instructions`` after each."""
+        to end about every ``BUDGET_PERIOD`` seconds."""
         self._stop.clear()
         self._result = None
         self.error = None
@@ -441,9 +432,6 @@ class Vmm:
                             self._serve_mmio(exit_)
                     elif isinstance(exit_, X.IntrExit):
                         if exit_.why == X.INTR_BUDGET:
-                            if self.ticks_per_insn:
-                                self.instructions[vcpu.id] = int(
-                                    vcpu.get_reg("timer time") / self.ticks_per_insn)
                             took = max(time.monotonic() - started, 1e-3)
                             budget = max(BUDGET_MIN, min(max_budget,
                                                          int(budget * BUDGET_PERIOD / took)))
@@ -541,6 +529,11 @@ class Vmm:
         self._write_console(bytes([exit_.args[0] & 0xFF]))
         exit_.ret = [SBI_SUCCESS, 0]
 
+    def instructions_retired(self) -> int:
+        """Guest instructions all vCPUs retired so far (the vCPUs'
+        ``rvkvm_instructions`` statistic; read while they run)."""
+        return sum(vcpu.get_stats()["rvkvm_instructions"] for vcpu in self.vcpus)
+
     def close(self) -> None:
         """Destroy the VM (DestroyVm)."""
         self.vm.destroy()
@@ -603,14 +596,3 @@ def read_elf(path: str) -> GuestImage:
     if not image.segments:
         raise GuestImageError(f"{path}: no loadable segment")
     return image
-
-
-def _ticks_per_insn(kvm: Kvm, clock: Union[None, str, int, Fraction]) -> Optional[Fraction]:
-    """Timebase ticks per retired instruction of a VM made with ``clock``
-    (None: host time, which counts no instructions)."""
-    info = kvm.get_host_info()
-    msg = clock_message(clock) if clock is not None else info.default_clock
-    if msg.mode != pb.GuestClock.MODE_DETERMINISTIC or not msg.ns_per_insn_den:
-        return None
-    ns = Fraction(msg.ns_per_insn_num, msg.ns_per_insn_den)
-    return ns * info.timebase_frequency / 1_000_000_000

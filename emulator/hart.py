@@ -105,6 +105,7 @@ class Hart:
         self.code_dirty = False
         # counters a benchmark reads (bench_boot)
         self.n_fence_i = 0
+        self.n_wfi = 0  # WFI executed (a KVM host counts them: wfi_exit_stat)
         self.n_sfence_vma = 0
         self.n_code_flushes = 0  # all translated code dropped
         self.leaf_bits = PAGE_SHIFT  # page offset bits of the last leaf walked
@@ -455,6 +456,7 @@ class Hart:
     def wfi(self, raw: int, pc: int) -> None:
         if self.priv == PRV_U or (self.priv == PRV_S and self.mstatus & C.MS_TW):
             raise self._illegal(raw, pc)
+        self.n_wfi += 1
         # WFI is a hint: do not stall while any interrupt is pending, even one
         # disabled in mie (privileged spec 3.3.3; riscv-tests rv64si wfi).
         if not self.read_mip():

@@ -36,6 +36,10 @@ from .rpc.tenants import Tenants, TenantsError, parse_size
 PROG = "rvkvm-server"
 EXIT_USAGE = 2
 ENGINE_ALIASES = {"interp": "reference"}  # the spelling of older releases
+# After the drain, the calls still in flight (short ones: Runs ended at the
+# drain) get this long to finish before they are cancelled; a loaded server
+# may take more than half a second to answer one.
+STOP_GRACE = 5.0
 
 
 class ListenError(Exception):
@@ -108,6 +112,7 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
                              "the clients are gone) before exiting")
     _tenancy_arguments(parser)
     _worker_arguments(parser)
+    _run_arguments(parser)
     return settings.parse(parser, argv)
 
 
@@ -131,6 +136,23 @@ def _workers(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
     return value
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    """How vCPU slices share the process (ServerConfig's run fields)."""
+    parser.add_argument("--run-threads", type=int, default=ServerConfig.run_threads,
+                        metavar="N", help="threads running vCPU slices (slices are pure "
+                        f"Python: more than one only adds lock contention; {ServerConfig.run_threads})")
+    parser.add_argument("--run-slice", type=int, default=ServerConfig.run_slice, metavar="N",
+                        help="instructions per vCPU slice (default: 200,000 in-process, "
+                        "20,000,000 in a worker, where its wall time ends it first)")
+    parser.add_argument("--slice-ms", type=float, default=ServerConfig.slice_time * 1000,
+                        metavar="MS", help="wall time per vCPU slice in milliseconds "
+                        f"({ServerConfig.slice_time * 1000:g})")
+    parser.add_argument("--switch-interval-ms", type=float,
+                        default=ServerConfig.switch_interval * 1000, metavar="MS",
+                        help="sys.setswitchinterval of the server process in milliseconds "
+                        f"(0: leave Python's; {ServerConfig.switch_interval * 1000:g})")
 
 
 def _tenancy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -249,7 +271,7 @@ async def serve(listen: str, config: ServerConfig, exit_on_stdin_eof: bool = Fal
     if terminated.is_set():
         structlog.get_logger("rvkvm.server").info("draining", grace=grace)
         await server.drain(grace)
-    await server.stop(grace=0.5)
+    await server.stop(grace=STOP_GRACE)
     return EXIT_INTERRUPTED if interrupted.is_set() else 0
 
 
@@ -293,7 +315,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = ServerConfig(host=host, engine=args.engine, max_vms=args.max_vms,
                           inline_slice=args.inline_slice, ns_per_insn=args.ns_per_insn,
                           clock=args.clock, workers=args.workers,
-                          worker_python=args.worker_python, worker_timeout=args.worker_timeout)
+                          worker_python=args.worker_python, worker_timeout=args.worker_timeout,
+                          run_threads=args.run_threads, run_slice=args.run_slice,
+                          slice_time=args.slice_ms / 1000,
+                          switch_interval=args.switch_interval_ms / 1000)
     try:
         _tenancy_config(args, config)
     except (TenantsError, ValueError) as err:

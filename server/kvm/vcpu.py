@@ -35,7 +35,7 @@ from __future__ import annotations
 import errno
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple, TypeVar, Union
 
 from rvkvm.emulator import csr as C
 from rvkvm.emulator.events import GuestExit, Stop, Trap
@@ -59,6 +59,7 @@ from .profiles import ISA_BY_NAME_ID
 from .reglist import OneRegMap
 from .sbi import REQ_FENCE_I, REQ_IPI, REQ_SFENCE_VMA, handle_ecall
 from .sbi_ext import FWFT_FEATURES, STA_SHMEM_DISABLED
+from .stats import VCPU_COUNTED, VCPU_STATS
 
 if TYPE_CHECKING:
     from .vm import Vm
@@ -74,6 +75,27 @@ GUEST_COUNTERS = 0x7
 DEFAULT_BUDGET = 500_000  # instructions per run() call
 DEFAULT_IDLE_TIMEOUT = 0.1  # seconds a run() call sleeps while idle
 SLICE = 1 << 20
+
+T = TypeVar("T")
+
+
+class Busy:
+    """What ``Vcpu.call_nowait`` returns when another thread holds the vCPU."""
+
+    def __repr__(self) -> str:
+        return "BUSY"
+
+
+BUSY = Busy()
+
+# The traps KVM counts when it redirects them (vcpu_exit.c), by cause.
+_REDIRECT_STATS = {
+    C.CAUSE_ILLEGAL: "instr_illegal_exits",
+    C.CAUSE_MISALIGNED_LOAD: "load_misaligned_exits",
+    C.CAUSE_MISALIGNED_STORE: "store_misaligned_exits",
+    C.CAUSE_LOAD_ACCESS: "load_access_exits",
+    C.CAUSE_STORE_ACCESS: "store_access_exits",
+}
 
 _ACCESS_FAULT = {FETCH: C.CAUSE_FETCH_ACCESS, LOAD: C.CAUSE_LOAD_ACCESS,
                  STORE: C.CAUSE_STORE_ACCESS}
@@ -150,7 +172,9 @@ class Vcpu:
         self.mp_state = KVM_MP_STATE_RUNNABLE if runnable else KVM_MP_STATE_STOPPED
         self.guest_debug = False
         self.idle = False  # sleeping in run() (HSM reports SUSPENDED)
-        self._mutex = threading.Lock()  # the vCPU ioctl lock
+        # the vCPU ioctl lock; reentrant so that call_nowait can hold it
+        # around an ioctl that takes it again
+        self._mutex = threading.RLock()
         self._lock = threading.Lock()  # guards the request fields below
         self._wake = threading.Event()
         self._kick = False
@@ -169,6 +193,10 @@ class Vcpu:
         self._trap_limit = SLICE
         self._closed = False
         self._take_trap = self.hart.take_trap
+        # statistics (stats.VCPU_STATS): counters, and the current halt
+        self.counts: Dict[str, int] = dict.fromkeys(VCPU_COUNTED, 0)
+        self._halt_since: Optional[float] = None
+        self._halt_ns = 0
         # Workaround: Hart.run counts only retired instructions against its
         # budget, so a guest stuck in a delegated trap loop (stvec faulting)
         # would never return; count trap entries too.
@@ -198,6 +226,18 @@ class Vcpu:
         with self._mutex:
             self._check_alive()
             return self.onereg.get_reg_list()
+
+    def call_nowait(self, ioctl: Callable[..., T], *args: Any) -> Union[T, Busy]:
+        """``ioctl(*args)`` (a method of this vCPU) if the vCPU mutex is free
+        now, else ``BUSY`` without waiting: a thread that must not block (an
+        event loop) answers a register ioctl at once between slices, and
+        hands it to a thread that may wait only while a slice runs."""
+        if not self._mutex.acquire(blocking=False):
+            return BUSY
+        try:
+            return ioctl(*args)
+        finally:
+            self._mutex.release()
 
     def get_value(self, reg_id: int) -> int:
         """``get_one_reg`` as an unsigned integer."""
@@ -253,6 +293,28 @@ class Vcpu:
             self.guest_debug = bool(control & KVM_GUESTDBG_ENABLE)
             self._apply_debug()
 
+    def stats(self) -> Dict[str, int]:
+        """KVM_GET_STATS_FD's data: {name: value} in ``stats.VCPU_STATS``
+        order. Takes no lock (as KVM's stats read): read while the vCPU
+        runs, each value is one the counter had during the run."""
+        hart = self.hart
+        tr = hart.translator
+        values = dict(self.counts)
+        since = self._halt_since
+        values["halt_wait_ns"] = self._halt_ns + (
+            0 if since is None else int((time.monotonic() - since) * 1e9))
+        values["blocking"] = int(since is not None)
+        values["wfi_exit_stat"] = hart.n_wfi
+        values["rvkvm_fence_i"] = hart.n_fence_i
+        values["rvkvm_sfence_vma"] = hart.n_sfence_vma
+        values["rvkvm_translate_ns"] = int(tr.translate_seconds * 1e9)
+        values["rvkvm_tier1_ns"] = int(tr.tier1_seconds * 1e9)
+        values["rvkvm_regions_translated"] = tr.blocks_built
+        values["rvkvm_insns_translated"] = tr.insns_translated
+        values["rvkvm_tier1_blocks"] = tr.tier1_built
+        values["rvkvm_code_evictions"] = tr.evictions
+        return {desc.name: values[desc.name] for desc in VCPU_STATS}
+
     @property
     def pending_exit(self) -> Optional[X.Exit]:
         """The exit whose completion the next ``run()`` applies (for adapters
@@ -300,6 +362,7 @@ class Vcpu:
             kicked, self._kick = self._kick, False
         if kicked:
             return X.IntrExit(X.INTR_KICK)
+        self.counts["rvkvm_runs"] += 1
         if not self._configured:
             self._first_run_setup()
         alarm = ALARMS.arm(deadline, self.hart.kick) if deadline is not None else None
@@ -499,6 +562,7 @@ class Vcpu:
             with self._lock:
                 kicked, self._kick = self._kick, False
             if kicked:
+                self.counts["signal_exits"] += 1
                 return X.IntrExit(X.INTR_KICK)
             if self._preempt or (deadline is not None and time.monotonic() >= deadline):
                 return X.IntrExit(X.INTR_SLICE)
@@ -512,11 +576,24 @@ class Vcpu:
             start = hart.instret
             self._traps = 0
             self._trap_limit = min(remaining, SLICE)
+            halted = self._halt_since
+            entry = time.monotonic() if halted is not None else 0.0
             stop = hart.run(self._trap_limit)
+            if halted is not None and (stop.reason != "wfi" or hart.instret != start):
+                # the guest ran on from its WFI: a wakeup
+                self._halt_since = None
+                self.counts["halt_wakeup"] += 1
+                self._halt_ns += int((entry - halted) * 1e9)
+            counts = self.counts
+            if halted is None or self._halt_since is None:  # not a halt going on
+                counts["exits"] += 1
+            counts["rvkvm_instructions"] += hart.instret - start
             remaining -= hart.instret - start + self._traps
             self.last_run_insns = budget - remaining
             self.vm.note_time(hart)
             if stop.reason == "wfi":
+                if self._halt_since is None:
+                    self._halt_since = time.monotonic()
                 if not self._sleep(idle_timeout):
                     return X.IntrExit(X.INTR_IDLE)
                 continue
@@ -614,6 +691,7 @@ class Vcpu:
             # every guest interrupt is delegated; nothing else can be pending
             raise KvmError(errno.EFAULT, f"unexpected interrupt {cause}")
         if cause == C.CAUSE_ECALL_S:
+            self.counts["ecall_exit_stat"] += 1
             return handle_ecall(self)
         if cause == C.CAUSE_BREAKPOINT and self.guest_debug:
             return X.DebugExit()
@@ -624,6 +702,9 @@ class Vcpu:
         if cause == C.CAUSE_FETCH_ACCESS and not self.vm.memory.is_ram(self._fetch_phys()):
             raise KvmError(errno.EOPNOTSUPP, f"instruction fetch from non-RAM at {self.hart.pc:#x}")
         if cause in _REDIRECTED:
+            stat = _REDIRECT_STATS.get(cause)
+            if stat is not None:
+                self.counts[stat] += 1
             self.redirect_trap(cause, stop.tval)
             return None
         raise KvmError(errno.EFAULT, f"unexpected trap cause {cause}")
@@ -678,8 +759,10 @@ class Vcpu:
         exit_ = X.MmioExit(phys_addr, size, is_write, value)
         # kvm_riscv_vcpu_mmio_store: the in-kernel MMIO bus (coalesced zones) first
         if is_write and self.vm.coalesced_mmio.write(phys_addr, size, exit_.data):
+            self.counts["mmio_exit_kernel"] += 1
             self._step_over(insn.length)
             return None
+        self.counts["mmio_exit_user"] += 1
 
         def complete() -> None:
             if not is_write:
@@ -712,6 +795,7 @@ class Vcpu:
         if isinstance(event, CsrAccess):
             rd = (self._insn_at_pc() >> 7) & 31
             exit_ = X.CsrExit(event.csr_num, event.new_value, event.write_mask)
+            self.counts["csr_exit_user"] += 1
 
             def complete() -> None:
                 self._set_reg(rd, exit_.ret_value)

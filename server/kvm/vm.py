@@ -369,6 +369,18 @@ class Vm:
     def vcpus(self) -> List[Vcpu]:
         return list(self._vcpus.values())
 
+    def stats(self) -> Dict[str, int]:
+        """KVM_GET_STATS_FD on the VM: {name: value} in ``stats.VM_STATS``
+        order (no lock, as the vCPU's)."""
+        vcpus = self.vcpus
+        slots = self.slots()
+        return {
+            "rvkvm_vcpus": len(vcpus),
+            "rvkvm_memory_slots": len(slots),
+            "rvkvm_memory_bytes": sum(s.memory_size for s in slots),
+            "rvkvm_instructions": sum(v.counts["rvkvm_instructions"] for v in vcpus),
+        }
+
     def find_vcpu(self, vcpu_id: int) -> Optional[Vcpu]:
         return self._vcpus.get(vcpu_id)
 

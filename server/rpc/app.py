@@ -41,6 +41,17 @@ NO_PORT_REUSE = [("grpc.so_reuseport", 0)]
 # Instructions a slice in a worker may run by default: its wall-time bound
 # (slice_time) ends it first, as each slice costs an IPC round trip.
 WORKER_RUN_SLICE = 20_000_000
+# Calls that arrived and wait for the application to take them: grpc-core
+# cancels the ones older than grpc.server_max_unrequested_time_in_server
+# (30 s) while more than max_pending_requests (1,000) wait, and refuses
+# beyond the hard limit (3,000). Under load (16 clients x 64 vCPUs, each
+# with a Run in flight: over 1,000 calls) that cancelled Runs whose callers
+# were still waiting within their own deadline. The caller's deadline is
+# what bounds a call; the server sheds load (RESOURCE_EXHAUSTED) only past
+# this many waiting calls.
+MAX_PENDING_CALLS = 1 << 16
+PENDING_CALLS = [("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+                 ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS)]
 
 
 class Server:
@@ -69,6 +80,7 @@ class Server:
             self.metrics_port = self.metrics.serve(self._metrics_listen)
         await self.grpc_server.start()
         self.reaper.start()
+        self.registry.scheduler.watch.start()
 
     async def wait_for_termination(self, timeout: Optional[float] = None) -> bool:
         return await self.grpc_server.wait_for_termination(timeout)
@@ -94,6 +106,7 @@ class Server:
         reaper, the metrics endpoint and the threads."""
         await self._health.enter_graceful_shutdown()
         await self.reaper.stop()
+        await self.registry.scheduler.watch.stop()
         self.registry.begin_drain()
         await self.grpc_server.stop(grace)
         self.registry.destroy_all()
@@ -163,7 +176,8 @@ async def create_server(address: str,
         # it becomes a status; bad request bytes become EINVAL before anything else
         interceptors=[activity, KvmErrorInterceptor(), CallInterceptor(tenants, metrics),
                       MalformedRequestInterceptor()],
-        options=NO_PORT_REUSE + [("grpc.max_receive_message_length", limits.max_message),
+        options=NO_PORT_REUSE + PENDING_CALLS + [
+                 ("grpc.max_receive_message_length", limits.max_message),
                  ("grpc.max_send_message_length", limits.max_message),
                  *config.grpc_options],
     )

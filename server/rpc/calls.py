@@ -12,7 +12,10 @@ call ends. When it ends the interceptor logs, at info level::
      "vm_id": "vm-...", "vcpu_id": 0, "level": "info", "timestamp": "..."}
 
 (``request_id`` is the caller's ``x-request-id`` metadata when it sends a
-sane one, else a new UUID), and counts it in the metrics.
+sane one, else a new UUID; it is bound to every log line of the call and
+sent back as ``x-request-id`` in the response's initial metadata), and
+counts it in the metrics. A failed call's line says why (``errno``,
+``error``): a malformed request is logged there, once.
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ import structlog
 from rvkvm.server.kvm import KvmError
 
 from .errors import status_code, to_status
-from .interceptors import SERVICE_PREFIX, _AroundInterceptor, wrap_handler
+from .interceptors import SERVICE_PREFIX, _AroundInterceptor, cached_wrap, wrap_handler
+from .limits import MAX_ERROR_MESSAGE
 from .metrics import Metrics, rpc_type, split_method
 from .tenants import OPEN, Tenant, Tenants
 
+REQUEST_ID = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
@@ -82,7 +87,7 @@ def _metadata(context: grpc.aio.ServicerContext) -> List[Any]:
 
 def _request_id(metadata: List[Any]) -> str:
     for key, value in metadata:
-        if key == "x-request-id":
+        if key == REQUEST_ID:
             text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
             if _REQUEST_ID.match(text):
                 return text
@@ -107,7 +112,8 @@ class CallInterceptor(_AroundInterceptor):
         if handler is None or not method.startswith(SERVICE_PREFIX):
             return handler
         self._types[method] = rpc_type(handler.request_streaming, handler.response_streaming)
-        return wrap_handler(handler, method, self.around)
+        return cached_wrap(self, method, handler,
+                           lambda: wrap_handler(handler, method, self.around))
 
     @contextlib.asynccontextmanager
     async def around(self, method: str,
@@ -119,14 +125,17 @@ class CallInterceptor(_AroundInterceptor):
         peer = context.peer()
         call = Call(method, request_id=_request_id(metadata))
         token = CURRENT.set(call)
+        bound = structlog.contextvars.bind_contextvars(request_id=call.request_id)
         service, name = split_method(method)
         kind = self._types.get(method, "unary")
         if self._metrics is not None:
             self._metrics.started.labels(service, name, kind).inc()
         code = grpc.StatusCode.OK
         level = "info"
-        errno_name = ""
+        errno_name = error = ""
         try:
+            # the gRPC convention: the request id goes back in the headers
+            await context.send_initial_metadata(((REQUEST_ID, call.request_id),))
             tenant = self._authenticate(metadata, context)
             if tenant is None:
                 code = grpc.StatusCode.UNAUTHENTICATED
@@ -139,7 +148,7 @@ class CallInterceptor(_AroundInterceptor):
             call.tenant = tenant
             yield
         except KvmError as err:
-            code, errno_name = status_code(err), err.name
+            code, errno_name, error = status_code(err), err.name, err.message[:MAX_ERROR_MESSAGE]
             raise
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
@@ -166,11 +175,13 @@ class CallInterceptor(_AroundInterceptor):
                 "tenant": call.tenant.name, "peer": peer}
             if errno_name:
                 fields["errno"] = errno_name
+                fields["error"] = error
             if call.vm_id:
                 fields["vm_id"] = call.vm_id
             if call.vcpu_id is not None:
                 fields["vcpu_id"] = call.vcpu_id
             getattr(self._log, level)("rpc", **fields)
+            structlog.contextvars.reset_contextvars(**bound)
             # A response stream the client dropped is closed from another
             # context (the async generator's finaliser): nothing to reset.
             with contextlib.suppress(ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 from fractions import Fraction
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Mapping, Optional, Sequence
 
 from rvkvm.server.kvm import HostProfile, KvmError
 from rvkvm.server.kvm import exits as X
@@ -14,6 +14,7 @@ from rvkvm.server.kvm.coalesced_mmio import CoalescedMmio
 from rvkvm.server.kvm.isa_ext import ISA_EXTS
 from rvkvm.server.kvm.profiles import DEFAULT_KERNEL, KERNEL_PROFILES
 from rvkvm.server.kvm.sbi_ext import FWFT_BY_ID, FWFT_FEATURES, SBI_EXTS, FwftFeature
+from rvkvm.server.kvm.stats import KVM_STATS_BASE_POW2, StatDesc
 from rvkvm.server.kvm.system import KVM_API_VERSION
 from rvkvm.uapi.onereg import RegType, SbiStateSubtype, Size, make_id
 from rvkvm.v1 import kvm_pb2 as pb
@@ -218,3 +219,19 @@ def fill_clock(clock: GuestClock, msg: pb.GuestClock, timebase_frequency: int) -
     if rate is None:  # one timebase tick per instruction
         rate = Fraction(1_000_000_000, timebase_frequency)
     msg.ns_per_insn_num, msg.ns_per_insn_den = rate.numerator, rate.denominator
+
+
+# ---------------------------------------------------------------------------
+# statistics
+
+
+def stats_to_pb(stats_id: str, descs: Sequence[StatDesc],
+                values: Mapping[str, int]) -> pb.Stats:
+    """KVM_GET_STATS_FD's header id, descriptors and data as ``Stats``."""
+    return pb.Stats(id=stats_id, stats=[
+        pb.Stat(name=d.name, value=values[d.name] & U64_MASK, type=pb.StatType.Name(d.kind),
+                unit=pb.StatUnit.Name(d.unit >> 4), exponent=d.exponent,
+                base_pow2=d.base == KVM_STATS_BASE_POW2,
+                flags=d.flags, help=d.doc)
+        for d in descs])
+

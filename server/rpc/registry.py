@@ -293,6 +293,7 @@ class VcpuSession:
                     or self._abandoned or self._lifecycle.draining
                     or self._scheduler.waiting()):
                 return exit_, used, None
+            self._scheduler.give_way()
 
     async def _slice(self, owner: Hashable,
                      remaining: Optional[int]) -> Tuple[X.Exit, int, Optional[Delivery]]:

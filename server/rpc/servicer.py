@@ -22,7 +22,9 @@ from typing import Any, AsyncIterator, Callable, Hashable, List, Optional, Tuple
 
 import grpc
 
-from rvkvm.server.kvm import KvmError, copy_reg_list, short_name
+from rvkvm.server.kvm import KvmError, Vcpu, copy_reg_list, short_name
+from rvkvm.server.kvm.stats import VCPU_STATS, VM_STATS
+from rvkvm.server.kvm.vcpu import BUSY
 from rvkvm.v1 import kvm_pb2 as pb
 from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
@@ -71,6 +73,18 @@ class KvmServicer(pb_grpc.KvmServicer):
         if getattr(getattr(fn, "__self__", fn), "in_worker", False) or hasattr(fn, "aio"):
             return await self._call(fn, *args)
         return fn(*args)
+
+    async def _vcpu_call(self, vcpu: Vcpu, ioctl: Callable[..., T], *args: Any) -> T:
+        """A vCPU ioctl (microseconds of work): on the event loop at once
+        when the vCPU is between slices, on an ops thread only while a
+        slice holds it, so that register calls never queue behind run
+        traffic for a thread and two interpreter-lock hand-offs."""
+        if getattr(vcpu, "in_worker", False):  # the worker answers between slices itself
+            return await self._call(ioctl, *args)
+        result = vcpu.call_nowait(ioctl, *args)
+        if result is BUSY:
+            return await self._call(ioctl, *args)
+        return result  # type: ignore[return-value]
 
     def _vm(self, vm_id: str) -> VmEntry:
         """The one lookup of a VM by a call: only the calling tenant's VMs
@@ -261,18 +275,19 @@ class KvmServicer(pb_grpc.KvmServicer):
     async def GetOneReg(self, request: pb.GetOneRegRequest,
                         context: Context) -> pb.GetOneRegResponse:
         vcpu = self._session(request.vcpu).vcpu
-        return pb.GetOneRegResponse(value=await self._call(vcpu.get_one_reg, request.id))
+        return pb.GetOneRegResponse(value=await self._vcpu_call(vcpu, vcpu.get_one_reg,
+                                                                 request.id))
 
     async def SetOneReg(self, request: pb.SetOneRegRequest,
                         context: Context) -> pb.SetOneRegResponse:
         vcpu = self._session(request.vcpu).vcpu
-        await self._call(vcpu.set_one_reg, request.id, request.value)
+        await self._vcpu_call(vcpu, vcpu.set_one_reg, request.id, request.value)
         return pb.SetOneRegResponse()
 
     async def GetRegList(self, request: pb.GetRegListRequest,
                          context: Context) -> pb.GetRegListResponse:
         vcpu = self._session(request.vcpu).vcpu
-        ids = await self._call(vcpu.get_reg_list)
+        ids = await self._vcpu_call(vcpu, vcpu.get_reg_list)
         if request.HasField("n"):
             ids = copy_reg_list(request.n, ids)
         return pb.GetRegListResponse(ids=ids, names=[short_name(i) for i in ids])
@@ -299,13 +314,13 @@ class KvmServicer(pb_grpc.KvmServicer):
     async def SetMpState(self, request: pb.SetMpStateRequest,
                          context: Context) -> pb.SetMpStateResponse:
         vcpu = self._session(request.vcpu).vcpu
-        await self._call(vcpu.set_mp_state, request.mp_state)
+        await self._vcpu_call(vcpu, vcpu.set_mp_state, request.mp_state)
         return pb.SetMpStateResponse()
 
     async def SetGuestDebug(self, request: pb.SetGuestDebugRequest,
                             context: Context) -> pb.SetGuestDebugResponse:
         vcpu = self._session(request.vcpu).vcpu
-        await self._call(vcpu.set_guest_debug, request.control)
+        await self._vcpu_call(vcpu, vcpu.set_guest_debug, request.control)
         return pb.SetGuestDebugResponse()
 
     async def Kick(self, request: pb.KickRequest, context: Context) -> pb.KickResponse:
@@ -314,7 +329,7 @@ class KvmServicer(pb_grpc.KvmServicer):
 
     async def GetFwft(self, request: pb.GetFwftRequest, context: Context) -> pb.FwftState:
         vcpu = self._session(request.vcpu).vcpu
-        return await self._call(_get_fwft, vcpu, request.feature_id)
+        return await self._vcpu_call(vcpu, _get_fwft, vcpu, request.feature_id)
 
     async def SetFwft(self, request: pb.SetFwftRequest, context: Context) -> pb.FwftState:
         vcpu = self._session(request.vcpu).vcpu
@@ -323,8 +338,9 @@ class KvmServicer(pb_grpc.KvmServicer):
                              ("flags", convert.FWFT_FLAGS)):
             if request.HasField(field):
                 value = int(getattr(request, field))
-                await self._call(vcpu.set_value, convert.fwft_reg_id(feature, index), value)
-        return await self._call(_get_fwft, vcpu, request.feature_id)
+                await self._vcpu_call(vcpu, vcpu.set_value,
+                                      convert.fwft_reg_id(feature, index), value)
+        return await self._vcpu_call(vcpu, _get_fwft, vcpu, request.feature_id)
 
     # -- coalesced MMIO --------------------------------------------------
 
@@ -346,6 +362,18 @@ class KvmServicer(pb_grpc.KvmServicer):
                                  context: Context) -> pb.DrainCoalescedMmioResponse:
         entries = await self._quick(self._vm(request.vm_id).vm.drain_coalesced_mmio)
         return pb.DrainCoalescedMmioResponse(entries=convert.coalesced_to_pb(entries))
+
+    # -- statistics ------------------------------------------------------
+
+    async def GetStats(self, request: pb.GetStatsRequest, context: Context) -> pb.Stats:
+        if request.WhichOneof("target") == "vcpu":
+            ref = request.vcpu
+            vcpu = self._session(ref).vcpu
+            return convert.stats_to_pb(f"kvm-{ref.vm_id}/vcpu_{ref.vcpu_id}", VCPU_STATS,
+                                       await self._quick(vcpu.stats))
+        entry = self._vm(request.vm_id)
+        return convert.stats_to_pb(f"kvm-{entry.vm_id}", VM_STATS,
+                                   await self._quick(entry.vm_alive().stats))
 
     # -- batch -----------------------------------------------------------
 

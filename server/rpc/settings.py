@@ -9,6 +9,11 @@ file, which wins over the parser's default. Values from the environment
 and the file go through the option's own ``type`` and ``choices``, so a bad
 value fails as the flag would; booleans (``store_true`` options) accept
 true/false, 1/0, yes/no, on/off (a TOML boolean too).
+
+The TLS options are the exception: ``--tls-cert`` is ``RVKVM_SERVER_TLS_CERT``
+(and so on), because the client library reads ``RVKVM_TLS_CA``,
+``RVKVM_TLS_CERT`` and ``RVKVM_TLS_KEY`` (``rvkvm.client.channels``): a
+client's settings must never configure the embedded server it starts.
 """
 
 from __future__ import annotations
@@ -25,7 +30,15 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
+# Options whose plain RVKVM_<OPTION> name is a client library variable's.
+SERVER_ONLY_PREFIX = ENV_PREFIX + "SERVER_"
+_CLIENT_NAMED = ("tls_",)
+
+
 def env_name(dest: str) -> str:
+    """The environment variable of the option stored as ``dest``."""
+    if dest.startswith(_CLIENT_NAMED):
+        return SERVER_ONLY_PREFIX + dest.upper()
     return ENV_PREFIX + dest.upper()
 
 

@@ -408,6 +408,7 @@ class VmProxy:
 
     check_extension = _Remote("check_extension")
     get_dirty_log = _Remote("get_dirty_log")
+    stats = _Remote("stats")
     register_coalesced_mmio = _Remote("register_coalesced_mmio")
     unregister_coalesced_mmio = _Remote("unregister_coalesced_mmio")
 
@@ -575,6 +576,7 @@ class VcpuProxy:
     set_one_reg = _Remote("set_one_reg")
     get_reg_list = _Remote("get_reg_list")
     get_mp_state = _Remote("get_mp_state")
+    stats = _Remote("stats")
     set_mp_state = _Remote("set_mp_state")
     set_guest_debug = _Remote("set_guest_debug")
 

@@ -109,6 +109,7 @@ class Worker:
             "kick": (NOW, lambda v, _fds: v.kick()),
             "preempt": (NOW, lambda v, _fds: v.preempt()),
             "get_mp_state": (NOW, lambda v, _fds: v.get_mp_state()),
+            "stats": (NOW, lambda obj, _fds: obj.stats()),
             "try_run": (NOW, self.try_run),
             "get_one_reg": (MUTEX, lambda v, _fds, reg: v.get_one_reg(reg)),
             "set_one_reg": (MUTEX, lambda v, _fds, reg, data: v.set_one_reg(reg, data)),

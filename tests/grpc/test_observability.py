@@ -231,6 +231,9 @@ def test_malformed_requests_and_drain_refusals_are_logged_and_counted():
             rpc = {x["method"]: x for x in logs if x.get("event") == "rpc"}
             destroy, create = rpc["/rvkvm.v1.Kvm/DestroyVm"], rpc["/rvkvm.v1.Kvm/CreateVm"]
             assert destroy["code"] == "INVALID_ARGUMENT" and destroy["errno"] == "EINVAL"
+            # logged once: the call's line says why
+            assert destroy["error"].startswith("malformed request of 5 bytes")
+            assert [x for x in logs if "malformed" in str(x)] == [destroy]
             assert create["code"] == "UNAVAILABLE" and create["errno"] == "ESHUTDOWN"
             s = _samples(thread.server.metrics_port)
 
@@ -242,3 +245,68 @@ def test_malformed_requests_and_drain_refusals_are_logged_and_counted():
             assert handled("CreateVm", "UNAVAILABLE") == 1
     finally:
         thread.stop()
+
+
+def test_the_request_id_is_echoed_in_the_headers_and_bound_to_the_calls_logs(server):
+    from rvkvm.v1 import kvm_pb2 as pb
+    from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.KvmStub(channel)
+        with structlog.testing.capture_logs() as logs:
+            _, call = stub.GetApiVersion.with_call(pb.GetApiVersionRequest(),
+                                                   metadata=[("x-request-id", "req-7")])
+            assert ("x-request-id", "req-7") in call.initial_metadata()
+            _, call = stub.GetApiVersion.with_call(pb.GetApiVersionRequest())
+            made = dict(call.initial_metadata())["x-request-id"]
+            assert len(made) == 32 and made != "req-7"
+            # a failing call and a stream echo it too
+            failing = stub.GetMpState.future(pb.GetMpStateRequest(
+                vcpu=pb.VcpuRef(vm_id="vm-none")), metadata=[("x-request-id", "req-8")])
+            with pytest.raises(grpc.RpcError):
+                failing.result(timeout=10)
+            assert ("x-request-id", "req-8") in failing.initial_metadata()
+        ids = [x["request_id"] for x in logs if x.get("event") == "rpc"]
+        assert ids == ["req-7", made, "req-8"]
+
+
+async def test_the_request_id_is_bound_while_the_call_runs():
+    from rvkvm.server.rpc.calls import CallInterceptor
+
+    class Context:
+        sent: list = []
+
+        def invocation_metadata(self):
+            return (("x-request-id", "req-9"),)
+
+        def peer(self):
+            return "ipv4:127.0.0.1:1"
+
+        async def send_initial_metadata(self, metadata):
+            self.sent.append(tuple(metadata))
+
+        def cancelled(self):
+            return False
+
+    context = Context()
+    with structlog.testing.capture_logs():
+        async with CallInterceptor(None).around("/rvkvm.v1.Kvm/GetApiVersion", context):
+            assert structlog.contextvars.get_contextvars()["request_id"] == "req-9"
+    assert "request_id" not in structlog.contextvars.get_contextvars()
+    assert context.sent == [(("x-request-id", "req-9"),)]
+
+
+def test_server_tls_settings_have_their_own_environment_names(monkeypatch):
+    """The client library's RVKVM_TLS_* never configure a server (the
+    embedded one `rvkvm run` starts inherits the client's environment)."""
+    from rvkvm.server.__main__ import _parse
+    monkeypatch.setenv("RVKVM_TLS_CERT", "/client/cert.pem")
+    monkeypatch.setenv("RVKVM_TLS_KEY", "/client/key.pem")
+    monkeypatch.setenv("RVKVM_TLS_CA", "/client/ca.pem")
+    args = _parse([])
+    assert (args.tls_cert, args.tls_key, args.tls_client_ca) == (None, None, None)
+    monkeypatch.setenv("RVKVM_SERVER_TLS_CERT", "/server/cert.pem")
+    monkeypatch.setenv("RVKVM_SERVER_TLS_KEY", "/server/key.pem")
+    monkeypatch.setenv("RVKVM_SERVER_TLS_CLIENT_CA", "/server/ca.pem")
+    args = _parse([])
+    assert (args.tls_cert, args.tls_key, args.tls_client_ca) == (
+        "/server/cert.pem", "/server/key.pem", "/server/ca.pem")

@@ -13,7 +13,7 @@ import pytest
 from rvkvm.server.kvm import KvmError
 from rvkvm.server.kvm import exits as X
 from rvkvm.server.rpc.registry import Lifecycle, Pacing, VcpuSession
-from rvkvm.server.rpc.scheduler import FairScheduler
+from rvkvm.server.rpc.scheduler import FairScheduler, LoopWatch
 from rvkvm.v1 import kvm_pb2 as pb
 from tests.emulator import rvasm as A
 from tests.server.kvm_runtime_guest import (
@@ -250,3 +250,23 @@ def test_a_hundred_busy_jobs_of_one_owner_do_not_starve_another_owners_one():
     first = order[:400]
     assert first.count("lone") == 200
     assert all(a != b for a, b in zip(first, first[1:]))  # strictly alternating
+
+
+async def test_a_run_thread_waits_while_the_event_loop_has_work():
+    # the loop accepts calls and answers ONE_REG: a slice taken while it is
+    # busy starts only when it waits for I/O again
+    scheduler = FairScheduler(1, watch=LoopWatch(max_pause=30.0))
+    scheduler.watch.start()
+    loop_busy = [True]
+    try:
+        await asyncio.sleep(0.01)  # the worker is waiting for a job
+        job = scheduler.submit(OWNER, lambda: loop_busy[0])
+        end = time.monotonic() + 0.05
+        while time.monotonic() < end:  # 50 ms of work on the loop, no await
+            pass
+        loop_busy[0] = False
+        assert await asyncio.wrap_future(job) is False
+        assert scheduler.watch.pauses == 1
+    finally:
+        await scheduler.watch.stop()
+        scheduler.shutdown()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import errno
 import hashlib
+import queue
 import time
 import uuid
 from typing import Any, Callable, Dict, Iterator, List, Tuple
@@ -123,6 +124,7 @@ TABLE: Dict[str, Tuple[str, Build]] = {
     "UnregisterCoalescedMmio": ("unary", lambda v: pb.UnregisterCoalescedMmioRequest(
         vm_id=v, zone=pb.CoalescedMmioZone(addr=0x1000_0000, size=8))),
     "DrainCoalescedMmio": ("unary", lambda v: pb.DrainCoalescedMmioRequest(vm_id=v)),
+    "GetStats": ("unary", lambda v: pb.GetStatsRequest(vcpu=pb.VcpuRef(vm_id=v, vcpu_id=VCPU0))),
 }
 NOT_VM_SCOPED = {"GetApiVersion", "GetHostInfo", "CreateVm", "ListVms"}
 
@@ -580,5 +582,40 @@ def test_mtls_client_certificate_names_the_tenant(certs):
             with pytest.raises(KvmError) as info:
                 Kvm(channel, timeout=10).list_vms()
             assert info.value.code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        thread.stop()
+
+
+def test_an_open_stream_holds_its_vm_while_it_waits_between_messages():
+    thread = ServerThread(ServerConfig(lease=0.3, run_slice=20_000)).start()
+    try:
+        with grpc.insecure_channel(thread.address) as channel:
+            kvm = Kvm(channel, timeout=30)
+            vm = kvm.create_vm()
+            vm.set_user_memory_region(0, RAM_BASE, RAM_SIZE)
+            vcpu = vm.create_vcpu(0)
+            load(vm, vcpu, [jump_self()])
+            stub = pb_grpc.KvmStub(channel)
+            requests: queue.Queue = queue.Queue()
+            replies = stub.RunStream(iter(requests.get, None), timeout=60)
+            requests.put(pb.RunRequest(vcpu=vcpu.ref, budget=1000))
+            assert next(replies).WhichOneof("kind") == "intr"
+            # the stream is idle for three leases: its VM stays
+            time.sleep(0.9)
+            assert [v.open_calls for v in kvm.list_vms().vms if v.vm_id == vm.id] == [1]
+            requests.put(pb.RunRequest(vcpu=vcpu.ref, budget=1000,
+                                       completion=pb.Completion(exit_seq=1)))
+            assert next(replies).seq == 2
+            chunks: queue.Queue = queue.Queue()
+            writer = stub.WriteMemoryStream.future(iter(chunks.get, None), timeout=60)
+            chunks.put(pb.WriteMemoryRequest(vm_id=vm.id, gpa=RAM_BASE + 0x100, data=b"x"))
+            wait_for(lambda: [v.open_calls for v in kvm.list_vms().vms] == [2])
+            requests.put(None)  # the RunStream ends; the write stream waits on
+            assert list(replies) == []
+            time.sleep(0.9)
+            assert [v.open_calls for v in kvm.list_vms().vms if v.vm_id == vm.id] == [1]
+            chunks.put(None)
+            assert writer.result(30).bytes_written == 1
+            wait_for(lambda: kvm.list_vms().vms == [])  # no call holds it now
     finally:
         thread.stop()

@@ -24,6 +24,22 @@ class IntrReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INTR_REASON_BUDGET: _ClassVar[IntrReason]
     INTR_REASON_IDLE: _ClassVar[IntrReason]
     INTR_REASON_SHUTDOWN: _ClassVar[IntrReason]
+
+class StatType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STAT_TYPE_CUMULATIVE: _ClassVar[StatType]
+    STAT_TYPE_INSTANT: _ClassVar[StatType]
+    STAT_TYPE_PEAK: _ClassVar[StatType]
+    STAT_TYPE_LINEAR_HIST: _ClassVar[StatType]
+    STAT_TYPE_LOG_HIST: _ClassVar[StatType]
+
+class StatUnit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STAT_UNIT_NONE: _ClassVar[StatUnit]
+    STAT_UNIT_BYTES: _ClassVar[StatUnit]
+    STAT_UNIT_SECONDS: _ClassVar[StatUnit]
+    STAT_UNIT_CYCLES: _ClassVar[StatUnit]
+    STAT_UNIT_BOOLEAN: _ClassVar[StatUnit]
 MEMORY_FLAG_NONE: MemoryFlag
 MEMORY_FLAG_LOG_DIRTY_PAGES: MemoryFlag
 MEMORY_FLAG_READONLY: MemoryFlag
@@ -32,6 +48,16 @@ INTR_REASON_KICK: IntrReason
 INTR_REASON_BUDGET: IntrReason
 INTR_REASON_IDLE: IntrReason
 INTR_REASON_SHUTDOWN: IntrReason
+STAT_TYPE_CUMULATIVE: StatType
+STAT_TYPE_INSTANT: StatType
+STAT_TYPE_PEAK: StatType
+STAT_TYPE_LINEAR_HIST: StatType
+STAT_TYPE_LOG_HIST: StatType
+STAT_UNIT_NONE: StatUnit
+STAT_UNIT_BYTES: StatUnit
+STAT_UNIT_SECONDS: StatUnit
+STAT_UNIT_CYCLES: StatUnit
+STAT_UNIT_BOOLEAN: StatUnit
 
 class KvmErrno(_message.Message):
     __slots__ = ("errno", "name", "message", "count", "exit_seq")
@@ -790,3 +816,39 @@ class DrainCoalescedMmioResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[CoalescedMmio]
     def __init__(self, entries: _Optional[_Iterable[_Union[CoalescedMmio, _Mapping]]] = ...) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ("vm_id", "vcpu")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    VCPU_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    vcpu: VcpuRef
+    def __init__(self, vm_id: _Optional[str] = ..., vcpu: _Optional[_Union[VcpuRef, _Mapping]] = ...) -> None: ...
+
+class Stat(_message.Message):
+    __slots__ = ("name", "value", "type", "unit", "exponent", "base_pow2", "flags", "help")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    EXPONENT_FIELD_NUMBER: _ClassVar[int]
+    BASE_POW2_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    HELP_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: int
+    type: StatType
+    unit: StatUnit
+    exponent: int
+    base_pow2: bool
+    flags: int
+    help: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[int] = ..., type: _Optional[_Union[StatType, str]] = ..., unit: _Optional[_Union[StatUnit, str]] = ..., exponent: _Optional[int] = ..., base_pow2: _Optional[bool] = ..., flags: _Optional[int] = ..., help: _Optional[str] = ...) -> None: ...
+
+class Stats(_message.Message):
+    __slots__ = ("id", "stats")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    stats: _containers.RepeatedCompositeFieldContainer[Stat]
+    def __init__(self, id: _Optional[str] = ..., stats: _Optional[_Iterable[_Union[Stat, _Mapping]]] = ...) -> None: ...

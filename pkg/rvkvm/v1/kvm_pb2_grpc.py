@@ -192,6 +192,11 @@ class KvmStub:
                 request_serializer=rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioRequest.SerializeToString,
                 response_deserializer=rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioResponse.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/rvkvm.v1.Kvm/GetStats',
+                request_serializer=rvkvm_dot_v1_dot_kvm__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=rvkvm_dot_v1_dot_kvm__pb2.Stats.FromString,
+                _registered_method=True)
 
 
 class KvmServicer:
@@ -461,6 +466,23 @@ class KvmServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """---- statistics (KVM_GET_STATS_FD, VM and vCPU ioctls) ----
+
+        The statistics of a VM or of one vCPU, read once: what reading the
+        file KVM_GET_STATS_FD returns gives, its descriptors and data together.
+        Names, types, units and exponents are KVM's where RISC-V KVM has the
+        statistic (e.g. "exits", "ecall_exit_stat", "mmio_exit_user",
+        "halt_wait_ns"); rvkvm's own are named "rvkvm_..." (e.g.
+        "rvkvm_instructions", guest instructions retired). Cumulative values
+        only grow for the life of the vCPU (or VM); instant ones are current.
+        A read takes no vCPU lock: it answers while the vCPU runs, with values
+        each counter had during the run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KvmServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -618,6 +640,11 @@ def add_KvmServicer_to_server(servicer, server):
                     servicer.DrainCoalescedMmio,
                     request_deserializer=rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioRequest.FromString,
                     response_serializer=rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioResponse.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=rvkvm_dot_v1_dot_kvm__pb2.GetStatsRequest.FromString,
+                    response_serializer=rvkvm_dot_v1_dot_kvm__pb2.Stats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1460,6 +1487,33 @@ class Kvm:
             '/rvkvm.v1.Kvm/DrainCoalescedMmio',
             rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioRequest.SerializeToString,
             rvkvm_dot_v1_dot_kvm__pb2.DrainCoalescedMmioResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rvkvm.v1.Kvm/GetStats',
+            rvkvm_dot_v1_dot_kvm__pb2.GetStatsRequest.SerializeToString,
+            rvkvm_dot_v1_dot_kvm__pb2.Stats.FromString,
             options,
             channel_credentials,
             insecure,
