@@ -37,7 +37,7 @@ from .codegen import compile_function
 from .context import Ctx
 from .events import Trap
 from .interp import generated_globals
-from .memory import PAGE_MASK
+from .memory import NATIVE_VIEWS, PAGE_MASK, PAGE_SHIFT, VIEW
 from .region.build import RegionCode, build_region
 from .region.discover import discover
 
@@ -220,8 +220,13 @@ class Translator:
             # rewritten often: a live block, not registered as code (it
             # reads the page as it runs), but set aside by fences of its page
             h.mem.drop_code(ppn)  # nothing cached from it: stores there are plain again
+            words32 = halves = None
+            if self.tier1_views and NATIVE_VIEWS:
+                hp = h.mem.host_page(ppn << PAGE_SHIFT, False)
+                if hp is not None:
+                    words32, halves = hp[VIEW[4, False]], hp[VIEW[2, False]]
             fn, live_index = tier1.make_live_runner(ctx, pc, self.tier1_views, self.glb, buf,
-                                                    delta)
+                                                    delta, words32, halves)
             blk = Block(fn, tier1.MAX_INSNS, live_index, pc)  # type: ignore[arg-type]
             blk.ppn = ppn
             ctx.blocks[pc] = blk
