@@ -349,7 +349,6 @@ def make_live_runner(ctx: Ctx, pc: int, views: bool, glb: Dict[str, object], buf
     state = [0, pc]
     u2, u4 = UNPACK[2], UNPACK[4]
     words = _live_words(ctx, views)
-    known = words.__getitem__
 
     def run(H: Any, X: List[int], F: List[int], lim: int) -> int:
         cur = pc
@@ -375,7 +374,7 @@ def make_live_runner(ctx: Ctx, pc: int, views: bool, glb: Dict[str, object], buf
                             break
                         raw = u4(buf, at)[0]
                 try:
-                    fn, length, ends = known(raw)
+                    fn, length, ends = words[raw]
                 except KeyError:
                     fn, length, ends = live_word(ctx, views, raw, glb)
                 if fn is None:
