@@ -218,32 +218,34 @@ class Hart:
         """Bytes [lo, hi) of page ``ppn`` were written: drop the code whose
         bytes overlap them (a block, region or interpreter entry covers
         the span from its first instruction to the end of its last); the
-        rest of the page's code stays. (dropped any, still holds code)."""
+        rest of the page's code stays; a region noted as several runs of
+        bytes (the gaps between its blocks hold no code of it) goes as a
+        whole when one of them is written. (dropped any, still holds code)."""
         entries = self._code.get(ppn)
         if not entries:
             return False, False
+        hit = {(e[0], e[1]) for e in entries if e[2] < hi and lo < e[3]}
+        if not hit:
+            return False, True
         keep = []
-        dropped = False
         regions = []
         for e in entries:
-            ctx, pc, start, end = e
-            if start < hi and lo < end:
-                for b in (ctx.blocks.pop(pc, None), ctx.suspect.pop(pc, None)):
-                    if b is not None and b.owner is not None:
-                        regions.append((b.owner, ctx))
-                ctx.insns.pop(pc, None)
-                dropped = True
-            else:
+            ctx, pc = e[0], e[1]
+            if (ctx, pc) not in hit:
                 keep.append(e)
-        if dropped:
-            self.code_dirty = True  # a running block may be one of them
-            if keep:
-                self._code[ppn] = keep
-            else:
-                self._code.pop(ppn, None)
-            for region, ctx in regions:
-                self.translator.evict(region, ctx, False)  # and its other entries
-        return dropped, bool(self._code.get(ppn))
+                continue
+            for b in (ctx.blocks.pop(pc, None), ctx.suspect.pop(pc, None)):
+                if b is not None and b.owner is not None:
+                    regions.append((b.owner, ctx))
+            ctx.insns.pop(pc, None)
+        self.code_dirty = True  # a running block may be one of them
+        if keep:
+            self._code[ppn] = keep
+        else:
+            self._code.pop(ppn, None)
+        for region, ctx in regions:
+            self.translator.evict(region, ctx, False)  # and its other entries
+        return True, bool(self._code.get(ppn))
 
     def forget_code(self, ctx: Ctx, ppn: int, pcs: Sequence[int]) -> None:
         """The code ``ctx`` cached for ``pcs`` from page ``ppn`` is gone

@@ -273,9 +273,9 @@ def make_runner(body: List[Tuple[Callable[..., None], int]],
 
 
 class LiveIndex:
-    """``Block.index`` of a live block: every pc maps to (0, the pc after
-    the instruction running now); the runner keeps ``H.exc_done`` at the
-    instructions it completed, so a trap retires exactly those."""
+    """``Block.index`` of a live block: every pc maps to (the instructions
+    it completed, the pc after the instruction that stopped it), kept by
+    the runner on its way out through an exception only."""
 
     __slots__ = ("state",)
 
@@ -283,59 +283,122 @@ class LiveIndex:
         self.state = state
 
     def __getitem__(self, pc: int) -> Tuple[int, int]:
-        return 0, self.state[0]
+        return self.state[0], self.state[1]
+
+
+# flavour -> {word: (function(H, X, F, PC, RT, WT) or None, length, ends)}
+# for live blocks, one dictionary per flavour (a word is the whole key: an
+# integer hashes at once). ``ends``: a branch or jump (it sets the pc).
+# None with length 0: a SYSTEM instruction, left to the interpreter, but
+# fence.i, which runs in the block; None with a length: auipc (made for
+# its address).
+LiveWord = Tuple[Optional[Callable[..., None]], int, bool]
+_LIVE_WORDS: Dict[Tuple[Any, ...], Dict[int, LiveWord]] = {}
+
+
+def _fence_i_gen(e: ListEmitter, d: Decoded) -> None:
+    """fence.i in a live block: the hart's fence_i, the one the interpreter
+    runs (it only orders: it changes no translation context), so the block
+    goes on after it; what a live block runs next it reads from memory."""
+    e.emit(f"H.fence_i({d.raw}, PC)")
+
+
+def _live_words(ctx: Ctx, views: bool) -> Dict[int, LiveWord]:
+    flav = _flavour(ctx, views)
+    words = _LIVE_WORDS.get(flav)
+    if words is None:
+        words = _LIVE_WORDS[flav] = {}
+    return words
+
+
+def live_word(ctx: Ctx, views: bool, raw: int, glb: Dict[str, object]) -> LiveWord:
+    """How live blocks run the instruction word ``raw`` (see _LIVE_WORDS)."""
+    words = _live_words(ctx, views)
+    if len(words) >= CACHE_ENTRIES:
+        words.clear()  # in place: runners hold the dictionary
+    fn, kind, length = word_function(ctx, views, raw, glb)
+    entry: LiveWord = (fn, length, kind in (BRANCH, JUMP))
+    if kind == SYSTEM:
+        entry = (None, 0, False)
+        d = decode(raw, 0)
+        if d.insn.name == "fence.i":
+            e = Tier1Emitter(ctx, views)
+            e.begin(0, raw, d.length)
+            _fence_i_gen(e, d)
+            fence: Callable[..., None] = compile_function(  # type: ignore[assignment]
+                "insn", "H, X, F, PC, RT, WT", e.lines, glb, "<fence.i live>")
+            entry = (fence, d.length, False)
+    words[raw] = entry
+    return entry
 
 
 def make_live_runner(ctx: Ctx, pc: int, views: bool, glb: Dict[str, object], buf: Any,
-                     delta: int) -> Tuple[Callable[..., int], LiveIndex]:
+                     delta: int, words32: Any = None,
+                     halves: Any = None) -> Tuple[Callable[..., int], LiveIndex]:
     """A block for a page whose code is rewritten often: it reads and
     looks up each instruction word as it runs (a dictionary lookup per
     instruction, per-word functions shared as above), so a write to the
     page leaves nothing to invalidate and it is never rebuilt. Runs from
-    ``pc`` up to a control transfer, a SYSTEM instruction (left to the
-    interpreter), the page end or MAX_INSNS instructions."""
+    ``pc`` up to a control transfer, a SYSTEM instruction other than
+    fence.i (left to the interpreter), the page end or MAX_INSNS
+    instructions. ``words32``, ``halves``: the buffer as 32-bit and 16-bit
+    items (memoryviews), read without a call on CPython; else struct reads
+    of ``buf``."""
     rt, wt = ctx.rt, ctx.wt
     page_end = (pc & ~PAGE_MASK) + PAGE_MASK + 1
-    state = [pc]
+    state = [0, pc]
     u2, u4 = UNPACK[2], UNPACK[4]
-    by_word = _BY_WORD
-    flav = _flavour(ctx, views)
+    words = _live_words(ctx, views)
 
     def run(H: Any, X: List[int], F: List[int], lim: int) -> int:
         cur = pc
-        n = 0
-        while n < MAX_INSNS:
-            raw = u2(buf, delta + cur)[0]
-            if raw & 3 == 3:
-                if cur + 4 > page_end:
+        n = length = 0
+        try:
+            for n in range(MAX_INSNS):  # n: the instructions completed
+                at = delta + cur
+                if words32 is not None:
+                    if at & 3 or cur + 4 > page_end:
+                        raw = halves[at >> 1]
+                        if raw & 3 == 3:
+                            if cur + 4 > page_end:
+                                break
+                            raw |= halves[(at >> 1) + 1] << 16
+                    else:
+                        raw = words32[at >> 2]
+                        if raw & 3 != 3:
+                            raw &= 0xFFFF
+                else:
+                    raw = u2(buf, at)[0]
+                    if raw & 3 == 3:
+                        if cur + 4 > page_end:
+                            break
+                        raw = u4(buf, at)[0]
+                try:
+                    fn, length, ends = words[raw]
+                except KeyError:
+                    fn, length, ends = live_word(ctx, views, raw, glb)
+                if fn is None:
+                    if length and not n:  # auipc first: made for its address
+                        pc_function(ctx, views, raw, cur, glb)(H, X, F)
+                        return 1
                     break
-                raw = u4(buf, delta + cur)[0]
-            hit = by_word.get((flav, raw))
-            fn, kind, length = hit if hit is not None else word_function(ctx, views, raw, glb)
-            if kind == SYSTEM:
-                break
-            nxt = cur + length
-            if fn is None:  # auipc: made for its address
-                if not n:
-                    state[0] = nxt
-                    H.exc_done = 0
-                    pc_function(ctx, views, raw, cur, glb)(H, X, F)
-                    return 1
-                break
-            state[0] = nxt
-            H.exc_done = n
-            fn(H, X, F, cur, rt, wt)
-            n += 1
-            if kind == BRANCH or kind == JUMP:
-                H.exc_done = 0
-                return n
-            cur = nxt
-            if cur >= page_end:
-                break
-        H.exc_done = 0
+                fn(H, X, F, cur, rt, wt)
+                if ends:  # a branch or jump: it set the pc
+                    return n + 1
+                cur += length
+                if cur >= page_end:
+                    n += 1
+                    break
+            else:
+                n = MAX_INSNS
+        except BaseException:
+            state[0] = n
+            state[1] = cur + length
+            raise
         if not n:
             # a SYSTEM or page-straddling instruction first: the interpreter's
-            state[0] = cur
+            state[0] = 0
+            state[1] = cur
             raise StepInstead(cur)
         H.pc = cur
         return n

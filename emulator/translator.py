@@ -37,7 +37,7 @@ from .codegen import compile_function
 from .context import Ctx
 from .events import Trap
 from .interp import generated_globals
-from .memory import PAGE_MASK
+from .memory import NATIVE_VIEWS, PAGE_MASK, PAGE_SHIFT, VIEW
 from .region.build import RegionCode, build_region
 from .region.discover import discover
 
@@ -95,16 +95,24 @@ class Block:
         # first-tier blocks and markers
         self.owner: Optional[Block] = None
 
-    def span(self) -> Tuple[int, int]:
-        """The page offsets [first, end) of the bytes its code was read
-        from (what a write must touch to invalidate it)."""
+    def spans(self) -> List[Tuple[int, int]]:
+        """The page offsets [first, end) of each run of bytes its
+        instructions were read from (what a write must touch to invalidate
+        it; a region's blocks may lie apart, with data between them)."""
         lo = self.pc & PAGE_MASK
         if not self.index:
-            return lo, min(lo + 4, PAGE_MASK + 1)  # a marker: the instruction at pc
+            return [(lo, min(lo + 4, PAGE_MASK + 1))]  # a marker: the instruction at pc
         base = self.pc - lo
-        lo = min(self.index) - base
-        hi = max(n for _, n in self.index.values()) - base
-        return lo, hi if lo < hi <= PAGE_MASK + 1 else PAGE_MASK + 1
+        runs: List[List[int]] = []
+        for pc, (_, nxt) in sorted(self.index.items()):
+            first, end = pc - base, nxt - base
+            if not first < end <= PAGE_MASK + 1:
+                end = PAGE_MASK + 1  # the last instruction of the address space
+            if runs and first <= runs[-1][1]:
+                runs[-1][1] = max(runs[-1][1], end)
+            else:
+                runs.append([first, end])
+        return [(first, end) for first, end in runs]
 
     def entered_at(self, pc: int) -> Block:
         """The same code entered at ``pc``, one of ``entries``: a function
@@ -181,11 +189,10 @@ class Translator:
             # stopping in one of its loops, say): enter that code there
             # rather than build another region over the same blocks.
             region: Block = inner[0]
-            ppn = inner[1]
             if region in self.held:
                 blk = region.entered_at(pc)
                 ctx.blocks[pc] = blk
-                h.note_code(ctx, pc, ppn, *blk.span())
+                self._note_code(ctx, pc, blk)
                 self.touch(region)
                 return blk
             del ctx.inner[pc]  # the region's code was dropped since
@@ -202,6 +209,11 @@ class Translator:
             return self._translate_new(ctx, pc)
         finally:
             self.translate_seconds += time.process_time() - t0
+
+    def _note_code(self, ctx: Ctx, pc: int, blk: Block) -> None:
+        """``blk`` is cached for ``pc``: stores to its instructions drop it."""
+        for first, end in blk.spans():
+            self.h.note_code(ctx, pc, blk.ppn, first, end)
 
     def _first_tier(self, ctx: Ctx, pc: int) -> Optional[Block]:
         """A first-tier block at ``pc`` (emulator.tier1), or None where
@@ -220,8 +232,13 @@ class Translator:
             # rewritten often: a live block, not registered as code (it
             # reads the page as it runs), but set aside by fences of its page
             h.mem.drop_code(ppn)  # nothing cached from it: stores there are plain again
+            words32 = halves = None
+            if self.tier1_views and NATIVE_VIEWS:
+                hp = h.mem.host_page(ppn << PAGE_SHIFT, False)
+                if hp is not None:
+                    words32, halves = hp[VIEW[4, False]], hp[VIEW[2, False]]
             fn, live_index = tier1.make_live_runner(ctx, pc, self.tier1_views, self.glb, buf,
-                                                    delta)
+                                                    delta, words32, halves)
             blk = Block(fn, tier1.MAX_INSNS, live_index, pc)  # type: ignore[arg-type]
             blk.ppn = ppn
             ctx.blocks[pc] = blk
@@ -242,7 +259,7 @@ class Translator:
         if not h.code_unchanged(since):
             return blk  # see _translate_new
         ctx.blocks[pc] = blk
-        h.note_code(ctx, pc, ppn, *blk.span())
+        self._note_code(ctx, pc, blk)
         self.tier1_built += 1
         self.tier1_insns += len(index)
         return blk
@@ -272,7 +289,7 @@ class Translator:
         if blk.fn is not None and not self._make_room(len(blk.src)):
             return blk  # larger than the whole budget: run once, keep nothing
         ctx.blocks[pc] = blk
-        h.note_code(ctx, pc, ppn, *blk.span())
+        self._note_code(ctx, pc, blk)
         if blk.fn is not None:
             blk.owner = blk
             self.held[blk] = ctx
