@@ -1137,17 +1137,22 @@ class Hart:
                     blocks_get = ctx.blocks.get
                     translate = self.translator.translate
                     self._in_block = True
+                    # only blocks retire instructions in here: ``left``
+                    # follows instret; ``running`` is the block a trap or
+                    # an exit comes from (None while translating)
+                    left = lim
                     while True:
-                        pc = self.pc
-                        blk = blocks_get(pc)
+                        blk = blocks_get(self.pc)
                         if blk is None:
-                            blk = translate(pc)
-                        left = stop_at - self.instret
+                            running = None
+                            blk = translate(self.pc)
                         if blk.length > left or self.irq_dirty:
                             break
                         running = blk
-                        self.instret += blk.fn(self, x, fr, left)
-                        running = None
+                        done = blk.fn(self, x, fr, left)
+                        self.instret += done
+                        left -= done
+                    running = None
                     self._in_block = False
                     if left > 0 and blk.length > left and not self.irq_dirty:
                         if (not exact and stop_at == target and self.instret > start
