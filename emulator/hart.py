@@ -674,6 +674,7 @@ class Hart:
             setattr(self, "mtvec" if num == C.MTVEC else "stvec", v)
         elif num in (C.MEPC, C.SEPC):
             setattr(self, "mepc" if num == C.MEPC else "sepc", v & ~1)
+            return  # no interrupt to check again (isa.priv.in_block)
         elif num == C.MCOUNTEREN:
             self.mcounteren = v & 0xFFFFFFFF
         elif num == C.SCOUNTEREN:
@@ -727,6 +728,7 @@ class Hart:
                 self.pmpaddr[i] = v & ((1 << 54) - 1)
         elif num in (C.MSCRATCH, C.SSCRATCH, C.MCAUSE, C.SCAUSE, C.MTVAL, C.STVAL):
             setattr(self, _CSR_ATTR[num], v)  # type: ignore[arg-type]
+            return
         # Remaining writable CSRs (mcountinhibit, hpm events/counters,
         # triggers, mtinst/mtval2) are WARL with no writable bits here.
         self.irq_dirty = True

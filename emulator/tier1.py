@@ -2,7 +2,8 @@
 never pays for a region's ``compile()``.
 
 A first-tier block is the straight run of instructions at an entry (up to
-a branch or jump, a SYSTEM instruction, the page end or MAX_INSNS),
+a branch or jump, a SYSTEM instruction left to the interpreter, a fence
+that ends its block (isa.priv.in_block), the page end or MAX_INSNS),
 executed by a small Python loop over per-instruction functions. Those
 functions come from the same ISA tables and emitters as everything else
 (``Insn.gen``), generated once per instruction *word* with the address as
@@ -27,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 from .codegen import ListEmitter, compile_function
 from .context import Ctx
 from .events import StepInstead
-from .isa import BRANCH, JUMP, SYSTEM, Decoded, decode
+from .isa import BRANCH, JUMP, PLAIN, SYSTEM, Decoded, decode
+from .isa.priv import INLINE, LAST, in_block
 from .memory import NATIVE_VIEWS, PAGE_MASK, UNPACK, VIEW, VIEW_SHIFT
 
 if TYPE_CHECKING:
@@ -120,6 +122,10 @@ def _pc_relative(d: Decoded) -> bool:
     return d.insn.name == "auipc"
 
 
+# The kind word_function gives a SYSTEM instruction that runs as the last
+# of its block (isa.priv.in_block); one that runs inline is given PLAIN.
+ENDS_BLOCK = 4
+
 # (flavour, word) -> (function(H, X, F, PC, RT, WT) or None, kind, length);
 # None: pc-relative, made per address (_PER_PC)
 _BY_WORD: Dict[Tuple[Any, ...], Tuple[Optional[Callable[..., None]], int, int]] = {}
@@ -140,6 +146,9 @@ def word_function(ctx: Ctx, views: bool, raw: int, glb: Dict[str, object]) -> Tu
         return hit
     d = decode(raw, 0)
     kind = d.insn.kind
+    if kind == SYSTEM:
+        how = in_block(d)
+        kind = PLAIN if how == INLINE else ENDS_BLOCK if how == LAST else SYSTEM
     fn: Optional[Callable[..., None]] = None
     if kind != SYSTEM and not _pc_relative(d):
         d.pc = SymPC()  # type: ignore[assignment]
@@ -233,6 +242,8 @@ def straight_run(h: Hart, ctx: Ctx, pc: int, views: bool, glb: Dict[str, object]
             break
         body.append((fn, cur))
         cur = nxt
+        if kind == ENDS_BLOCK:
+            break
     return body, (term, term_pc) if term is not None else None, cur, index
 
 
@@ -326,6 +337,10 @@ def make_live_runner(ctx: Ctx, pc: int, views: bool, glb: Dict[str, object], buf
             H.exc_done = n
             fn(H, X, F, cur, rt, wt)
             n += 1
+            if kind == ENDS_BLOCK:
+                H.exc_done = 0
+                H.pc = nxt
+                return n
             if kind == BRANCH or kind == JUMP:
                 H.exc_done = 0
                 return n
