@@ -29,7 +29,7 @@ from .codegen import ListEmitter, compile_function
 from .context import Ctx
 from .events import StepInstead
 from .isa import BRANCH, JUMP, PLAIN, SYSTEM, Decoded, decode
-from .isa.priv import INLINE, LAST, in_block
+from .isa.priv import FIRST, INLINE, LAST, in_block
 from .memory import NATIVE_VIEWS, PAGE_MASK, UNPACK, VIEW, VIEW_SHIFT
 
 if TYPE_CHECKING:
@@ -122,9 +122,11 @@ def _pc_relative(d: Decoded) -> bool:
     return d.insn.name == "auipc"
 
 
-# The kind word_function gives a SYSTEM instruction that runs as the last
-# of its block (isa.priv.in_block); one that runs inline is given PLAIN.
+# The kinds word_function gives a SYSTEM instruction that runs as the last
+# of its block, or only as its first (isa.priv.in_block); one that runs
+# inline is given PLAIN.
 ENDS_BLOCK = 4
+STARTS_BLOCK = 5
 
 # (flavour, word) -> (function(H, X, F, PC, RT, WT) or None, kind, length);
 # None: pc-relative, made per address (_PER_PC)
@@ -148,7 +150,7 @@ def word_function(ctx: Ctx, views: bool, raw: int, glb: Dict[str, object]) -> Tu
     kind = d.insn.kind
     if kind == SYSTEM:
         how = in_block(d)
-        kind = PLAIN if how == INLINE else ENDS_BLOCK if how == LAST else SYSTEM
+        kind = {INLINE: PLAIN, LAST: ENDS_BLOCK, FIRST: STARTS_BLOCK}.get(how, SYSTEM)
     fn: Optional[Callable[..., None]] = None
     if kind != SYSTEM and not _pc_relative(d):
         d.pc = SymPC()  # type: ignore[assignment]
@@ -227,7 +229,7 @@ def straight_run(h: Hart, ctx: Ctx, pc: int, views: bool, glb: Dict[str, object]
         else:
             raw = lo
         fn, kind, length = word_function(ctx, views, raw, glb)
-        if kind == SYSTEM:
+        if kind == SYSTEM or (kind == STARTS_BLOCK and cur != pc):
             break
         nxt = (cur + length) & ((1 << 64) - 1)
         index[cur] = (len(index), nxt)
@@ -323,7 +325,7 @@ def make_live_runner(ctx: Ctx, pc: int, views: bool, glb: Dict[str, object], buf
                 raw = u4(buf, delta + cur)[0]
             hit = by_word.get((flav, raw))
             fn, kind, length = hit if hit is not None else word_function(ctx, views, raw, glb)
-            if kind == SYSTEM:
+            if kind == SYSTEM or (kind == STARTS_BLOCK and n):
                 break
             nxt = cur + length
             if fn is None:  # auipc: made for its address

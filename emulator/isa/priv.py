@@ -35,6 +35,7 @@ def _csr(op: str, imm: bool) -> Gen:
 # SYSTEM instructions that translated code may run itself (see in_block)
 INLINE = 1  # anywhere in a block
 LAST = 2  # as the last instruction of a block (the next pc is looked up afresh)
+FIRST = 3  # as the first instruction of a block (when instret is exact)
 
 # CSRs whose accesses change nothing but the CSR itself (no translation
 # context, no interrupt, no dependence on retired instructions)
@@ -43,6 +44,7 @@ _PLAIN_CSRS = frozenset({0x140, 0x141, 0x142, 0x143})  # sscratch, sepc, scause,
 _PURE_READS = _PLAIN_CSRS | {0x100, 0x104, 0x105, 0x106, 0x10A, 0x180}  # sstatus sie stvec
 # scounteren senvcfg satp
 _SSTATUS, _SIE_BIT = 0x100, 2
+_COUNTERS = frozenset({0xC00, 0xC01, 0xC02})  # cycle, time, instret: follow instret
 
 
 def in_block(d: Decoded) -> int:
@@ -51,7 +53,9 @@ def in_block(d: Decoded) -> int:
     translation context and checks interrupts after it. fence.i and
     sfence.vma end their block (what runs next is looked up again);
     accesses of plain CSRs, pure reads of a few others and csrrci sstatus
-    clearing only SIE (interrupts off: nothing becomes pending) run inline."""
+    clearing only SIE (interrupts off: nothing becomes pending) run inline;
+    reads of cycle, time and instret first in a block (FIRST), where the
+    hart's instret counts every instruction before them."""
     name = d.insn.name
     if name in ("fence.i", "sfence.vma"):
         return LAST
@@ -60,8 +64,11 @@ def in_block(d: Decoded) -> int:
     if d.csr in _PLAIN_CSRS:
         return INLINE
     src = d.imm if name.endswith("i") else d.rs1
-    if name[4] != "w" and src == 0 and d.csr in _PURE_READS:
-        return INLINE
+    if name[4] != "w" and src == 0:
+        if d.csr in _PURE_READS:
+            return INLINE
+        if d.csr in _COUNTERS:
+            return FIRST
     if name == "csrrci" and d.csr == _SSTATUS and src == _SIE_BIT:
         return INLINE
     return 0

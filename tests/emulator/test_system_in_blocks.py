@@ -1,7 +1,8 @@
 """SYSTEM instructions that translated code runs itself (isa.priv.in_block):
 accesses of plain CSRs, pure reads of a few others and the clearing of
 sstatus.SIE inline, fence.i and sfence.vma as the last instruction of a
-block; everything else stays with the interpreter. Exact against the
+block, counter reads as its first; everything else stays with the
+interpreter. Exact against the
 reference engine, traps included."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import pytest
 import rvkvm.emulator.tier1 as tier1
 from rvkvm.emulator.hart import PRV_U
 from rvkvm.emulator.isa import decode
-from rvkvm.emulator.isa.priv import INLINE, LAST, in_block
+from rvkvm.emulator.isa.priv import FIRST, INLINE, LAST, in_block
 
 from . import rvasm as A
 from .harts import BASE, make_hart
@@ -45,7 +46,10 @@ def csrrsi(rd: int, csr: int, uimm: int) -> int:
     (A.csrrw(0, SSTATUS, 5), 0),
     (A.csrrw(0, SATP, 5), 0),  # a new address space
     (A.csrrs(9, SIP, 0), 0),  # follows the timer
-    (A.csrrs(9, TIME, 0), 0),  # follows retired instructions
+    (A.csrrs(9, TIME, 0), FIRST),  # follows retired instructions: exact at a block's start
+    (A.csrrs(9, TIME - 1, 0), FIRST),  # cycle
+    (A.csrrs(9, TIME + 1, 0), FIRST),  # instret
+    (A.csrrw(9, TIME, 0), 0),  # (illegal)
     (FENCE_I, LAST),
     (SFENCE_VMA, LAST),
     (A.SRET, 0), (A.ECALL, 0), (A.WFI, 0),
@@ -59,8 +63,8 @@ PROGRAM = [
     A.csrrw(7, SEPC, 6), A.csrrs(8, SEPC, 0), A.csrrw(0, SCAUSE, 5), A.csrrw(9, STVAL, 8),
     csrrsi(0, SSTATUS, 2),
     csrrci(10, SSTATUS, 2), A.csrrs(11, SSTATUS, 0), FENCE_I, A.addi(12, 12, 1),
-    SFENCE_VMA, A.csrrs(13, SATP, 0), A.addi(20, 20, -1), A.b(1, 20, 0, -4 * 14),
-    A.EBREAK,
+    A.csrrs(15, TIME, 0), SFENCE_VMA, A.csrrs(13, SATP, 0), A.addi(20, 20, -1),
+    A.b(1, 20, 0, -4 * 16), A.EBREAK,
 ]
 
 
@@ -93,13 +97,15 @@ def test_the_fast_engine_runs_them_in_its_blocks_and_agrees(hot: int) -> None:
     ref, _, _ = run("reference")
     fast, steps, blocks = run("fast", hot=hot)
     assert fast == ref
-    assert ref[:2] == ("trap", 3) and ref[3] == BASE + 4 * 16  # stopped at the ebreak
+    assert ref[:2] == ("trap", 3) and ref[3] == BASE + 4 * 17  # stopped at the ebreak
     assert fast[5][12] == 3 and fast[6] == 0x123 and fast[7] == 0x122  # three laps
     if hot == 64:  # first-tier blocks (hot 1: regions at once)
         # the interpreter ran the sets of SIE (interrupts on) and the ebreak only
-        assert {pc - BASE for pc in steps} <= {4 * 7, 4 * 16}
-        # csrrci, csrr sstatus, fence.i: a block; addi, sfence.vma: the next
-        assert blocks[4 * 8] == [4 * 8, 4 * 9, 4 * 10] and blocks[4 * 11] == [4 * 11, 4 * 12]
+        assert {pc - BASE for pc in steps} <= {4 * 7, 4 * 17}
+        # csrrci, csrr sstatus, fence.i: a block; addi: another (the time
+        # read starts one), rdtime and sfence.vma the next
+        assert blocks[4 * 8] == [4 * 8, 4 * 9, 4 * 10] and blocks[4 * 11] == [4 * 11]
+        assert blocks[4 * 12] == [4 * 12, 4 * 13] and blocks[4 * 14] == [4 * 14, 4 * 15, 4 * 16]
 
 
 def test_a_trap_inside_a_block_is_precise() -> None:
