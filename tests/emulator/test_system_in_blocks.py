@@ -99,7 +99,11 @@ def test_the_fast_engine_runs_them_in_its_blocks_and_agrees(hot: int) -> None:
     assert fast == ref
     assert ref[:2] == ("trap", 3) and ref[3] == BASE + 4 * 17  # stopped at the ebreak
     assert fast[5][12] == 3 and fast[6] == 0x123 and fast[7] == 0x122  # three laps
-    if hot == 64:  # first-tier blocks (hot 1: regions at once)
+    if hot == 1:  # regions at once: counter reads stay with the interpreter there
+        assert {pc - BASE for pc in steps} <= {4 * 7, 4 * 12, 4 * 17}
+        # the fences end their blocks and leave the region: the pcs after them enter others
+        assert blocks[4 * 8] == [4 * 8, 4 * 9, 4 * 10] and blocks[4 * 13] == [4 * 13]
+    if hot == 64:  # first-tier blocks
         # the interpreter ran the sets of SIE (interrupts on) and the ebreak only
         assert {pc - BASE for pc in steps} <= {4 * 7, 4 * 17}
         # csrrci, csrr sstatus, fence.i: a block; addi: another (the time
@@ -113,3 +117,24 @@ def test_a_trap_inside_a_block_is_precise() -> None:
     fast = run("fast", priv=PRV_U)[0]
     assert fast == ref
     assert ref[:2] == ("trap", 2) and ref[3] == BASE + 4  # csrw sscratch from U: illegal
+
+
+def test_control_leaves_a_region_after_a_fence_even_where_a_branch_goes() -> None:
+    # 0: x20 -= 1; 4: if x20 == x21 goto 12; 8: fence.i; 12: x5 += 1;
+    # 16: if x20 != 0 goto 0; 20: ebreak. 12 follows the fence and is a
+    # branch target: not a leader of the region at 0.
+    code = [A.addi(20, 20, -1), A.b(0, 20, 21, 8), FENCE_I, A.addi(5, 5, 1),
+            A.b(1, 20, 0, -16), A.EBREAK]
+    saved = tier1.HOT_AFTER
+    tier1.HOT_AFTER = 1
+    try:
+        states = []
+        for engine in ("reference", "fast"):
+            h, _ = make_hart(engine, code, regs={20: 4, 21: 2})
+            stop = h.run(1000)
+            states.append((stop.reason, h.pc, h.instret, tuple(h.x)))
+    finally:
+        tier1.HOT_AFTER = saved
+    assert states[0] == states[1] and states[1][3][5] == 4
+    region = h.ctx.blocks[BASE]
+    assert region.src and sorted(region.index) == [BASE, BASE + 4, BASE + 8]
