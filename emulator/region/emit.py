@@ -4,7 +4,8 @@ Inside a block, guest registers live in Python locals ``x1``..``x31``
 (loaded once at the region's start, stored back only if written), and
 loads and stores do the software-TLB hit inline, calling the hart's slow
 path on a miss. Runs of loads and stores through one base register share
-one TLB lookup (``access_groups``). ``gen_block`` generates a block and
+one TLB lookup (``access_groups``), and so do the other accesses of a
+block through a base register that keeps its value (``base_groups``). ``gen_block`` generates a block and
 says how it ends (a ``BlockExit``, region.exits); region.build puts the
 blocks of a region together, region.loops makes its loops Python loops.
 The first tier (emulator.tier1) generates from the same ISA emitters, one
