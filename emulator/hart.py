@@ -15,7 +15,7 @@ from . import csr as C
 from .bits import M64
 from .context import Ctx
 from .events import CodeModified, GuestExit, StepInstead, Stop, Trap
-from .memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, BusError, PhysMemory
+from .memory import PACK, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, UNPACK, BusError, PhysMemory
 
 PRV_U, PRV_S, PRV_M = C.PRV_U, C.PRV_S, C.PRV_M
 NO_DEADLINE = 1 << 64
@@ -44,6 +44,9 @@ SPMPCFG_WMASK = 0x39F
 CBO_BLOCK = 64
 
 _SIGNED_MASK = {1: 0x80, 2: 0x8000, 4: 0x80000000, 8: 0}
+
+# index of the physical page (minus the key) in a data TLB entry (Hart._fill)
+TLB_PA = -1
 
 
 def _sext_size(value: int, size: int) -> int:
@@ -675,6 +678,7 @@ class Hart:
             setattr(self, "mtvec" if num == C.MTVEC else "stvec", v)
         elif num in (C.MEPC, C.SEPC):
             setattr(self, "mepc" if num == C.MEPC else "sepc", v & ~1)
+            return  # no interrupt to check again (isa.priv.in_block)
         elif num == C.MCOUNTEREN:
             self.mcounteren = v & 0xFFFFFFFF
         elif num == C.SCOUNTEREN:
@@ -728,6 +732,7 @@ class Hart:
                 self.pmpaddr[i] = v & ((1 << 54) - 1)
         elif num in (C.MSCRATCH, C.SSCRATCH, C.MCAUSE, C.SCAUSE, C.MTVAL, C.STVAL):
             setattr(self, _CSR_ATTR[num], v)  # type: ignore[arg-type]
+            return
         # Remaining writable CSRs (mcountinhibit, hpm events/counters,
         # triggers, mtinst/mtval2) are WARL with no writable bits here.
         self.irq_dirty = True
@@ -868,8 +873,6 @@ class Hart:
 
     def fetch(self, pc: int) -> Tuple[int, int]:
         """(instruction bits, physical page) at ``pc``; 16 bits for RVC."""
-        from .memory import UNPACK
-
         buf, delta, ppn = self.fetch_page(pc)
         lo = UNPACK[2](buf, delta + pc)[0]
         if lo & 3 != 3:
@@ -924,7 +927,9 @@ class Hart:
         hp = self.mem.host_page(pa, write)
         if hp is not None:
             key = va & ~PAGE_MASK
-            tlb[key] = (hp[0], hp[1] - key) + hp[2:]
+            # last: the physical page minus the key (TLB_PA: the atomics'
+            # fast paths need the physical address for the reservation)
+            tlb[key] = (hp[0], hp[1] - key) + hp[2:] + ((pa & ~PAGE_MASK) - key,)
             if ctx.leaf_bits > PAGE_SHIFT:
                 ctx.add_tlb(1 if write else 0, key)
             if write and pa >> PAGE_SHIFT in self.mem.code_pages:
@@ -983,9 +988,16 @@ class Hart:
         return pa
 
     def lr(self, va: int, size: int, pc: int) -> int:
+        if not va & (size - 1):
+            # fast path: the page is in the read TLB (RAM, readable here)
+            e = self.ctx.rt.get(va & ~PAGE_MASK)
+            if e is not None:
+                self.reservation = (e[TLB_PA] + va, size)
+                return _sext_size(UNPACK[size](e[0], e[1] + va)[0], size)
         pa = self._amo_phys(va, size, pc, C.CAUSE_MISALIGNED_LOAD)
         value = self.mem.read(pa, size)
         self.reservation = (pa, size)
+        self._fill(self.ctx.rt, va, pa, False)
         return _sext_size(value, size)
 
     def sc(self, va: int, size: int, value: int, pc: int) -> int:
@@ -993,17 +1005,31 @@ class Hart:
             raise Trap(C.CAUSE_MISALIGNED_STORE, va, pc)
         res = self.reservation
         self.reservation = None
+        # fast path: the page is in the write TLB (writable RAM, no code)
+        e = self.ctx.wt.get(va & ~PAGE_MASK)
+        if e is not None:
+            if res is None or res[0] != e[TLB_PA] + va or res[1] != size:
+                return 1
+            PACK[size](e[0], e[1] + va, value & ((1 << (8 * size)) - 1))
+            return 0
         pa = self._amo_phys(va, size, pc, C.CAUSE_MISALIGNED_STORE)
         if res is None or res[0] != pa or res[1] != size:
             return 1
         self.mem.write(pa, size, value & ((1 << (8 * size)) - 1))
         self._after_code_store(pc)
+        self._fill(self.ctx.wt, va, pa, True)
         return 0
 
     def amo(self, va: int, size: int, op: str, src: int, pc: int) -> int:
-        pa = self._amo_phys(va, size, pc, C.CAUSE_MISALIGNED_STORE)
         mask = (1 << (8 * size)) - 1
-        old = self.mem.read(pa, size)
+        e = None if va & (size - 1) else self.ctx.wt.get(va & ~PAGE_MASK)
+        if e is not None:
+            # fast path: the page is in the write TLB (writable RAM, no code)
+            buf, off = e[0], e[1] + va
+            old = UNPACK[size](buf, off)[0]
+        else:
+            pa = self._amo_phys(va, size, pc, C.CAUSE_MISALIGNED_STORE)
+            old = self.mem.read(pa, size)
         a = _sext_size(old, size)  # canonical 64-bit view of memory value
         b = src if size == 8 else _sext_size(src & mask, size)
         if op == "add":
@@ -1021,8 +1047,17 @@ class Hart:
             new = a if (sa < sb) == (op == "min") else b
         else:  # minu / maxu
             new = a if (a < b) == (op == "minu") else b
+        if e is not None:
+            res = self.reservation
+            if res is not None:
+                pa = e[TLB_PA] + va
+                if res[0] < pa + size and pa < res[0] + res[1]:
+                    self.reservation = None
+            PACK[size](buf, off, new & mask)
+            return a
         self._write_phys(pa, size, new & mask, va)
         self._after_code_store(pc)
+        self._fill(self.ctx.wt, va, pa, True)
         return a
 
     def _after_code_store(self, pc: int) -> None:
@@ -1108,17 +1143,22 @@ class Hart:
                     blocks_get = ctx.blocks.get
                     translate = self.translator.translate
                     self._in_block = True
+                    # only blocks retire instructions in here: ``left``
+                    # follows instret; ``running`` is the block a trap or
+                    # an exit comes from (None while translating)
+                    left = lim
                     while True:
-                        pc = self.pc
-                        blk = blocks_get(pc)
+                        blk = blocks_get(self.pc)
                         if blk is None:
-                            blk = translate(pc)
-                        left = stop_at - self.instret
+                            running = None
+                            blk = translate(self.pc)
                         if blk.length > left or self.irq_dirty:
                             break
                         running = blk
-                        self.instret += blk.fn(self, x, fr, left)
-                        running = None
+                        done = blk.fn(self, x, fr, left)
+                        self.instret += done
+                        left -= done
+                    running = None
                     self._in_block = False
                     if left > 0 and blk.length > left and not self.irq_dirty:
                         if (not exact and stop_at == target and self.instret > start

@@ -17,13 +17,17 @@ from .codegen import ListEmitter, compile_function
 from .events import CodeModified, GuestExit, Trap
 from .helpers import GLOBALS as HELPERS
 from .isa import GEN_GLOBALS, SYSTEM, Decoded, decode
+from .isa.priv import in_block
 from .memory import PACK, UNPACK
 from .signed import SIGNED_GLOBALS
 
 if TYPE_CHECKING:
     from .hart import Hart
 
-Entry = Tuple[Callable[..., None], Decoded]
+# (function(H, X, F), the instruction, whether it may change the translation
+# context or make an interrupt pending: a SYSTEM instruction translated code
+# may not run itself, isa.priv.in_block)
+Entry = Tuple[Callable[..., None], Decoded, bool]
 
 
 _SHARED: List[Dict[str, object]] = []
@@ -87,12 +91,13 @@ class Interpreter:
             t.pc = pc
             raise
         d = decode(raw, pc)
+        system = d.insn.kind == SYSTEM and not in_block(d)
         if h.engine == "fast":
             # the fast engine's SYSTEM instructions (and steps): code per
             # instruction word, shared by every address (emulator.tier1)
-            entry = (tier1.bound_function(ctx, raw, pc, self.glb), d)
+            entry = (tier1.bound_function(ctx, raw, pc, self.glb), d, system)
         else:
-            entry = (compile_insn(d, ctx, self.glb), d)
+            entry = (compile_insn(d, ctx, self.glb), d, system)
         # An instruction that straddles two pages is not cached: a write
         # to its second page could not invalidate it. Nor one whose page
         # another hart wrote while this one read it.
@@ -103,7 +108,7 @@ class Interpreter:
 
     def step(self) -> None:
         h = self.h
-        fn, d = self.entry(h.pc)
+        fn, d, system = self.entry(h.pc)
         try:
             fn(h, h.x, h.f)
         except CodeModified:
@@ -112,6 +117,6 @@ class Interpreter:
             g.pc = d.pc  # resuming re-executes this instruction
             raise
         h.instret += 1
-        if d.insn.kind == SYSTEM:
+        if system:
             h.update_ctx()
             h.irq_dirty = True

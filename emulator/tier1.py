@@ -2,7 +2,8 @@
 never pays for a region's ``compile()``.
 
 A first-tier block is the straight run of instructions at an entry (up to
-a branch or jump, a SYSTEM instruction, the page end or MAX_INSNS),
+a branch or jump, a SYSTEM instruction left to the interpreter, a fence
+that ends its block (isa.priv.in_block), the page end or MAX_INSNS),
 executed by a small Python loop over per-instruction functions. Those
 functions come from the same ISA tables and emitters as everything else
 (``Insn.gen``), generated once per instruction *word* with the address as
@@ -27,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 from .codegen import ListEmitter, compile_function
 from .context import Ctx
 from .events import StepInstead
-from .isa import BRANCH, JUMP, SYSTEM, Decoded, decode
+from .isa import BRANCH, JUMP, PLAIN, SYSTEM, Decoded, decode
+from .isa.priv import FIRST, INLINE, LAST, in_block
 from .memory import NATIVE_VIEWS, PAGE_MASK, UNPACK, VIEW, VIEW_SHIFT
 
 if TYPE_CHECKING:
@@ -120,6 +122,12 @@ def _pc_relative(d: Decoded) -> bool:
     return d.insn.name == "auipc"
 
 
+# The kinds word_function gives a SYSTEM instruction that runs as the last
+# of its block, or only as its first (isa.priv.in_block); one that runs
+# inline is given PLAIN.
+ENDS_BLOCK = 4
+STARTS_BLOCK = 5
+
 # (flavour, word) -> (function(H, X, F, PC, RT, WT) or None, kind, length);
 # None: pc-relative, made per address (_PER_PC)
 _BY_WORD: Dict[Tuple[Any, ...], Tuple[Optional[Callable[..., None]], int, int]] = {}
@@ -140,6 +148,9 @@ def word_function(ctx: Ctx, views: bool, raw: int, glb: Dict[str, object]) -> Tu
         return hit
     d = decode(raw, 0)
     kind = d.insn.kind
+    if kind == SYSTEM:
+        how = in_block(d)
+        kind = {INLINE: PLAIN, LAST: ENDS_BLOCK, FIRST: STARTS_BLOCK}.get(how, SYSTEM)
     fn: Optional[Callable[..., None]] = None
     if kind != SYSTEM and not _pc_relative(d):
         d.pc = SymPC()  # type: ignore[assignment]
@@ -218,7 +229,7 @@ def straight_run(h: Hart, ctx: Ctx, pc: int, views: bool, glb: Dict[str, object]
         else:
             raw = lo
         fn, kind, length = word_function(ctx, views, raw, glb)
-        if kind == SYSTEM:
+        if kind == SYSTEM or (kind == STARTS_BLOCK and cur != pc):
             break
         nxt = (cur + length) & ((1 << 64) - 1)
         index[cur] = (len(index), nxt)
@@ -233,6 +244,8 @@ def straight_run(h: Hart, ctx: Ctx, pc: int, views: bool, glb: Dict[str, object]
             break
         body.append((fn, cur))
         cur = nxt
+        if kind == ENDS_BLOCK:
+            break
     return body, (term, term_pc) if term is not None else None, cur, index
 
 
@@ -292,7 +305,15 @@ class LiveIndex:
 # None with length 0: a SYSTEM instruction, left to the interpreter, but
 # fence.i, which runs in the block; None with a length: auipc (made for
 # its address).
-LiveWord = Tuple[Optional[Callable[..., None]], int, bool]
+# The third item: what the word does to the block: LIVE_ON (runs on),
+# LIVE_SETS_PC (a branch or jump: it set the pc), LIVE_ENDS (the block ends
+# after it, at the next pc: a SYSTEM instruction blocks may run last, such
+# as sfence.vma), LIVE_FIRST (only as the block's first instruction, where
+# instret is exact: counter reads).
+LiveWord = Tuple[Optional[Callable[..., None]], int, int]
+LIVE_ON, LIVE_SETS_PC, LIVE_ENDS, LIVE_FIRST = 0, 1, 2, 3
+_LIVE_HOW = {BRANCH: LIVE_SETS_PC, JUMP: LIVE_SETS_PC, ENDS_BLOCK: LIVE_ENDS,
+             STARTS_BLOCK: LIVE_FIRST}
 _LIVE_WORDS: Dict[Tuple[Any, ...], Dict[int, LiveWord]] = {}
 
 
@@ -317,17 +338,17 @@ def live_word(ctx: Ctx, views: bool, raw: int, glb: Dict[str, object]) -> LiveWo
     if len(words) >= CACHE_ENTRIES:
         words.clear()  # in place: runners hold the dictionary
     fn, kind, length = word_function(ctx, views, raw, glb)
-    entry: LiveWord = (fn, length, kind in (BRANCH, JUMP))
-    if kind == SYSTEM:
-        entry = (None, 0, False)
-        d = decode(raw, 0)
-        if d.insn.name == "fence.i":
+    entry: LiveWord = (fn, length, _LIVE_HOW.get(kind, LIVE_ON))
+    d = decode(raw, 0)
+    if kind == SYSTEM or d.insn.name == "fence.i":
+        entry = (None, 0, LIVE_ON)
+        if d.insn.name == "fence.i":  # orders only: the live block runs on
             e = Tier1Emitter(ctx, views)
             e.begin(0, raw, d.length)
             _fence_i_gen(e, d)
             fence: Callable[..., None] = compile_function(  # type: ignore[assignment]
                 "insn", "H, X, F, PC, RT, WT", e.lines, glb, "<fence.i live>")
-            entry = (fence, d.length, False)
+            entry = (fence, d.length, LIVE_ON)
     words[raw] = entry
     return entry
 
@@ -382,10 +403,15 @@ def make_live_runner(ctx: Ctx, pc: int, views: bool, glb: Dict[str, object], buf
                         pc_function(ctx, views, raw, cur, glb)(H, X, F)
                         return 1
                     break
+                if ends == LIVE_FIRST and n:  # runs only where instret is exact
+                    break
                 fn(H, X, F, cur, rt, wt)
-                if ends:  # a branch or jump: it set the pc
+                if ends == LIVE_SETS_PC:  # a branch or jump: it set the pc
                     return n + 1
                 cur += length
+                if ends == LIVE_ENDS:  # e.g. sfence.vma: the mappings may change
+                    H.pc = cur
+                    return n + 1
                 if cur >= page_end:
                     n += 1
                     break

@@ -32,6 +32,48 @@ def _csr(op: str, imm: bool) -> Gen:
     return gen
 
 
+# SYSTEM instructions that translated code may run itself (see in_block)
+INLINE = 1  # anywhere in a block
+LAST = 2  # as the last instruction of a block (the next pc is looked up afresh)
+FIRST = 3  # as the first instruction of a block (when instret is exact)
+
+# CSRs whose accesses change nothing but the CSR itself (no translation
+# context, no interrupt, no dependence on retired instructions)
+_PLAIN_CSRS = frozenset({0x140, 0x141, 0x142, 0x143})  # sscratch, sepc, scause, stval
+# CSRs whose reads depend on nothing but the hart's state
+_PURE_READS = _PLAIN_CSRS | {0x100, 0x104, 0x105, 0x106, 0x10A, 0x180}  # sstatus sie stvec
+# scounteren senvcfg satp
+_SSTATUS, _SIE_BIT = 0x100, 2
+_COUNTERS = frozenset({0xC00, 0xC01, 0xC02})  # cycle, time, instret: follow instret
+
+
+def in_block(d: Decoded) -> int:
+    """Whether the SYSTEM instruction ``d`` may run inside translated code
+    (INLINE, LAST) or is left to the interpreter (0), which re-derives the
+    translation context and checks interrupts after it. fence.i and
+    sfence.vma end their block (what runs next is looked up again);
+    accesses of plain CSRs, pure reads of a few others and csrrci sstatus
+    clearing only SIE (interrupts off: nothing becomes pending) run inline;
+    reads of cycle, time and instret first in a block (FIRST), where the
+    hart's instret counts every instruction before them."""
+    name = d.insn.name
+    if name in ("fence.i", "sfence.vma"):
+        return LAST
+    if not name.startswith("csrr"):
+        return 0
+    if d.csr in _PLAIN_CSRS:
+        return INLINE
+    src = d.imm if name.endswith("i") else d.rs1
+    if name[4] != "w" and src == 0:
+        if d.csr in _PURE_READS:
+            return INLINE
+        if d.csr in _COUNTERS:
+            return FIRST
+    if name == "csrrci" and d.csr == _SSTATUS and src == _SIE_BIT:
+        return INLINE
+    return 0
+
+
 def ecall(e: Emitter, d: Decoded) -> None:
     e.emit(f"H.ecall({d.pc})")
     e.ended = True

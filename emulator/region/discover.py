@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Dict, List, NamedTuple, Set, Tuple
 from ..bits import M64
 from ..events import Trap
 from ..isa import BRANCH, JUMP, SYSTEM, Decoded, decode
+from ..isa.priv import INLINE, LAST, in_block
 from ..memory import PAGE_MASK, UNPACK
 
 if TYPE_CHECKING:
@@ -56,6 +57,9 @@ def discover(h: Hart, entry: int) -> Discovery:
     work = [entry]
     budget = MAX_REGION_INSNS
     entry_targeted = False  # is the entry also reached by a branch or fall-through?
+    # the pcs after fences that end their block (isa.priv.in_block LAST):
+    # never leaders, so that control leaves the region there
+    after_last: Set[int] = set()
 
     def add_leader(pc: int) -> None:
         nonlocal entry_targeted
@@ -84,7 +88,14 @@ def discover(h: Hart, entry: int) -> Discovery:
             d = decode(raw, cur)
             kind = d.insn.kind
             if kind == SYSTEM:
-                break
+                how = in_block(d)
+                if how == LAST and d.next_pc != entry:
+                    insn_at[cur] = d
+                    budget -= 1
+                    after_last.add(d.next_pc)
+                    break
+                if how != INLINE:
+                    break
             insn_at[cur] = d
             n += 1
             budget -= 1
@@ -103,6 +114,9 @@ def discover(h: Hart, entry: int) -> Discovery:
             cur = d.next_pc
             if n == MAX_INSNS:
                 add_leader(cur)
+    if after_last:
+        leaders = [pc for pc in leaders if pc not in after_last]
+        leader_set.difference_update(after_last)
     # An entry in the middle of a loop (a run resumed after an exit or
     # an interrupt) must not split the loop's block in two: unless
     # something else jumps there, the entry starts a prefix block that
@@ -123,7 +137,8 @@ def discover(h: Hart, entry: int) -> Discovery:
 def form_blocks(leaders: List[int], stops: Set[int],
                 insn_at: Dict[int, Decoded]) -> Dict[int, List[Decoded]]:
     """The basic block at each leader: the decoded run up to a branch or
-    jump, the next of ``stops`` or MAX_INSNS instructions."""
+    jump, a fence that ends its block, the next of ``stops`` or MAX_INSNS
+    instructions."""
     blocks: Dict[int, List[Decoded]] = {}
     for leader in leaders:
         run: List[Decoded] = []
@@ -131,7 +146,7 @@ def form_blocks(leaders: List[int], stops: Set[int],
         while cur in insn_at and len(run) < MAX_INSNS:
             d = insn_at[cur]
             run.append(d)
-            if d.insn.kind in (BRANCH, JUMP):
+            if d.insn.kind in (BRANCH, JUMP) or (d.insn.kind == SYSTEM and in_block(d) == LAST):
                 break
             cur = d.next_pc
             if cur in stops:

@@ -4,7 +4,8 @@ Inside a block, guest registers live in Python locals ``x1``..``x31``
 (loaded once at the region's start, stored back only if written), and
 loads and stores do the software-TLB hit inline, calling the hart's slow
 path on a miss. Runs of loads and stores through one base register share
-one TLB lookup (``access_groups``). ``gen_block`` generates a block and
+one TLB lookup (``access_groups``), and so do the other accesses of a
+block through a base register that keeps its value (``base_groups``). ``gen_block`` generates a block and
 says how it ends (a ``BlockExit``, region.exits); region.build puts the
 blocks of a region together, region.loops makes its loops Python loops.
 The first tier (emulator.tier1) generates from the same ISA emitters, one
@@ -19,7 +20,7 @@ from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 from ..bits import M64
 from ..codegen import Emitter
 from ..context import Ctx
-from ..isa import Decoded
+from ..isa import BRANCH, Decoded
 from ..memory import NATIVE_VIEWS, PAGE_MASK, VIEW, VIEW_SHIFT
 from ..signed import SIGNED_GEN
 from .exits import BlockExit, ExitKind
@@ -286,6 +287,69 @@ def access_groups(insns: List[Decoded]) -> List[Tuple[int, int]]:
     return out
 
 
+class BaseGroup(NamedTuple):
+    """Loads and stores of a block through one base register while it
+    keeps its value (not consecutive, of any sizes; see ``base_groups``):
+    one TLB lookup, done before the first of them, serves them all when
+    they fall in one page."""
+    first: int  # index of the first access in the block
+    reg: int  # the base register
+    lo: int  # the lowest offset
+    span: int  # bytes from the lowest address to the last byte accessed, minus one
+    align: int  # the largest access size: the base must be aligned to it
+    stores: bool  # any store: the write TLB serves them
+    # (view index, access size, lowest offset of those accesses) of the views used
+    views: Tuple[Tuple[int, int, int], ...]
+    bytes: bool  # any byte access (through the buffer itself)
+
+
+MIN_BASE_GROUP = 2
+# Names of instructions that write no integer register although their rd
+# field is not zero (the rest is assumed to write x[rd]: a superset is safe)
+_NO_RD = {"fence", "fence.i", "sfence.vma", "sinval.vma"}
+
+
+def base_groups(insns: List[Decoded], taken: Set[int]) -> Dict[int, BaseGroup]:
+    """The accesses (by index, outside ``taken``, the indexes of
+    access_groups) that share a BaseGroup: at least MIN_BASE_GROUP integer
+    loads and stores through one base register with no write to it between
+    them, each at an offset aligned to its size (so all are aligned when
+    the base is aligned to the largest), within 2 KiB."""
+    members: Dict[Tuple[int, int], List[int]] = {}
+    version = [0] * 32
+    for i, d in enumerate(insns):
+        acc = _ACCESS.get(d.insn.name)
+        if acc is not None and d.rs1 and i not in taken:
+            members.setdefault((d.rs1, version[d.rs1]), []).append(i)
+        if acc is not None and acc[2]:
+            continue  # a store: its rd field is an offset
+        if d.insn.kind != BRANCH and d.rd and d.insn.name not in _NO_RD:
+            version[d.rd] += 1
+    out: Dict[int, BaseGroup] = {}
+    for (reg, _), idx in members.items():
+        if len(idx) < MIN_BASE_GROUP:
+            continue
+        idx = [i for i in idx if insns[i].imm % _ACCESS[insns[i].insn.name][0] == 0]
+        if len(idx) < MIN_BASE_GROUP:
+            continue
+        lo = min(insns[i].imm for i in idx)
+        end = max(insns[i].imm + _ACCESS[insns[i].insn.name][0] for i in idx)
+        if end - lo > 2048:
+            continue
+        accs = [_ACCESS[insns[i].insn.name] for i in idx]
+        view_lo: Dict[Tuple[int, int], int] = {}
+        for i, (size, signed, store) in zip(idx, accs):
+            if size > 1:
+                k = (VIEW[size, signed and not store], size)
+                view_lo[k] = min(view_lo.get(k, insns[i].imm), insns[i].imm)
+        views = sorted((k, size, off) for (k, size), off in view_lo.items())
+        g = BaseGroup(idx[0], reg, lo, end - lo - 1, max(a[0] for a in accs),
+                      any(a[2] for a in accs), tuple(views), any(a[0] == 1 for a in accs))
+        for i in idx:
+            out[i] = g
+    return out
+
+
 class BlockCode(NamedTuple):
     """One basic block generated: its body, and how control leaves it."""
     lines: List[str]
@@ -309,13 +373,23 @@ def gen_block(e: BlockEmitter, insns: List[Decoded], index: Dict[int, Tuple[int,
     for i, d in enumerate(insns):
         index[d.pc] = (i, d.next_pc)
     groups = {} if e.ctx.pmlen else {i: j for i, j in access_groups(insns)}
+    hoisted: Dict[int, BaseGroup] = {}
+    if not e.ctx.pmlen and not e.signed and NATIVE_VIEWS:
+        hoisted = base_groups(insns, {k for i, j in groups.items() for k in range(i, j)})
+    pages: Dict[BaseGroup, _Page] = {}
     i = 0
     while i < len(insns):
         if i in groups:
             gen_group(e, insns[i:groups[i]])
             i = groups[i]
             continue
-        gen_insn(e, insns[i])
+        g = hoisted.get(i)
+        if g is not None:
+            if g.first == i:
+                pages[g] = _Page(e, g)
+            pages[g].access(insns[i])
+        else:
+            gen_insn(e, insns[i])
         i += 1
     e.reduce(sorted(e.lazy))  # the block ends with every register canonical
     e.lazy = set()
@@ -423,3 +497,70 @@ def gen_group(e: BlockEmitter, group: List[Decoded]) -> None:
     for d in group:
         gen_insn(e, d)
     e.indent = e.indent[:-4]
+
+
+class _Page:
+    """The TLB lookup of a BaseGroup, emitted where the group's first
+    access is, and its accesses: through typed views of the page's buffer
+    (or the buffer itself for bytes) when the lookup found the page and
+    the group's bytes are in it, else each the usual way (precise traps)."""
+
+    def __init__(self, e: BlockEmitter, g: BaseGroup) -> None:
+        self.e = e
+        self.g = g
+        self.ok, addr, entry = e.tmp(), e.tmp(), e.tmp()
+        base = e.x(g.reg)
+        e.emit(f"{addr} = ({base} + {g.lo}) & {M64}" if g.lo else f"{addr} = {base}")
+        table = "WT" if g.stores else "RT"
+        e.emit(f"{entry} = {table}.get({addr} & -4096)")
+        span = f"({addr} ^ ({addr} + {g.span})) & -4096"
+        if g.align > 1:
+            span = f"({span}) | ({base} & {g.align - 1})"
+        e.emit(f"{self.ok} = {entry} is not None and {span} == 0")
+        e.emit(f"if {self.ok}:")
+        # view index -> (the view, the item index of its lowest offset, that offset)
+        self.views: Dict[int, Tuple[str, str, int]] = {}
+        for k, size, off in g.views:
+            view, index = e.tmp(), e.tmp()
+            self.views[k] = (view, index, off)
+            e.emit(f"    {view} = {entry}[{k}]")
+            at = f"{entry}[1] + {addr} + {off - g.lo}" if off != g.lo else f"{entry}[1] + {addr}"
+            e.emit(f"    {index} = ({at}) >> {VIEW_SHIFT[size]}")
+        self.buf = self.off = ""
+        if g.bytes:
+            self.buf, self.off = e.tmp(), e.tmp()
+            e.emit(f"    {self.buf} = {entry}[0]")
+            e.emit(f"    {self.off} = {entry}[1] + {addr}")
+
+    def access(self, d: Decoded) -> None:
+        e = self.e
+        size, signed, store = _ACCESS[d.insn.name]
+        step = d.imm - self.g.lo
+        e.begin(d.pc, d.raw, d.length)
+        e.emit(f"if {self.ok}:")
+        e.indent += "    "
+        if size == 1:
+            at = f"{self.off} + {step}" if step else self.off
+            if store:
+                v = e.x(d.rs2)
+                e.emit(e.fast_store(self.buf, at, 1, v if v == "0" else f"{v} & 255"))
+            else:
+                e.setx(d.rd, e.fast_load(self.buf, at, 1, signed, False))
+        else:
+            view, index, off = self.views[VIEW[size, signed and not store]]
+            step = (d.imm - off) >> VIEW_SHIFT[size]
+            at = f"{index} + {step}" if step else index
+            if store:
+                v = e.x(d.rs2)
+                if size < 8 and v != "0":
+                    v = f"{v} & {(1 << (8 * size)) - 1}"
+                e.emit(f"{view}[{at}] = {v}")
+            else:
+                e.setx(d.rd, e.view_load(view, at, size, signed))
+        if not store and size < 8 and d.rd:
+            e.rng[d.rd] = load_range(size, signed)
+        e.indent = e.indent[:-4]
+        e.emit("else:")
+        e.indent += "    "
+        gen_insn(e, d)
+        e.indent = e.indent[:-4]

@@ -12,7 +12,7 @@ import rvkvm.emulator.tier1 as tier1
 REGION_TESTS = {
     "test_access_groups", "test_region_entries", "test_structured_loops",
     "test_translator_entry", "test_value_ranges", "test_code_after_sfence",
-    "test_invalidation",
+    "test_invalidation", "test_base_groups",
 }
 
 

@@ -201,3 +201,19 @@ def test_another_harts_and_the_hosts_stores_into_a_hot_loop(path: str) -> None:
     assert fast == rewritten_from_outside("reference")
     x = fast[1][2:]
     assert (x[5], x[6], x[7]) == (100, 25 * (2 + 5 + 11 + 7), 300)
+
+
+def test_live_blocks_classify_system_words_as_the_tiers_do() -> None:
+    # fence.i runs on inside a live block; sfence.vma ends it at the next pc
+    # (mappings may change); counter reads run only first (exact instret);
+    # other SYSTEM words leave to the interpreter
+    h, _ = make_hart("fast", [A.EBREAK])
+    tr = h.translator
+    live = lambda raw: tier1.live_word(h.ctx, tr.tier1_views, raw, tr.glb)  # noqa: E731
+    fence_i, sfence_vma, rdtime, ecall = 0x0000100F, 0x12000073, 0xC01027F3, 0x00000073
+    fn, length, how = live(fence_i)
+    assert fn is not None and length == 4 and how == tier1.LIVE_ON
+    fn, length, how = live(sfence_vma)
+    assert fn is not None and how == tier1.LIVE_ENDS
+    assert live(rdtime)[2] == tier1.LIVE_FIRST
+    assert live(ecall)[:2] == (None, 0)
