@@ -15,7 +15,7 @@ from . import csr as C
 from .bits import M64
 from .context import Ctx
 from .events import CodeModified, GuestExit, StepInstead, Stop, Trap
-from .memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, BusError, PhysMemory
+from .memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, UNPACK, BusError, PhysMemory
 
 PRV_U, PRV_S, PRV_M = C.PRV_U, C.PRV_S, C.PRV_M
 NO_DEADLINE = 1 << 64
@@ -864,8 +864,6 @@ class Hart:
 
     def fetch(self, pc: int) -> Tuple[int, int]:
         """(instruction bits, physical page) at ``pc``; 16 bits for RVC."""
-        from .memory import UNPACK
-
         buf, delta, ppn = self.fetch_page(pc)
         lo = UNPACK[2](buf, delta + pc)[0]
         if lo & 3 != 3:

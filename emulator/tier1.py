@@ -24,6 +24,7 @@ from __future__ import annotations
 from types import CodeType, FunctionType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
+from . import interp
 from .codegen import ListEmitter, compile_function
 from .context import Ctx
 from .events import StepInstead
@@ -160,12 +161,10 @@ def word_function(ctx: Ctx, views: bool, raw: int, glb: Dict[str, object]) -> Tu
 def pc_function(ctx: Ctx, views: bool, raw: int, pc: int,
                 glb: Dict[str, object]) -> Callable[..., None]:
     """A pc-relative instruction at ``pc``: function(H, X, F) that also sets H.pc."""
-    from .interp import compile_insn
-
     key = (_flavour(ctx, views), raw, pc)
     fn = _PER_PC.get(key)
     if fn is None:
-        fn = compile_insn(decode(raw, pc), ctx, glb)
+        fn = interp.compile_insn(decode(raw, pc), ctx, glb)
         if len(_PER_PC) >= CACHE_ENTRIES:
             _PER_PC.clear()
         _PER_PC[key] = fn
@@ -179,8 +178,6 @@ def bound_function(ctx: Ctx, raw: int, pc: int, glb: Dict[str, object]) -> Calla
     """The reference interpreter's function(H, X, F) for the instruction
     ``raw`` at ``pc`` (it sets H.pc), made from code generated once per
     instruction word with ``PC`` a parameter defaulting to ``pc``."""
-    from .interp import compile_insn
-
     key = (ctx.fs_on, ctx.pmlen, ctx.pm_sign, raw)
     code = _BOUND.get(key)
     if code is None:
@@ -188,7 +185,7 @@ def bound_function(ctx: Ctx, raw: int, pc: int, glb: Dict[str, object]) -> Calla
         if _pc_relative(d):
             return pc_function(ctx, False, raw, pc, glb)
         d.pc = SymPC()  # type: ignore[assignment]
-        code = compile_insn(d, ctx, glb, "H, X, F, PC=0").__code__  # type: ignore[attr-defined]
+        code = interp.compile_insn(d, ctx, glb, "H, X, F, PC=0").__code__  # type: ignore[attr-defined]
         if len(_BOUND) >= CACHE_ENTRIES:
             _BOUND.clear()
         _BOUND[key] = code
