@@ -16,6 +16,7 @@ from .bits import M64
 from .context import Ctx
 from .events import CodeModified, GuestExit, StepInstead, Stop, Trap
 from .memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, UNPACK, BusError, PhysMemory
+from .pypy import opaque_call
 
 PRV_U, PRV_S, PRV_M = C.PRV_U, C.PRV_S, C.PRV_M
 NO_DEADLINE = 1 << 64
@@ -1102,17 +1103,34 @@ class Hart:
                     blocks_get = ctx.blocks.get
                     translate = self.translator.translate
                     self._in_block = True
-                    while True:
-                        pc = self.pc
-                        blk = blocks_get(pc)
-                        if blk is None:
-                            blk = translate(pc)
-                        left = stop_at - self.instret
-                        if blk.length > left or self.irq_dirty:
-                            break
-                        running = blk
-                        self.instret += blk.fn(self, x, fr, left)
-                        running = None
+                    call = opaque_call
+                    if call is None:
+                        while True:
+                            pc = self.pc
+                            blk = blocks_get(pc)
+                            if blk is None:
+                                blk = translate(pc)
+                            left = stop_at - self.instret
+                            if blk.length > left or self.irq_dirty:
+                                break
+                            running = blk
+                            self.instret += blk.fn(self, x, fr, left)
+                            running = None
+                    else:
+                        # PyPy: the same, with the block called opaquely
+                        # (emulator.pypy): thousands of different block
+                        # functions would each add a guard to this loop
+                        while True:
+                            pc = self.pc
+                            blk = blocks_get(pc)
+                            if blk is None:
+                                blk = translate(pc)
+                            left = stop_at - self.instret
+                            if blk.length > left or self.irq_dirty:
+                                break
+                            running = blk
+                            self.instret += call(blk.fn, self, x, fr, left)
+                            running = None
                     self._in_block = False
                     if left > 0 and blk.length > left and not self.irq_dirty:
                         if (not exact and stop_at == target and self.instret > start

@@ -30,6 +30,7 @@ from .context import Ctx
 from .events import StepInstead
 from .isa import BRANCH, JUMP, SYSTEM, Decoded, decode
 from .memory import NATIVE_VIEWS, PAGE_MASK, UNPACK, VIEW, VIEW_SHIFT
+from .pypy import opaque_call
 
 if TYPE_CHECKING:
     from .hart import Hart
@@ -250,6 +251,7 @@ def make_runner(body: List[Tuple[Callable[..., None], int]],
     blocks, hot = ctx.blocks, ctx.hot
     left = [count]
     term, term_pc = last if last is not None else (None, 0)
+    call = opaque_call
 
     def run(H: Any, X: List[int], F: List[int], lim: int) -> int:
         if left[0]:
@@ -266,7 +268,24 @@ def make_runner(body: List[Tuple[Callable[..., None], int]],
             term(H, X, F, term_pc, rt, wt)
         return length
 
-    return run
+    def run_opaque(H: Any, X: List[int], F: List[int], lim: int) -> int:
+        # PyPy (emulator.pypy): the per-word functions are called opaquely,
+        # so this loop's trace does not grow a guard per instruction word
+        if left[0]:
+            left[0] -= 1
+            if not left[0]:
+                hot.add(entry)
+                if blocks.get(entry) is blk_ref[0]:
+                    del blocks[entry]
+        for fn, p in body:
+            call(fn, H, X, F, p, rt, wt)
+        if term is None:
+            H.pc = end
+        else:
+            call(term, H, X, F, term_pc, rt, wt)
+        return length
+
+    return run if call is None else run_opaque
 
 
 class LiveIndex:

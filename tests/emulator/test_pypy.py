@@ -29,7 +29,9 @@ import rvkvm.emulator.translator as tr
 from rvkvm.emulator.machine import Machine
 from tests.emulator.signed_grid import all_programs, check, small_grid
 
+import rvkvm.emulator.pypy as pp
 assert tr.SIGNED_LOCALS, "PyPy must use the signed flavour"
+assert pp.opaque_call is not None, "PyPy must dispatch blocks opaquely"
 guests = {}
 for path in sys.argv[1:]:
     m = Machine(engine="fast", out=lambda b: None)
