@@ -26,7 +26,12 @@ if ON_PYPY:  # pragma: no cover - PyPy only
     opaque_call = pypyjit.residual_call
 
 # JIT parameters for a process that runs guests (see tune_pypy_jit).
-JIT_PARAMS = ""
+# function_threshold (default 1619): calls of a function before it is
+# traced from its start. Blocks are called opaquely, so a region's function
+# runs interpreted (its loops compiled on their own) until it reaches this
+# count; 200 compiles them sooner. Debian's boot, first 150 M instructions,
+# side by side: 48.0 -> 42.7 CPU s (and 48.6 -> 46.1 in an earlier pair).
+JIT_PARAMS = "function_threshold=200"
 
 
 def tune_pypy_jit() -> bool:

@@ -251,7 +251,7 @@ def make_runner(body: List[Tuple[Callable[..., None], int]],
     blocks, hot = ctx.blocks, ctx.hot
     left = [count]
     term, term_pc = last if last is not None else (None, 0)
-    call = opaque_call
+    call: Any = opaque_call
 
     def run(H: Any, X: List[int], F: List[int], lim: int) -> int:
         if left[0]:
