@@ -16,6 +16,7 @@ from .bits import M64
 from .context import Ctx
 from .events import CodeModified, GuestExit, StepInstead, Stop, Trap
 from .memory import PACK, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, UNPACK, BusError, PhysMemory
+from .pypy import opaque_call
 
 PRV_U, PRV_S, PRV_M = C.PRV_U, C.PRV_S, C.PRV_M
 NO_DEADLINE = 1 << 64
@@ -1147,17 +1148,34 @@ class Hart:
                     # follows instret; ``running`` is the block a trap or
                     # an exit comes from (None while translating)
                     left = lim
-                    while True:
-                        blk = blocks_get(self.pc)
-                        if blk is None:
-                            running = None
-                            blk = translate(self.pc)
-                        if blk.length > left or self.irq_dirty:
-                            break
-                        running = blk
-                        done = blk.fn(self, x, fr, left)
-                        self.instret += done
-                        left -= done
+                    call = opaque_call
+                    if call is None:
+                        while True:
+                            blk = blocks_get(self.pc)
+                            if blk is None:
+                                running = None
+                                blk = translate(self.pc)
+                            if blk.length > left or self.irq_dirty:
+                                break
+                            running = blk
+                            done = blk.fn(self, x, fr, left)
+                            self.instret += done
+                            left -= done
+                    else:
+                        # PyPy: the same, with the block called opaquely
+                        # (emulator.pypy): thousands of different block
+                        # functions would each add a guard to this loop
+                        while True:
+                            blk = blocks_get(self.pc)
+                            if blk is None:
+                                running = None
+                                blk = translate(self.pc)
+                            if blk.length > left or self.irq_dirty:
+                                break
+                            running = blk
+                            done = call(blk.fn, self, x, fr, left)
+                            self.instret += done
+                            left -= done
                     running = None
                     self._in_block = False
                     if left > 0 and blk.length > left and not self.irq_dirty:

@@ -25,12 +25,14 @@ from __future__ import annotations
 from types import CodeType, FunctionType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
+from . import interp
 from .codegen import ListEmitter, compile_function
 from .context import Ctx
 from .events import StepInstead
 from .isa import BRANCH, JUMP, PLAIN, SYSTEM, Decoded, decode
 from .isa.priv import FIRST, INLINE, LAST, in_block
 from .memory import NATIVE_VIEWS, PAGE_MASK, UNPACK, VIEW, VIEW_SHIFT
+from .pypy import opaque_call
 
 if TYPE_CHECKING:
     from .hart import Hart
@@ -171,12 +173,10 @@ def word_function(ctx: Ctx, views: bool, raw: int, glb: Dict[str, object]) -> Tu
 def pc_function(ctx: Ctx, views: bool, raw: int, pc: int,
                 glb: Dict[str, object]) -> Callable[..., None]:
     """A pc-relative instruction at ``pc``: function(H, X, F) that also sets H.pc."""
-    from .interp import compile_insn
-
     key = (_flavour(ctx, views), raw, pc)
     fn = _PER_PC.get(key)
     if fn is None:
-        fn = compile_insn(decode(raw, pc), ctx, glb)
+        fn = interp.compile_insn(decode(raw, pc), ctx, glb)
         if len(_PER_PC) >= CACHE_ENTRIES:
             _PER_PC.clear()
         _PER_PC[key] = fn
@@ -190,8 +190,6 @@ def bound_function(ctx: Ctx, raw: int, pc: int, glb: Dict[str, object]) -> Calla
     """The reference interpreter's function(H, X, F) for the instruction
     ``raw`` at ``pc`` (it sets H.pc), made from code generated once per
     instruction word with ``PC`` a parameter defaulting to ``pc``."""
-    from .interp import compile_insn
-
     key = (ctx.fs_on, ctx.pmlen, ctx.pm_sign, raw)
     code = _BOUND.get(key)
     if code is None:
@@ -199,7 +197,7 @@ def bound_function(ctx: Ctx, raw: int, pc: int, glb: Dict[str, object]) -> Calla
         if _pc_relative(d):
             return pc_function(ctx, False, raw, pc, glb)
         d.pc = SymPC()  # type: ignore[assignment]
-        code = compile_insn(d, ctx, glb, "H, X, F, PC=0").__code__  # type: ignore[attr-defined]
+        code = interp.compile_insn(d, ctx, glb, "H, X, F, PC=0").__code__  # type: ignore[attr-defined]
         if len(_BOUND) >= CACHE_ENTRIES:
             _BOUND.clear()
         _BOUND[key] = code
@@ -266,6 +264,7 @@ def make_runner(body: List[Tuple[Callable[..., None], int]],
     blocks, hot = ctx.blocks, ctx.hot
     left = [count]
     term, term_pc = last if last is not None else (None, 0)
+    call: Any = opaque_call
 
     def run(H: Any, X: List[int], F: List[int], lim: int) -> int:
         if left[0]:
@@ -282,7 +281,24 @@ def make_runner(body: List[Tuple[Callable[..., None], int]],
             term(H, X, F, term_pc, rt, wt)
         return length
 
-    return run
+    def run_opaque(H: Any, X: List[int], F: List[int], lim: int) -> int:
+        # PyPy (emulator.pypy): the per-word functions are called opaquely,
+        # so this loop's trace does not grow a guard per instruction word
+        if left[0]:
+            left[0] -= 1
+            if not left[0]:
+                hot.add(entry)
+                if blocks.get(entry) is blk_ref[0]:
+                    del blocks[entry]
+        for fn, p in body:
+            call(fn, H, X, F, p, rt, wt)
+        if term is None:
+            H.pc = end
+        else:
+            call(term, H, X, F, term_pc, rt, wt)
+        return length
+
+    return run if call is None else run_opaque
 
 
 class LiveIndex:

@@ -55,7 +55,9 @@ def _modules(folder: str) -> Iterator[Tuple[Path, str]]:
 
 def _third_party(name: str) -> bool:
     top = name.split(".")[0]
-    return top not in sys.stdlib_module_names and top not in LOCAL_TOP and top != "__pypy__"
+    # __pypy__ and pypyjit: PyPy's built-in modules (the emulator's PyPy paths)
+    return (top not in sys.stdlib_module_names and top not in LOCAL_TOP
+            and top not in ("__pypy__", "pypyjit"))
 
 
 def _violations(folder: str, allowed: Tuple[str, ...], forbidden: Tuple[str, ...]) -> List[str]:

@@ -40,6 +40,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
+from rvkvm.emulator.pypy import tune_pypy_jit
 from rvkvm.server.kvm import KvmError, KvmSystem, Vcpu, Vm
 from rvkvm.server.kvm import exits as X
 from rvkvm.server.kvm.vm import anonymous_ram
@@ -303,6 +304,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     fd = int(argv[0])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the front end's to handle
     raise_fd_limit()
+    tune_pypy_jit()  # guest code's JIT parameters (nothing on CPython)
     sock = socket.socket(fileno=fd)
     worker = Worker(Channel(sock))
     try:

@@ -173,6 +173,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--lines", type=int, default=8, help="console lines to print at the end")
     ap.add_argument("--echo", action="store_true", help="copy the console to stdout")
     args = ap.parse_args(argv)
+    try:  # PyPy: the JIT parameters a worker process sets (older trees have none)
+        from rvkvm.emulator.pypy import tune_pypy_jit
+    except ImportError:
+        pass
+    else:
+        tune_pypy_jit()
     boot = Boot(args.kernel, args.engine, args.ram, args.append)
     if args.ns_per_insn:
         from fractions import Fraction

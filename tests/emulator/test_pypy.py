@@ -29,7 +29,10 @@ import rvkvm.emulator.translator as tr
 from rvkvm.emulator.machine import Machine
 from tests.emulator.signed_grid import all_programs, check, small_grid
 
+import rvkvm.emulator.pypy as pp
 assert tr.SIGNED_LOCALS, "PyPy must use the signed flavour"
+assert pp.opaque_call is not None, "PyPy must dispatch blocks opaquely"
+assert pp.tune_pypy_jit(), "a worker's JIT parameters must apply on PyPy"
 guests = {}
 for path in sys.argv[1:]:
     m = Machine(engine="fast", out=lambda b: None)
@@ -80,3 +83,10 @@ def test_pypy_retires_what_cpython_retires(path: Path, pypy_results: dict) -> No
 def test_signed_grid_on_pypy(pypy_results: dict) -> None:
     assert pypy_results["grid"] > 60
     assert pypy_results["failures"] == []
+
+
+def test_pypy_paths_stay_off_on_cpython() -> None:
+    # CPython keeps its plain calls and sets no JIT parameters
+    import rvkvm.emulator.pypy as pp
+
+    assert pp.opaque_call is None and pp.tune_pypy_jit() is False
