@@ -1017,9 +1017,8 @@ class Hart:
         if res is None or res[0] != pa or res[1] != size:
             return 1
         self.mem.write(pa, size, value & ((1 << (8 * size)) - 1))
-        self._after_code_store(pc)
         self._fill(self.ctx.wt, va, pa, True)
-        return 0
+        return 0  # a write to code: the caller ends the block (after_atomic)
 
     def amo(self, va: int, size: int, op: str, src: int, pc: int) -> int:
         mask = (1 << (8 * size)) - 1
@@ -1057,11 +1056,20 @@ class Hart:
             PACK[size](buf, off, new & mask)
             return a
         self._write_phys(pa, size, new & mask, va)
-        self._after_code_store(pc)
         self._fill(self.ctx.wt, va, pa, True)
-        return a
+        return a  # a write to code: the caller ends the block (after_atomic)
 
     def _after_code_store(self, pc: int) -> None:
+        if self.code_dirty:
+            self.code_dirty = False
+            raise CodeModified(pc)
+
+    def after_atomic(self, pc: int) -> None:
+        """An AMO or SC at ``pc`` completed, its destination register
+        written: if it wrote code (or interrupts changed), end the block
+        after it. sc/amo themselves must not raise CodeModified: the
+        result they return would never reach rd (a ticket lock's
+        amoadd.w would leave its ticket unread and spin forever)."""
         if self.code_dirty:
             self.code_dirty = False
             raise CodeModified(pc)

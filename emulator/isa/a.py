@@ -30,6 +30,7 @@ def _sc(size: int) -> Gen:
     def gen(e: Emitter, d: Decoded) -> None:
         a = e.ea(d.rs1, 0)
         e.setx(d.rd, f"H.sc({a}, {size}, {e.x(d.rs2)}, {d.pc})")
+        e.emit(f"if H.code_dirty: H.after_atomic({d.pc})")  # rd first
     return gen
 
 
@@ -37,6 +38,7 @@ def _amo(op: str, size: int) -> Gen:
     def gen(e: Emitter, d: Decoded) -> None:
         a = e.ea(d.rs1, 0)
         e.setx(d.rd, f"H.amo({a}, {size}, {op!r}, {e.x(d.rs2)}, {d.pc})")
+        e.emit(f"if H.code_dirty: H.after_atomic({d.pc})")  # rd first
     return gen
 
 

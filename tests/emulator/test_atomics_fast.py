@@ -131,6 +131,10 @@ def test_atomics_on_a_code_page_still_drop_its_code() -> None:
     assert BASE in h.ctx.blocks
     h.store(BASE + 0x800, 8, 0, 0)  # a data access on the code page: no write-TLB entry
     assert not h.ctx.wt
-    with pytest.raises(CodeModified):
-        h.amo(BASE, 4, "or", 0, 0)  # rewrites the addi with itself
+    old = h.amo(BASE, 4, "or", 0, 0)  # rewrites the addi with itself
+    assert old == A.addi(5, 5, 1)  # the old value comes back for rd
     assert BASE not in h.ctx.blocks
+    assert h.code_dirty  # the instruction's code ends the block after rd is set
+    with pytest.raises(CodeModified):
+        h.after_atomic(0)
+    assert not h.code_dirty
