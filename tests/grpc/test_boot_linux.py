@@ -1,11 +1,12 @@
 """End to end: ``rvkvm boot`` runs Debian's stock riscv64 kernel to the
 busybox shell on the embedded server and runs commands there.
 
-A full boot is about 0.45 G guest instructions; at the engine's speed when
-this was written (0.4 MIPS on CPython) that is close to 20 minutes per boot,
-so these tests run when RVKVM_BOOT=1 or RVKVM_REQUIRE_BOOT=1 is set and
-otherwise report themselves skipped with that reason. CI does not run them
-yet: they join it when a boot fits in its time (issue 10). RVKVM_BOOT_TIMEOUT
+A full boot is about 0.53 G guest instructions at the default clock (1 ns
+per instruction); at the engine's speed now (about 1.5-2.8 MIPS on CPython)
+that is about 6 minutes per boot, so these tests run when RVKVM_BOOT=1 or
+RVKVM_REQUIRE_BOOT=1 is set and otherwise report themselves skipped with
+that reason. CI does not run them yet: four boots would triple the suite's
+time; they join it when a boot is about a minute (issue 10). RVKVM_BOOT_TIMEOUT
 (seconds, default 1800) bounds each boot."""
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ ENABLED = os.environ.get("RVKVM_BOOT") == "1" or os.environ.get("RVKVM_REQUIRE_B
 TIMEOUT = float(os.environ.get("RVKVM_BOOT_TIMEOUT", "1800"))
 
 pytestmark = pytest.mark.skipif(
-    not ENABLED, reason="a Linux boot takes ~20 min at today's 0.4 MIPS; "
+    not ENABLED, reason="a Linux boot takes ~6 min at today's ~1.5 MIPS; "
                         "set RVKVM_BOOT=1 to run them (not yet in CI)")
 
 
