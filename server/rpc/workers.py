@@ -54,6 +54,11 @@ from .scheduler import FairScheduler
 WORKER_PACKAGES = PURE_PACKAGES + ("rvkvm.server.worker",)
 PAGE_SIZE = 4096
 BUSY_WINDOW = 1.0  # a vCPU that ran a slice this recently counts as busy
+# Slices a worker's scheduler keeps in flight: the worker runs one at a time
+# (one run thread), the other waits there, so that the run thread starts the
+# next slice at once instead of idling for a round trip through this
+# process (two thread hand-offs, each waiting for its interpreter lock).
+SLICES_IN_FLIGHT = 2
 
 
 def default_worker_python() -> str:
@@ -333,16 +338,21 @@ class CoalescedBuffer:
     VM's coalesced-MMIO entries at the moment of an exit. A slice that ends
     on a guest event or a kick drains the worker's ring right after it, as
     the in-process session does when it records such an exit, and the
-    reply carries them; any other exit drains the ring in the worker now."""
+    reply carries them; any other slice's reply says whether the ring was
+    empty when it ended (``[]``; None: it was not). Recording such an exit
+    drains the ring in the worker then, unless it was empty: no second round
+    trip for the Runs of a VM without coalesced writes."""
 
     def __init__(self, vm: VmProxy) -> None:
         self._vm = vm
         self._entries: Optional[List[CoalescedMmio]] = None  # drained with the last exit
+        self._ring_empty = False  # as of the last slice's end
         self._lock = threading.Lock()
 
     def put(self, entries: Optional[List[CoalescedMmio]]) -> None:
-        if entries is not None:
-            with self._lock:
+        with self._lock:
+            self._ring_empty = entries is not None
+            if entries:
                 self._entries = (self._entries or []) + list(entries)
 
     def take(self) -> Optional[List[CoalescedMmio]]:
@@ -351,9 +361,10 @@ class CoalescedBuffer:
         return entries
 
     def drain(self) -> List[CoalescedMmio]:
-        entries = self.take()
-        if entries is not None:
-            return entries
+        with self._lock:
+            entries, self._entries = self._entries, None
+            if entries is not None or self._ring_empty:
+                return entries or []
         return list(self._vm._call("drain_coalesced_mmio"))
 
 
@@ -620,9 +631,13 @@ class VcpuProxy:
         the same clock in both processes)."""
         self.vm._check_alive()
         self._running = True
+        # The worker bounds the slice from when it starts: it may wait there
+        # behind the slice before it (the scheduler keeps one queued).
+        slice_time = None if deadline is None else max(0.0, deadline - time.monotonic())
+        overdue = None if deadline is None else deadline + 2 * (slice_time or 0.0)
         try:
-            result = self.vm.worker.call(self._target, "run", budget, idle_timeout, deadline,
-                                         answer_of(self._last_exit), deadline=deadline)
+            result = self.vm.worker.call(self._target, "run", budget, idle_timeout, slice_time,
+                                         answer_of(self._last_exit), deadline=overdue)
         finally:
             self._running = False
             self._last_ran = time.monotonic()
@@ -661,7 +676,8 @@ class WorkerPool:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._closed = False
-        self.schedulers = [FairScheduler(1, name=f"rvkvm-run-w{i}") for i in range(count)]
+        self.schedulers = [FairScheduler(SLICES_IN_FLIGHT, name=f"rvkvm-run-w{i}")
+                           for i in range(count)]
         self.workers: List[WorkerClient] = []
         for i in range(count):
             self.workers.append(self._spawn(i))
