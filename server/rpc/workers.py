@@ -24,6 +24,7 @@ is destroyed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
 import mmap
@@ -85,6 +86,10 @@ class _Waiter:
         self._value: Any = None
         self._error: Optional[BaseException] = None
 
+    def resolve_here(self, value: Any, error: Optional[BaseException]) -> None:
+        """``resolve`` on the waiting coroutine's own loop."""
+        self._set_future(value, error)
+
     def resolve(self, value: Any, error: Optional[BaseException]) -> None:
         if self._loop is not None:
             try:
@@ -132,12 +137,21 @@ class WorkerClient:
         self._on_death = on_death
         self._log = structlog.get_logger("rvkvm.worker")
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cmd = python_command(python, launch_code(), [str(child.fileno())], WORKER_PACKAGES)
-        self.process = subprocess.Popen(cmd, pass_fds=(child.fileno(),),
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        cmd = python_command(python, launch_code(), [str(child.fileno()), str(theirs.fileno())],
+                             WORKER_PACKAGES)
+        self.process = subprocess.Popen(cmd, pass_fds=(child.fileno(), theirs.fileno()),
                                         stdin=subprocess.DEVNULL, start_new_session=True)
         child.close()
+        theirs.close()
         self.pid = self.process.pid
         self.channel = Channel(parent)
+        # The control channel: the calls the event loop awaits, whose
+        # replies the loop reads itself (no reader thread to wake, no
+        # call_soon_threadsafe): ONE_REG, MP state, inline runs, ...
+        self.control = Channel(ours)
+        self._control_fd = ours.fileno()
+        self._control_loop: Optional[asyncio.AbstractEventLoop] = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._pending: Dict[int, _Waiter] = {}
@@ -176,10 +190,57 @@ class WorkerClient:
         return waiter.wait()
 
     async def call_async(self, target: Any, op: str, *args: Any) -> Any:
-        waiter = _Waiter(op, loop=asyncio.get_running_loop())
+        """``op`` on ``target``, awaited: sent on the control channel, whose
+        replies this loop reads (``_read_control``)."""
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(op, loop=loop)
         rid = self._register(waiter)
-        self._send(rid, op, target, args, ())
+        if self._control_loop is not loop:
+            self._watch_control(loop)
+        try:
+            self.control.send((rid, op, target, args))
+        except ChannelClosed:
+            self.die(f"worker {self.index} (pid {self.pid}) closed its control channel")
         return await waiter.future
+
+    def _watch_control(self, loop: asyncio.AbstractEventLoop) -> None:
+        old, self._control_loop = self._control_loop, loop
+        if old is not None and not old.is_closed():  # another loop read it before
+            with contextlib.suppress(RuntimeError, OSError):
+                old.call_soon_threadsafe(old.remove_reader, self._control_fd)
+        loop.add_reader(self._control_fd, self._read_control)
+
+    def _read_control(self) -> None:
+        """On the loop: the control channel's replies that arrived."""
+        try:
+            messages = self.control.poll()
+        except ChannelClosed:  # the worker is gone: the channel's reader says why
+            self._unwatch_control()
+            return
+        for rid, ok, value in messages:
+            with self._lock:
+                waiter = self._pending.pop(rid, None)
+            if waiter is not None:
+                waiter.resolve_here(value if ok else None, None if ok else error_from(value))
+
+    def _unwatch_control(self) -> None:
+        """Stop reading the control channel (on its loop) and close it."""
+        loop, self._control_loop = self._control_loop, None
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError, OSError, ValueError):
+                loop.remove_reader(self._control_fd)
+        self.control.close()
+
+    def _close_control(self) -> None:
+        """From any thread: the control channel ends (on its loop if it has one)."""
+        loop = self._control_loop
+        if loop is None or loop.is_closed():
+            self.control.close()
+            return
+        try:
+            loop.call_soon_threadsafe(self._unwatch_control)
+        except RuntimeError:  # the loop closed meanwhile
+            self.control.close()
 
     def post(self, target: Any, op: str, *args: Any) -> None:
         """``op`` without waiting (kick, preempt, interrupt: asynchronous in
@@ -263,6 +324,7 @@ class WorkerClient:
         for vcpu in list(self.vcpus.values()):
             vcpu.woke()
         self.channel.close()
+        self._close_control()
         self._on_death(self)
 
     def close(self) -> None:
@@ -275,6 +337,7 @@ class WorkerClient:
             waiter.resolve(None, self.dead)
         with _suppress_oserror():
             self.channel.sock.shutdown(socket.SHUT_RDWR)
+        self._close_control()
         try:
             self.process.wait(2)
         except subprocess.TimeoutExpired:

@@ -1,13 +1,17 @@
 """A worker process: the VMs the front end placed here, on the KVM model.
 
 The front end starts ``python -c <bootstrap> ...`` (``launch_code``) with
-one end of a socketpair as fd ``argv[1]``. The worker calls exactly the
+one end of a socketpair as fd ``argv[1]`` (the channel: run slices, calls
+from the front end's threads, events) and one of another as ``argv[2]``
+(the control channel: the calls its event loop awaits, which it reads
+itself, so that their replies need no thread there). The worker calls exactly the
 methods of ``KvmSystem``/``Vm``/``Vcpu`` the in-process server calls; this
 module only routes requests to them, on the threads the in-process server
 would use:
 
-- the reader thread (the main thread) takes requests off the channel and
-  runs what the event loop runs today at once: interrupt, kick, preempt,
+- the reader threads (the main thread for the channel, another for the
+  control channel) take requests off their channel and run what the
+  event loop runs today at once: interrupt, kick, preempt,
   MP state reads, VM calls (none waits for a vCPU), and a short
   ``try_run`` (bounded by its own wall-time deadline);
 - a call that takes the vCPU mutex (ONE_REG, reg list, MP state writes,
@@ -87,8 +91,9 @@ RunResult = Tuple[X.Exit, int, int, Optional[List[Any]]]
 
 
 class Worker:
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Channel, control: Optional[Channel] = None) -> None:
         self.channel = channel
+        self.control = control
         self.system = KvmSystem()
         self.vms: Dict[int, Vm] = {}
         self._next = 1
@@ -129,9 +134,17 @@ class Worker:
     # -- the reader -------------------------------------------------------
 
     def serve(self) -> None:
+        """Requests of the channel (this thread) and of the control channel
+        (a thread of its own), until the channel ends."""
+        if self.control is not None:
+            threading.Thread(target=self._serve, args=(self.control,), daemon=True,
+                             name="rvkvm-w-control").start()
+        self._serve(self.channel)
+
+    def _serve(self, channel: Channel) -> None:
         while True:
             try:
-                message, fds = self.channel.recv()
+                message, fds = channel.recv()
             except ChannelClosed:
                 return
             rid, op, target, args = message
@@ -139,16 +152,17 @@ class Worker:
                 where, handler = self._ops[op]
                 obj = self._target(target)
                 if where == MUTEX and target in self._running:
-                    self._ops_pool.submit(self._answer, rid, handler, obj, fds, args)
+                    self._ops_pool.submit(self._answer, channel, rid, handler, obj, fds, args)
                 elif where == RUN:
                     with self._lock:
                         self._running.add(target)
-                    self._run_pool.submit(self._answer, rid, handler, obj, fds, args, target)
+                    self._run_pool.submit(self._answer, channel, rid, handler, obj, fds, args,
+                                          target)
                 else:
-                    self._answer(rid, handler, obj, fds, args)
+                    self._answer(channel, rid, handler, obj, fds, args)
             except Exception as exc:  # an unknown op or target
                 self._close_fds(fds)
-                self._reply(rid, False, error_tuple(exc))
+                self._reply(channel, rid, False, error_tuple(exc))
 
     def _target(self, target: Any) -> Any:
         if target is None:
@@ -167,27 +181,29 @@ class Worker:
             raise KvmError(errno.EBADF, "VM destroyed")
         return vm
 
-    def _answer(self, rid: int, handler: Callable[..., Any], obj: Any, fds: List[int],
-                args: Tuple[Any, ...], running: Optional[VcpuKey] = None) -> None:
+    def _answer(self, channel: Channel, rid: int, handler: Callable[..., Any], obj: Any,
+                fds: List[int], args: Tuple[Any, ...],
+                running: Optional[VcpuKey] = None) -> None:
         try:
             value = handler(obj, fds, *args)
         except Exception as exc:
-            self._reply(rid, False, error_tuple(exc))
+            self._reply(channel, rid, False, error_tuple(exc))
         else:
-            self._reply(rid, True, value)
+            self._reply(channel, rid, True, value)
         finally:
             self._close_fds(fds)
             if running is not None:
                 with self._lock:
                     self._running.discard(running)
 
-    def _reply(self, rid: int, ok: bool, value: Any) -> None:
+    @staticmethod
+    def _reply(channel: Channel, rid: int, ok: bool, value: Any) -> None:
         try:
-            self.channel.send((rid, ok, value))
+            channel.send((rid, ok, value))
         except ChannelClosed:
             pass  # the front end is gone; the reader sees it too
         except Exception as exc:  # a value that does not pickle: a bug, said as such
-            self.channel.send((rid, False, error_tuple(exc)))
+            channel.send((rid, False, error_tuple(exc)))
 
     def event(self, name: str, payload: Any) -> None:
         try:
@@ -317,12 +333,13 @@ def raise_fd_limit() -> None:
 def main(argv: Optional[List[str]] = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     fd = int(argv[0])
+    control = Channel(socket.socket(fileno=int(argv[1]))) if len(argv) > 1 else None
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the front end's to handle
     raise_fd_limit()
     sys.setswitchinterval(SWITCH_INTERVAL)
     tune_pypy_jit()  # guest code's JIT parameters (nothing on CPython)
     sock = socket.socket(fileno=fd)
-    worker = Worker(Channel(sock))
+    worker = Worker(Channel(sock), control)
     try:
         worker.serve()
     except BaseException:

@@ -33,6 +33,40 @@ def _pair() -> Tuple[Channel, Channel]:
     return Channel(a), Channel(b)
 
 
+def test_poll_returns_the_messages_that_arrived_without_waiting():
+    left, right = _pair()
+    assert right.poll() == []  # nothing there: no wait
+    left.send((1, True, b"\x00" * 8))
+    left.send((2, False, ("value", "bad")))
+    frame = HEADER.pack(5, 0, MARSHAL) + b"\x00" * 5
+    left.sock.sendall(frame[:3])  # a frame cut in two reads
+    assert right.poll() == [(1, True, b"\x00" * 8), (2, False, ("value", "bad"))]
+    left.sock.sendall(frame[3:8])
+    assert right.poll() == []
+    left.close()
+    with pytest.raises(ChannelClosed):
+        right.poll()
+
+
+def test_a_worker_answers_its_control_channel_there():
+    """Requests on the control channel are answered on it, while the
+    channel's own requests are answered on the channel."""
+    (front, theirs), (control, their_control) = _pair(), _pair()
+    worker = Worker(theirs, their_control)
+    thread = threading.Thread(target=worker.serve, daemon=True)
+    thread.start()
+    control.send((7, "create_vm", None, (0, "latest")))
+    (rid, ok, handle), _ = control.recv()
+    assert (rid, ok) == (7, True)
+    front.send((8, "ping", None, ()))
+    control.send((9, "check_extension", handle, (0,)))
+    assert control.recv()[0][:2] == (9, True)
+    assert front.recv()[0] == (8, True, os.getpid())
+    front.close()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
 def test_messages_cross_in_order_with_their_fds():
     left, right = _pair()
     fd = os.memfd_create("t")
