@@ -18,6 +18,9 @@ took) less ``latency_credit``: it goes before the busy ones, so a hello
 guest's Run does not wait behind hundreds of busy vCPUs of its own tenant,
 and an account left far behind while idle is raised to that, so that no
 session gets more than its share by having slept (CFS's sleeper credit).
+The credit is small (5 ms: a hello guest runs well under that in all),
+since every session that misses turns (its client is slow to send the
+next Run) catches up by as much, ahead of those that came back at once.
 Jobs without an account are placed at the floor, in order.
 
 The workers are few on purpose: slices are pure Python, so more threads
@@ -128,7 +131,7 @@ class _Owner:
 
 class FairScheduler:
     def __init__(self, threads: int, name: str = "rvkvm-run",
-                 watch: Optional[LoopWatch] = None, latency_credit: float = 0.02,
+                 watch: Optional[LoopWatch] = None, latency_credit: float = 0.005,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.watch = watch or LoopWatch()
         self.latency_credit = latency_credit
