@@ -238,6 +238,13 @@ class WorkerClient:
             self.control.close()
             return
         try:
+            running: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:  # a server stopping on its own loop
+            self._unwatch_control()
+            return
+        try:
             loop.call_soon_threadsafe(self._unwatch_control)
         except RuntimeError:  # the loop closed meanwhile
             self.control.close()
