@@ -78,7 +78,10 @@ class _Stats:
 
 
 def _client(index: int, address: str, token: Optional[str], vms: int, seconds: float,
-            budget: int, onereg_threads: int, start_at: float, out: Any) -> None:
+            budget: int, onereg_threads: int, start_at: float, out: Any,
+            nice: int = 0) -> None:
+    if nice:
+        os.nice(nice)
     import grpc  # noqa: F401 (imported in the child)
 
     from rvkvm.client import Kvm, KvmError
@@ -185,6 +188,20 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children(pid: int) -> List[int]:
+    """The server's worker processes (its children)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
 def _percentiles(values: List[float]) -> str:
     if not values:
         return "-"
@@ -196,13 +213,18 @@ def _percentiles(values: List[float]) -> str:
             f"max {values[-1] * 1000:8.1f} ms")
 
 
-def _start_server(tenants: str, log: Optional[str],
-                  extra: List[str]) -> Tuple[subprocess.Popen, str]:
+def _start_server(tenants: str, log: Optional[str], extra: List[str],
+                  src: Optional[str] = None) -> Tuple[subprocess.Popen, str]:
     stderr = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
+    env = dict(os.environ)
+    if src:
+        from .server import source_tree
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (source_tree(src), env.get("PYTHONPATH", "")) if p)
     proc = subprocess.Popen(
         [sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0", "--log-level",
          "info" if log else "warning", "--tenants", tenants, "--lease", "0", *extra],
-        stdout=subprocess.PIPE, stderr=stderr, text=True)
+        stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     match = re.search(r"listening on (\S+)", line)
@@ -220,9 +242,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--budget", type=int, default=100_000, help="instructions per Run")
     ap.add_argument("--onereg-threads", type=int, default=2,
                     help="GetOneReg threads per client process (2)")
+    ap.add_argument("--client-nice", type=int, default=0, metavar="N",
+                    help="run the client processes at nice N (0): on a small machine their "
+                         "thousand threads otherwise take the CPU the server is measured on")
     ap.add_argument("--server", metavar="ADDR",
                     help="a running loopback server (default: start one)")
     ap.add_argument("--server-pid", type=int, help="its pid, to report its memory")
+    ap.add_argument("--server-src", metavar="DIR",
+                    help="start the server of another checkout (before/after figures)")
     ap.add_argument("--token", help="bearer token for --server")
     ap.add_argument("--server-log", metavar="FILE",
                     help="the started server's JSON log lines (info level) to FILE")
@@ -245,7 +272,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         tokens = [args.token]
     else:
         tenants_path = _tenants_file()
-        proc, address = _start_server(tenants_path, args.server_log, args.server_arg)
+        proc, address = _start_server(tenants_path, args.server_log, args.server_arg,
+                                      args.server_src)
         pid = proc.pid
         tokens = [_token(t) for t in TENANTS]
     rss_start = _rss(pid)[0] if pid else 0
@@ -255,13 +283,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     start_at = time.time() + setup_allowance
     workers = [ctx.Process(target=_client, args=(
         i, address, tokens[i % len(tokens)], args.vms, args.seconds, args.budget,
-        args.onereg_threads, start_at, out)) for i in range(args.clients)]
+        args.onereg_threads, start_at, out, args.client_nice)) for i in range(args.clients)]
     for w in workers:
         w.start()
     health: List[float] = []
     health_errors: Dict[str, int] = collections.Counter()
     peak_rss = 0
-    server_cpu = 0.0
+    server_cpu = workers_cpu = workers_at_start = 0.0
+    worker_pids: List[int] = []
     results = []
     try:
         with grpc.insecure_channel(address) as channel:
@@ -281,8 +310,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                     except grpc.RpcError as err:
                         health_errors[err.code().name] += 1
                 time.sleep(0.5)
+                if pid and time.time() >= start_at and not worker_pids:
+                    worker_pids = _children(pid)
+                    workers_at_start = sum(_cpu_seconds(p) for p in worker_pids)
             if pid and cpu_at_start is not None:
                 server_cpu = _cpu_seconds(pid) - cpu_at_start
+                workers_cpu = sum(_cpu_seconds(p) for p in worker_pids) - workers_at_start
         limit = args.seconds + setup_allowance + 120
         for _ in workers:
             results.append(out.get(timeout=limit))
@@ -315,7 +348,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             examples.setdefault(key, text)
     print(f"rvkvm load: {args.clients} client processes x {args.vms} VMs, "
           f"{args.seconds:g} s, Run budget {args.budget}, {args.onereg_threads} GetOneReg "
-          f"threads per client, server {address} {' '.join(args.server_arg)}, "
+          f"threads per client, server {address} {' '.join(args.server_arg)}"
+          f"{' from ' + args.server_src if args.server_src else ''}, "
           f"{os.cpu_count()} CPUs, load average {load_start:.1f} at start")
     print(f"{'kind':<8} {'ops':>9} {'ops/s':>9}  latency")
     for kind in ("run", "onereg", "hello"):
@@ -335,8 +369,10 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{peak_rss / mib:.0f} MiB, VmHWM {hwm / mib:.0f} MiB, "
               f"{rss_end / mib:.0f} MiB at the end")
     print(f"CPU while running: server {server_cpu:.1f} s "
-          f"({100 * server_cpu / args.seconds:.0f}% of one core), client processes "
-          f"{clients_cpu:.1f} s, machine load average {os.getloadavg()[0]:.1f} at the end")
+          f"({100 * server_cpu / args.seconds:.0f}% of one core), its {len(worker_pids)} "
+          f"workers {workers_cpu:.1f} s, client processes "
+          f"{clients_cpu:.1f} s (nice {args.client_nice}), machine load average "
+          f"{os.getloadavg()[0]:.1f} at the end")
     if latencies.get("onereg"):
         print(f"ONE_REG mean {statistics.fmean(latencies['onereg']) * 1000:.1f} ms")
     return 0

@@ -36,6 +36,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
@@ -150,6 +151,19 @@ def mmio_loop() -> List[int]:
 
 
 # -- the server subprocess -----------------------------------------------------
+
+
+def source_tree(src: str) -> str:
+    """A directory with the installed layout (``rvkvm.server``, ...) of the
+    checkout ``src``, to put first on PYTHONPATH: runs that checkout's
+    server for before/after figures."""
+    tree = tempfile.mkdtemp(prefix="rvkvm-src-")
+    os.makedirs(os.path.join(tree, "rvkvm"))
+    for name in os.listdir(os.path.join(src, "pkg", "rvkvm")):  # __init__, bootstrap, v1
+        os.symlink(os.path.join(src, "pkg", "rvkvm", name), os.path.join(tree, "rvkvm", name))
+    for name in ("emulator", "server", "client", "uapi"):
+        os.symlink(os.path.join(src, name), os.path.join(tree, "rvkvm", name))
+    return tree
 
 
 class ServerProcess:

@@ -58,6 +58,7 @@ from .server import (
     li,
     li_u32,
     mmio_loop,
+    source_tree,
     words,
 )
 
@@ -69,13 +70,7 @@ def _server(src: Optional[str], extra: Optional[List[str]] = None) -> ServerProc
     if src is None:
         return ServerProcess(extra)
     # a tree with the installed layout of another checkout, first on the path
-    tree = tempfile.mkdtemp(prefix="rvkvm-src-")
-    os.makedirs(os.path.join(tree, "rvkvm"))
-    os.symlink(os.path.join(src, "pkg", "rvkvm", "__init__.py"),
-               os.path.join(tree, "rvkvm", "__init__.py"))
-    os.symlink(os.path.join(src, "pkg", "rvkvm", "v1"), os.path.join(tree, "rvkvm", "v1"))
-    for name in ("emulator", "server", "client", "uapi"):
-        os.symlink(os.path.join(src, name), os.path.join(tree, "rvkvm", name))
+    tree = source_tree(src)
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (tree, os.environ.get("PYTHONPATH", "")) if p)
     return ServerProcess(extra)

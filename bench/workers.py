@@ -45,7 +45,7 @@ from rvkvm.client.exits import IntrExit
 from rvkvm.emulator.bench import GUEST_DIR
 from rvkvm.uapi.onereg import reg_id
 
-from .server import ServerProcess
+from .server import ServerProcess, source_tree
 
 RAM_BASE = 0x8000_0000
 RAM = 16 << 20
@@ -119,6 +119,57 @@ def bench_codec(python: str, n: int) -> List[Tuple[str, float, float]]:
 
 
 # -- 2. ONE_REG --------------------------------------------------------------------
+
+
+def bench_health(channel: grpc.Channel, n: int) -> Tuple[float, float]:
+    """p50/p99 of a gRPC health check (us): the transport's own round trip,
+    the floor under any RPC of this server."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stub = health_pb2_grpc.HealthStub(channel)
+    for _ in range(200):
+        stub.Check(health_pb2.HealthCheckRequest())
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        stub.Check(health_pb2.HealthCheckRequest())
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2] * 1e6, times[int(len(times) * 0.99)] * 1e6
+
+
+IPC = """
+import asyncio, sys, time
+from rvkvm.server.rpc.workers import WorkerPool
+from rvkvm.uapi.onereg import reg_id
+
+pool = WorkerPool(1, sys.argv[1])
+vm, _ = pool.create_vm(0, "latest")
+vcpu = vm.create_vcpu(0)
+rid, n = reg_id("core a0"), int(sys.argv[2])
+
+async def main():
+    for _ in range(200):
+        await vcpu.get_one_reg.aio(rid)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await vcpu.get_one_reg.aio(rid)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    print(times[len(times) // 2] * 1e6, times[int(len(times) * 0.99)] * 1e6)
+
+asyncio.run(main())
+pool.shutdown()
+"""
+
+
+def bench_ipc(python: str, n: int) -> Tuple[float, float]:
+    """p50/p99 (us) of a GetOneReg the front end's event loop awaits from a
+    worker on ``python``, without gRPC (``WorkerPool`` driven directly)."""
+    out = subprocess.run([sys.executable, "-c", IPC, python, str(n)], capture_output=True,
+                         text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1])
 
 
 def bench_onereg(kvm: Kvm, n: int) -> Tuple[float, float]:
@@ -282,7 +333,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--vms", type=int, default=1000, help="idle VMs for the memory figure")
     ap.add_argument("--budget", type=int, default=0,
                     help="crc32 instructions per measurement (default 20M, --quick 2M)")
+    ap.add_argument("--sections", default="1,2,3,4,5",
+                    help="which sections to run, e.g. 2,4 (all)")
+    ap.add_argument("--server-src", metavar="DIR",
+                    help="run the servers (and workers) of another checkout, for before/after "
+                         "figures")
     args = ap.parse_args(argv)
+    sections = {int(x) for x in args.sections.split(",")}
+    if args.server_src:
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (source_tree(args.server_src), os.environ.get("PYTHONPATH", "")) if p)
     pypy = shutil.which("pypy3")
     budget = args.budget or (2_000_000 if args.quick else 20_000_000)
     calls = 300 if args.quick else 3000
@@ -291,76 +351,87 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"PyPy: {pypy or 'not installed'}")
 
     pythons = [CPYTHON] + ([pypy] if pypy else [])
-    print("\n## 1. IPC codec, encode+decode per message (us)")
-    codecs = {p: bench_codec(p, 2000 if args.quick else 20000) for p in pythons}
-    labels = " | ".join(f"{_python_label(p)} pickle 5 | {_python_label(p)} marshal"
-                        for p in pythons)
-    print(f"| message | {labels} |\n|---|" + "---:|" * (2 * len(pythons)))
-    for i, (name, _, _) in enumerate(codecs[CPYTHON]):
-        cells = " | ".join(f"{codecs[p][i][1]:.2f} | {codecs[p][i][2]:.2f}" for p in pythons)
-        print(f"| {name} | {cells} |")
-    print("\n## 2. GetOneReg round trip through the gRPC server (us)")
-    print("| vCPUs | p50 | p99 |\n|---|---:|---:|")
-    for label, workers, python in ([("in-process (--workers 0)", 0, "")]
-                                   + [(f"{_python_label(p)} worker", 1, p) for p in pythons]):
-        proc = server(workers, python)
-        try:
-            channel, kvm = connect(proc)
-            with channel:
-                p50, p99 = bench_onereg(kvm, calls)
-        finally:
-            proc.stop()
-        print(f"| {label} | {p50:.0f} | {p99:.0f} |")
-
-    print(f"\n## 3. crc32 guest MIPS through the server ({budget / 1e6:g} M instructions, "
-          "best of 2)")
-    print("| worker | MIPS |\n|---|---:|")
-    mips: Dict[str, float] = {}
-    for python in pythons:
-        proc = server(1, python)
-        try:
-            channel, kvm = connect(proc)
-            with channel:
-                mips[python] = bench_mips(kvm, budget, 2)
-        finally:
-            proc.stop()
-        print(f"| {_python_label(python)} | {mips[python]:.1f} |")
-    if pypy:
-        print(f"| PyPy / CPython | {mips[pypy] / mips[CPYTHON]:.1f}x |")
-    if args.kernel:
-        print(f"\n### Linux boot, {args.boot_seconds:g} s (rvkvm boot --no-initrd)")
-        print("| worker | M instructions | MIPS |\n|---|---:|---:|")
+    if 1 in sections:
+        print("\n## 1. IPC codec, encode+decode per message (us)")
+        codecs = {p: bench_codec(p, 2000 if args.quick else 20000) for p in pythons}
+        labels = " | ".join(f"{_python_label(p)} pickle 5 | {_python_label(p)} marshal"
+                            for p in pythons)
+        print(f"| message | {labels} |\n|---|" + "---:|" * (2 * len(pythons)))
+        for i, (name, _, _) in enumerate(codecs[CPYTHON]):
+            cells = " | ".join(f"{codecs[p][i][1]:.2f} | {codecs[p][i][2]:.2f}" for p in pythons)
+            print(f"| {name} | {cells} |")
+    if 2 in sections:
+        print("\n## 2. GetOneReg round trip through the gRPC server (us)")
+        print("| vCPUs | p50 | p99 | health check p50 (the gRPC floor) |\n|---|---:|---:|---:|")
+        for label, workers, python in ([("in-process (--workers 0)", 0, "")]
+                                       + [(f"{_python_label(p)} worker", 1, p) for p in pythons]):
+            proc = server(workers, python)
+            try:
+                channel, kvm = connect(proc)
+                with channel:
+                    p50, p99 = bench_onereg(kvm, calls)
+                    h50, _ = bench_health(channel, calls)
+            finally:
+                proc.stop()
+            print(f"| {label} | {p50:.0f} | {p99:.0f} | {h50:.0f} |")
+        print("\nThe worker hop alone (the front end's event loop awaiting a GetOneReg "
+              "from a worker, no gRPC):\n| worker | p50 | p99 |\n|---|---:|---:|")
         for python in pythons:
-            insns, rate = bench_boot(args.kernel, python, args.boot_seconds)
-            print(f"| {_python_label(python)} | {insns:.1f} | {rate:.2f} |")
+            p50, p99 = bench_ipc(python, calls)
+            print(f"| {_python_label(python)} | {p50:.0f} | {p99:.0f} |")
+
+    if 3 in sections:
+        print(f"\n## 3. crc32 guest MIPS through the server ({budget / 1e6:g} M instructions, "
+              "best of 2)")
+        print("| worker | MIPS |\n|---|---:|")
+        mips: Dict[str, float] = {}
+        for python in pythons:
+            proc = server(1, python)
+            try:
+                channel, kvm = connect(proc)
+                with channel:
+                    mips[python] = bench_mips(kvm, budget, 2)
+            finally:
+                proc.stop()
+            print(f"| {_python_label(python)} | {mips[python]:.1f} |")
+        if pypy:
+            print(f"| PyPy / CPython | {mips[pypy] / mips[CPYTHON]:.1f}x |")
+        if args.kernel:
+            print(f"\n### Linux boot, {args.boot_seconds:g} s (rvkvm boot --no-initrd)")
+            print("| worker | M instructions | MIPS |\n|---|---:|---:|")
+            for python in pythons:
+                insns, rate = bench_boot(args.kernel, python, args.boot_seconds)
+                print(f"| {_python_label(python)} | {insns:.1f} | {rate:.2f} |")
 
     best = pypy or CPYTHON
-    print(f"\n## 4. Aggregate MIPS of 2 busy VMs (crc32, {_python_label(best)} workers)")
-    print("| workers | MIPS | worker CPU s | M instructions per worker CPU s |\n|---|---:|---:|---:|")
-    agg: Dict[int, float] = {}
-    scale = 5 if best == pypy else 1
-    for workers in (1, 2):
-        proc = server(workers, best)
-        try:
-            channel, kvm = connect(proc)
-            with channel:
-                agg[workers], cpu = bench_aggregate(kvm, budget * scale, worker_pids(proc.pid))
-        finally:
-            proc.stop()
-        print(f"| {workers} | {agg[workers]:.1f} | {cpu:.1f} | "
-              f"{2 * budget * scale / 1e6 / cpu:.1f} |")
-    print(f"| 2 / 1 | {agg[2] / agg[1]:.2f}x | | |")
+    if 4 in sections:
+        print(f"\n## 4. Aggregate MIPS of 2 busy VMs (crc32, {_python_label(best)} workers)")
+        print("| workers | MIPS | worker CPU s | M instructions per worker CPU s |\n|---|---:|---:|---:|")
+        agg: Dict[int, float] = {}
+        scale = 5 if best == pypy else 1
+        for workers in (1, 2):
+            proc = server(workers, best)
+            try:
+                channel, kvm = connect(proc)
+                with channel:
+                    agg[workers], cpu = bench_aggregate(kvm, budget * scale, worker_pids(proc.pid))
+            finally:
+                proc.stop()
+            print(f"| {workers} | {agg[workers]:.1f} | {cpu:.1f} | "
+                  f"{2 * budget * scale / 1e6 / cpu:.1f} |")
+        print(f"| 2 / 1 | {agg[2] / agg[1]:.2f}x | | |")
 
-    vms = 20 if args.quick else args.vms
-    print(f"\n## 5. Memory of {vms} idle 256 MiB VMs through 2 {_python_label(best)} workers "
-          "(PSS)")
-    mem = bench_memory(vms, best)
-    print("| | PSS |\n|---|---:|")
-    print(f"| front end + workers before | {_mib(mem['before'])} |")
-    print(f"| front end after | {_mib(mem['front'])} |")
-    print(f"| {mem['nworkers']:.0f} workers after | {_mib(mem['workers'])} |")
-    print(f"| total after | {_mib(mem['total'])} |")
-    print(f"(created in {mem['create_s']:.1f} s)")
+    if 5 in sections:
+        vms = 20 if args.quick else args.vms
+        print(f"\n## 5. Memory of {vms} idle 256 MiB VMs through 2 {_python_label(best)} workers "
+              "(PSS)")
+        mem = bench_memory(vms, best)
+        print("| | PSS |\n|---|---:|")
+        print(f"| front end + workers before | {_mib(mem['before'])} |")
+        print(f"| front end after | {_mib(mem['front'])} |")
+        print(f"| {mem['nworkers']:.0f} workers after | {_mib(mem['workers'])} |")
+        print(f"| total after | {_mib(mem['total'])} |")
+        print(f"(created in {mem['create_s']:.1f} s)")
     return 0
 
 

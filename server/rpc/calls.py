@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import contextvars
 import errno
+import random
 import re
 import time
 import uuid
@@ -43,6 +44,7 @@ from .tenants import OPEN, Tenant, Tenants
 
 REQUEST_ID = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+_IDS = random.Random()  # seeded from os.urandom
 
 
 @dataclass
@@ -92,7 +94,10 @@ def _request_id(metadata: List[Any]) -> str:
             if _REQUEST_ID.match(text):
                 return text
             break
-    return uuid.uuid4().hex
+    # a version-4 UUID from a PRNG seeded once: uuid4() reads os.urandom
+    # per call, a system call that gives up the interpreter lock (and waits
+    # to take it back) on every RPC
+    return uuid.UUID(int=_IDS.getrandbits(128), version=4).hex
 
 
 class CallInterceptor(_AroundInterceptor):

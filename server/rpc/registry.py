@@ -45,7 +45,7 @@ from rvkvm.v1 import kvm_pb2 as pb
 from .convert import fill_completion
 from .leases import Lease
 from .limits import ID_SHOWN, MAX_ID_BYTES
-from .scheduler import FairScheduler
+from .scheduler import Account, FairScheduler
 from .tenants import OPEN_TENANT
 
 
@@ -123,6 +123,7 @@ class VcpuSession:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._woken: Optional[asyncio.Event] = None
         self.slices = 0  # Vcpu.run and try_run calls that ran (the run_slices metric)
+        self._account = Account()  # its slices' run time, as the scheduler orders them
         vcpu.wake_listener = self.wake
 
     def wake(self) -> None:
@@ -298,7 +299,8 @@ class VcpuSession:
     async def _slice(self, owner: Hashable,
                      remaining: Optional[int]) -> Tuple[X.Exit, int, Optional[Delivery]]:
         self._abandoned = False
-        future = self._scheduler.submit(owner, self._run_slices, remaining)
+        future = self._scheduler.submit(owner, self._run_slices, remaining,
+                                        account=self._account)
         try:
             return await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:

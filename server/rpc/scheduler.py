@@ -2,12 +2,26 @@
 
 Every Run is cut into slices (bounded in instructions and in wall time by
 the session); each slice is one job here. Waiting jobs are taken
-round-robin over their owners, and in order within an owner: a session has
-at most one job waiting, so an owner's vCPUs take turns too. An owner is
-whatever key the servicer picks (``KvmServicer._owner``: the tenant that
-owns the VM, so every busy tenant gets an equal share of the turns,
-however many busy vCPUs it has). A vCPU that waits (WFI, stopped) has no
-job and costs nothing.
+round-robin over their owners: an owner is whatever key the servicer picks
+(``KvmServicer._owner``: the tenant that owns the VM, so every busy tenant
+gets an equal share of the turns, however many busy vCPUs it has). A vCPU
+that waits (WFI, stopped) has no job and costs nothing.
+
+Within an owner, the job of the vCPU that has run least goes first, as
+CFS picks the task of least virtual runtime: each session has an
+``Account`` of the wall time its slices ran, and the owner's waiting job
+with the smallest goes next (a session has at most one job waiting, so
+busy vCPUs of one owner, whose accounts grow alike, take turns). A session
+that was idle, was just created, or comes back from an exit to userspace
+is placed at the owner's current floor (the account of the job it last
+took) less ``latency_credit``: it goes before the busy ones, so a hello
+guest's Run does not wait behind hundreds of busy vCPUs of its own tenant,
+and an account left far behind while idle is raised to that, so that no
+session gets more than its share by having slept (CFS's sleeper credit).
+The credit is small (5 ms: a hello guest runs well under that in all),
+since every session that misses turns (its client is slow to send the
+next Run) catches up by as much, ahead of those that came back at once.
+Jobs without an account are placed at the floor, in order.
 
 The workers are few on purpose: slices are pure Python, so more threads
 than cores only make every thread, the event loop included, wait longer
@@ -23,7 +37,10 @@ inside gRPC's core in arrival order with the control calls stuck behind it.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future
 from typing import Any, Callable, Deque, Dict, Hashable, List, Optional, Tuple
@@ -92,12 +109,37 @@ class _WatchedSelector:
         return getattr(self._inner, name)
 
 
+class Account:
+    """A session's run time as the scheduler counts it (seconds of wall
+    time its jobs ran, placed as the class docstring says)."""
+
+    __slots__ = ("vruntime",)
+
+    def __init__(self) -> None:
+        self.vruntime = 0.0
+
+
+class _Owner:
+    """An owner's waiting jobs, least virtual runtime first."""
+
+    __slots__ = ("jobs", "floor")
+
+    def __init__(self, floor: float) -> None:
+        self.jobs: List[Tuple[float, int, Job, Optional[Account]]] = []  # a heap
+        self.floor = floor  # the virtual runtime of the job it last took
+
+
 class FairScheduler:
     def __init__(self, threads: int, name: str = "rvkvm-run",
-                 watch: Optional[LoopWatch] = None) -> None:
+                 watch: Optional[LoopWatch] = None, latency_credit: float = 0.005,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.watch = watch or LoopWatch()
-        self._queues: Dict[Hashable, Deque[Job]] = {}
+        self.latency_credit = latency_credit
+        self._clock = clock  # what jobs' run time is measured with
+        self._owners: Dict[Hashable, _Owner] = {}
+        self._floors: Dict[Hashable, float] = {}  # of owners with no job waiting
         self._turns: Deque[Hashable] = deque()  # owners with waiting jobs, next first
+        self._seq = itertools.count()
         self._cond = threading.Condition()
         self._closed = False
         self._workers: List[threading.Thread] = [
@@ -106,39 +148,49 @@ class FairScheduler:
         for worker in self._workers:
             worker.start()
 
-    def submit(self, owner: Hashable, fn: Callable[..., Any], *args: Any) -> Future:
-        """Run ``fn(*args)`` on a worker when ``owner``'s turn comes."""
+    def submit(self, owner: Hashable, fn: Callable[..., Any], *args: Any,
+               account: Optional[Account] = None) -> Future:
+        """Run ``fn(*args)`` on a worker when ``owner``'s turn comes and no
+        job of ``owner`` with a smaller account waits (``account``: the
+        session's; None: at the owner's floor, after those already there)."""
         future: Future = Future()
         with self._cond:
             if self._closed:
                 raise RuntimeError("scheduler shut down")
-            queue = self._queues.get(owner)
+            queue = self._owners.get(owner)
             if queue is None:
-                queue = self._queues[owner] = deque()
+                queue = self._owners[owner] = _Owner(self._floors.pop(owner, 0.0))
                 self._turns.append(owner)
-            queue.append((future, fn, args))
+            if account is None:
+                key = queue.floor
+            else:
+                account.vruntime = max(account.vruntime, queue.floor - self.latency_credit)
+                key = account.vruntime
+            heapq.heappush(queue.jobs, (key, next(self._seq), (future, fn, args), account))
             self._cond.notify()
         return future
 
     def waiting(self) -> int:
         """Jobs waiting for a worker."""
         with self._cond:
-            return sum(len(q) for q in self._queues.values())
+            return sum(len(q.jobs) for q in self._owners.values())
 
-    def _take(self) -> Job | None:
+    def _take(self) -> Optional[Tuple[Job, Optional[Account]]]:
         with self._cond:
             while not self._turns:
                 if self._closed:
                     return None
                 self._cond.wait()
             owner = self._turns.popleft()
-            queue = self._queues[owner]
-            job = queue.popleft()
-            if queue:
+            queue = self._owners[owner]
+            key, _, job, account = heapq.heappop(queue.jobs)
+            queue.floor = max(queue.floor, key)
+            if queue.jobs:
                 self._turns.append(owner)
             else:
-                del self._queues[owner]
-            return job
+                del self._owners[owner]
+                self._floors[owner] = queue.floor
+            return job, account
 
     def give_way(self) -> None:
         """Between slices: let a lagging event loop go first."""
@@ -146,26 +198,33 @@ class FairScheduler:
 
     def _work(self) -> None:
         while True:
-            job = self._take()
-            if job is None:
+            taken = self._take()
+            if taken is None:
                 return
+            (future, fn, args), account = taken
             self.watch.give_way()
-            future, fn, args = job
             if not future.set_running_or_notify_cancel():
                 continue
+            start = self._clock()
             try:
                 result = fn(*args)
             except BaseException as exc:  # handed to the waiting Run
+                self._charge(account, start)
                 future.set_exception(exc)
             else:
+                self._charge(account, start)
                 future.set_result(result)
+
+    def _charge(self, account: Optional[Account], start: float) -> None:
+        if account is not None:
+            account.vruntime += self._clock() - start
 
     def shutdown(self) -> None:
         """Cancel waiting jobs; workers end after their current job."""
         with self._cond:
             self._closed = True
-            jobs = [job for queue in self._queues.values() for job in queue]
-            self._queues.clear()
+            jobs = [job for queue in self._owners.values() for _, _, job, _ in queue.jobs]
+            self._owners.clear()
             self._turns.clear()
             self._cond.notify_all()
         for future, _, _ in jobs:

@@ -24,6 +24,7 @@ is destroyed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
 import mmap
@@ -54,6 +55,11 @@ from .scheduler import FairScheduler
 WORKER_PACKAGES = PURE_PACKAGES + ("rvkvm.server.worker",)
 PAGE_SIZE = 4096
 BUSY_WINDOW = 1.0  # a vCPU that ran a slice this recently counts as busy
+# Slices a worker's scheduler keeps in flight: the worker runs one at a time
+# (one run thread), the other waits there, so that the run thread starts the
+# next slice at once instead of idling for a round trip through this
+# process (two thread hand-offs, each waiting for its interpreter lock).
+SLICES_IN_FLIGHT = 2
 
 
 def default_worker_python() -> str:
@@ -79,6 +85,10 @@ class _Waiter:
         self._future: Optional[asyncio.Future] = loop.create_future() if loop else None
         self._value: Any = None
         self._error: Optional[BaseException] = None
+
+    def resolve_here(self, value: Any, error: Optional[BaseException]) -> None:
+        """``resolve`` on the waiting coroutine's own loop."""
+        self._set_future(value, error)
 
     def resolve(self, value: Any, error: Optional[BaseException]) -> None:
         if self._loop is not None:
@@ -127,12 +137,21 @@ class WorkerClient:
         self._on_death = on_death
         self._log = structlog.get_logger("rvkvm.worker")
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cmd = python_command(python, launch_code(), [str(child.fileno())], WORKER_PACKAGES)
-        self.process = subprocess.Popen(cmd, pass_fds=(child.fileno(),),
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        cmd = python_command(python, launch_code(), [str(child.fileno()), str(theirs.fileno())],
+                             WORKER_PACKAGES)
+        self.process = subprocess.Popen(cmd, pass_fds=(child.fileno(), theirs.fileno()),
                                         stdin=subprocess.DEVNULL, start_new_session=True)
         child.close()
+        theirs.close()
         self.pid = self.process.pid
         self.channel = Channel(parent)
+        # The control channel: the calls the event loop awaits, whose
+        # replies the loop reads itself (no reader thread to wake, no
+        # call_soon_threadsafe): ONE_REG, MP state, inline runs, ...
+        self.control = Channel(ours)
+        self._control_fd = ours.fileno()
+        self._control_loop: Optional[asyncio.AbstractEventLoop] = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._pending: Dict[int, _Waiter] = {}
@@ -171,10 +190,64 @@ class WorkerClient:
         return waiter.wait()
 
     async def call_async(self, target: Any, op: str, *args: Any) -> Any:
-        waiter = _Waiter(op, loop=asyncio.get_running_loop())
+        """``op`` on ``target``, awaited: sent on the control channel, whose
+        replies this loop reads (``_read_control``)."""
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(op, loop=loop)
         rid = self._register(waiter)
-        self._send(rid, op, target, args, ())
+        if self._control_loop is not loop:
+            self._watch_control(loop)
+        try:
+            self.control.send((rid, op, target, args))
+        except ChannelClosed:
+            self.die(f"worker {self.index} (pid {self.pid}) closed its control channel")
         return await waiter.future
+
+    def _watch_control(self, loop: asyncio.AbstractEventLoop) -> None:
+        old, self._control_loop = self._control_loop, loop
+        if old is not None and not old.is_closed():  # another loop read it before
+            with contextlib.suppress(RuntimeError, OSError):
+                old.call_soon_threadsafe(old.remove_reader, self._control_fd)
+        loop.add_reader(self._control_fd, self._read_control)
+
+    def _read_control(self) -> None:
+        """On the loop: the control channel's replies that arrived."""
+        try:
+            messages = self.control.poll()
+        except ChannelClosed:  # the worker is gone: the channel's reader says why
+            self._unwatch_control()
+            return
+        for rid, ok, value in messages:
+            with self._lock:
+                waiter = self._pending.pop(rid, None)
+            if waiter is not None:
+                waiter.resolve_here(value if ok else None, None if ok else error_from(value))
+
+    def _unwatch_control(self) -> None:
+        """Stop reading the control channel (on its loop) and close it."""
+        loop, self._control_loop = self._control_loop, None
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError, OSError, ValueError):
+                loop.remove_reader(self._control_fd)
+        self.control.close()
+
+    def _close_control(self) -> None:
+        """From any thread: the control channel ends (on its loop if it has one)."""
+        loop = self._control_loop
+        if loop is None or loop.is_closed():
+            self.control.close()
+            return
+        try:
+            running: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:  # a server stopping on its own loop
+            self._unwatch_control()
+            return
+        try:
+            loop.call_soon_threadsafe(self._unwatch_control)
+        except RuntimeError:  # the loop closed meanwhile
+            self.control.close()
 
     def post(self, target: Any, op: str, *args: Any) -> None:
         """``op`` without waiting (kick, preempt, interrupt: asynchronous in
@@ -258,6 +331,7 @@ class WorkerClient:
         for vcpu in list(self.vcpus.values()):
             vcpu.woke()
         self.channel.close()
+        self._close_control()
         self._on_death(self)
 
     def close(self) -> None:
@@ -270,6 +344,7 @@ class WorkerClient:
             waiter.resolve(None, self.dead)
         with _suppress_oserror():
             self.channel.sock.shutdown(socket.SHUT_RDWR)
+        self._close_control()
         try:
             self.process.wait(2)
         except subprocess.TimeoutExpired:
@@ -333,16 +408,21 @@ class CoalescedBuffer:
     VM's coalesced-MMIO entries at the moment of an exit. A slice that ends
     on a guest event or a kick drains the worker's ring right after it, as
     the in-process session does when it records such an exit, and the
-    reply carries them; any other exit drains the ring in the worker now."""
+    reply carries them; any other slice's reply says whether the ring was
+    empty when it ended (``[]``; None: it was not). Recording such an exit
+    drains the ring in the worker then, unless it was empty: no second round
+    trip for the Runs of a VM without coalesced writes."""
 
     def __init__(self, vm: VmProxy) -> None:
         self._vm = vm
         self._entries: Optional[List[CoalescedMmio]] = None  # drained with the last exit
+        self._ring_empty = False  # as of the last slice's end
         self._lock = threading.Lock()
 
     def put(self, entries: Optional[List[CoalescedMmio]]) -> None:
-        if entries is not None:
-            with self._lock:
+        with self._lock:
+            self._ring_empty = entries is not None
+            if entries:
                 self._entries = (self._entries or []) + list(entries)
 
     def take(self) -> Optional[List[CoalescedMmio]]:
@@ -351,9 +431,10 @@ class CoalescedBuffer:
         return entries
 
     def drain(self) -> List[CoalescedMmio]:
-        entries = self.take()
-        if entries is not None:
-            return entries
+        with self._lock:
+            entries, self._entries = self._entries, None
+            if entries is not None or self._ring_empty:
+                return entries or []
         return list(self._vm._call("drain_coalesced_mmio"))
 
 
@@ -620,9 +701,13 @@ class VcpuProxy:
         the same clock in both processes)."""
         self.vm._check_alive()
         self._running = True
+        # The worker bounds the slice from when it starts: it may wait there
+        # behind the slice before it (the scheduler keeps one queued).
+        slice_time = None if deadline is None else max(0.0, deadline - time.monotonic())
+        overdue = None if deadline is None else deadline + 2 * (slice_time or 0.0)
         try:
-            result = self.vm.worker.call(self._target, "run", budget, idle_timeout, deadline,
-                                         answer_of(self._last_exit), deadline=deadline)
+            result = self.vm.worker.call(self._target, "run", budget, idle_timeout, slice_time,
+                                         answer_of(self._last_exit), deadline=overdue)
         finally:
             self._running = False
             self._last_ran = time.monotonic()
@@ -661,7 +746,8 @@ class WorkerPool:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._closed = False
-        self.schedulers = [FairScheduler(1, name=f"rvkvm-run-w{i}") for i in range(count)]
+        self.schedulers = [FairScheduler(SLICES_IN_FLIGHT, name=f"rvkvm-run-w{i}")
+                           for i in range(count)]
         self.workers: List[WorkerClient] = []
         for i in range(count):
             self.workers.append(self._spawn(i))

@@ -1,13 +1,17 @@
 """A worker process: the VMs the front end placed here, on the KVM model.
 
 The front end starts ``python -c <bootstrap> ...`` (``launch_code``) with
-one end of a socketpair as fd ``argv[1]``. The worker calls exactly the
+one end of a socketpair as fd ``argv[1]`` (the channel: run slices, calls
+from the front end's threads, events) and one of another as ``argv[2]``
+(the control channel: the calls its event loop awaits, which it reads
+itself, so that their replies need no thread there). The worker calls exactly the
 methods of ``KvmSystem``/``Vm``/``Vcpu`` the in-process server calls; this
 module only routes requests to them, on the threads the in-process server
 would use:
 
-- the reader thread (the main thread) takes requests off the channel and
-  runs what the event loop runs today at once: interrupt, kick, preempt,
+- the reader threads (the main thread for the channel, another for the
+  control channel) take requests off their channel and run what the
+  event loop runs today at once: interrupt, kick, preempt,
   MP state reads, VM calls (none waits for a vCPU), and a short
   ``try_run`` (bounded by its own wall-time deadline);
 - a call that takes the vCPU mutex (ONE_REG, reg list, MP state writes,
@@ -36,6 +40,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
@@ -56,6 +61,10 @@ ANSWER_FIELDS: Dict[type, str] = {X.MmioExit: "data", X.SbiExit: "ret",
 NOW, MUTEX, RUN = "now", "mutex", "run"
 RUN_THREADS = 1
 OPS_THREADS = 4
+# How long the run thread may hold the interpreter lock while the reader
+# waits for it with a control call (ONE_REG, MP state, a kick): 1 ms, not
+# the default 5, as the front end's own (``ServerConfig.switch_interval``).
+SWITCH_INTERVAL = 0.001
 
 VcpuKey = Tuple[int, int]
 
@@ -82,8 +91,9 @@ RunResult = Tuple[X.Exit, int, int, Optional[List[Any]]]
 
 
 class Worker:
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Channel, control: Optional[Channel] = None) -> None:
         self.channel = channel
+        self.control = control
         self.system = KvmSystem()
         self.vms: Dict[int, Vm] = {}
         self._next = 1
@@ -124,9 +134,17 @@ class Worker:
     # -- the reader -------------------------------------------------------
 
     def serve(self) -> None:
+        """Requests of the channel (this thread) and of the control channel
+        (a thread of its own), until the channel ends."""
+        if self.control is not None:
+            threading.Thread(target=self._serve, args=(self.control,), daemon=True,
+                             name="rvkvm-w-control").start()
+        self._serve(self.channel)
+
+    def _serve(self, channel: Channel) -> None:
         while True:
             try:
-                message, fds = self.channel.recv()
+                message, fds = channel.recv()
             except ChannelClosed:
                 return
             rid, op, target, args = message
@@ -134,16 +152,17 @@ class Worker:
                 where, handler = self._ops[op]
                 obj = self._target(target)
                 if where == MUTEX and target in self._running:
-                    self._ops_pool.submit(self._answer, rid, handler, obj, fds, args)
+                    self._ops_pool.submit(self._answer, channel, rid, handler, obj, fds, args)
                 elif where == RUN:
                     with self._lock:
                         self._running.add(target)
-                    self._run_pool.submit(self._answer, rid, handler, obj, fds, args, target)
+                    self._run_pool.submit(self._answer, channel, rid, handler, obj, fds, args,
+                                          target)
                 else:
-                    self._answer(rid, handler, obj, fds, args)
+                    self._answer(channel, rid, handler, obj, fds, args)
             except Exception as exc:  # an unknown op or target
                 self._close_fds(fds)
-                self._reply(rid, False, error_tuple(exc))
+                self._reply(channel, rid, False, error_tuple(exc))
 
     def _target(self, target: Any) -> Any:
         if target is None:
@@ -162,27 +181,29 @@ class Worker:
             raise KvmError(errno.EBADF, "VM destroyed")
         return vm
 
-    def _answer(self, rid: int, handler: Callable[..., Any], obj: Any, fds: List[int],
-                args: Tuple[Any, ...], running: Optional[VcpuKey] = None) -> None:
+    def _answer(self, channel: Channel, rid: int, handler: Callable[..., Any], obj: Any,
+                fds: List[int], args: Tuple[Any, ...],
+                running: Optional[VcpuKey] = None) -> None:
         try:
             value = handler(obj, fds, *args)
         except Exception as exc:
-            self._reply(rid, False, error_tuple(exc))
+            self._reply(channel, rid, False, error_tuple(exc))
         else:
-            self._reply(rid, True, value)
+            self._reply(channel, rid, True, value)
         finally:
             self._close_fds(fds)
             if running is not None:
                 with self._lock:
                     self._running.discard(running)
 
-    def _reply(self, rid: int, ok: bool, value: Any) -> None:
+    @staticmethod
+    def _reply(channel: Channel, rid: int, ok: bool, value: Any) -> None:
         try:
-            self.channel.send((rid, ok, value))
+            channel.send((rid, ok, value))
         except ChannelClosed:
             pass  # the front end is gone; the reader sees it too
         except Exception as exc:  # a value that does not pickle: a bug, said as such
-            self.channel.send((rid, False, error_tuple(exc)))
+            channel.send((rid, False, error_tuple(exc)))
 
     def event(self, name: str, payload: Any) -> None:
         try:
@@ -241,8 +262,13 @@ class Worker:
         return vcpu.mp_state
 
     def run(self, vcpu: Vcpu, _fds: List[int], budget: int, idle_timeout: Optional[float],
-            deadline: Optional[float], answer: Any) -> RunResult:
+            slice_time: Optional[float], answer: Any) -> RunResult:
+        """A slice of at most ``slice_time`` seconds from when it starts (not
+        from when it was sent: the front end keeps the next slice queued
+        here behind the running one, so that no round trip idles the run
+        thread between slices)."""
         apply_answer(vcpu, answer)
+        deadline = None if slice_time is None else time.monotonic() + slice_time
         exit_ = vcpu.run(budget, idle_timeout, deadline)
         return self._ran(vcpu, exit_)
 
@@ -254,13 +280,18 @@ class Worker:
 
     @staticmethod
     def _ran(vcpu: Vcpu, exit_: X.Exit) -> RunResult:
-        """The exit, what the run used of its budget, instret, and for a
-        guest event or a kick (exits a session always records) the
-        coalesced-MMIO entries drained right after it, as the in-process
-        session drains them when it records the exit (else None)."""
-        drained = None
+        """The exit, what the run used of its budget, instret, and the
+        coalesced-MMIO entries: for a guest event or a kick (exits a session
+        always records) those drained right after it, as the in-process
+        session drains them when it records the exit; for any other exit
+        none (``[]``) when the ring is empty, so that recording it costs the
+        front end no second round trip, else None (the session drains the
+        ring only if it records the exit)."""
+        ring = vcpu.vm.coalesced_mmio
         if not isinstance(exit_, X.IntrExit) or exit_.why == X.INTR_KICK:
-            drained = vcpu.vm.coalesced_mmio.drain()
+            drained: Optional[List[Any]] = ring.drain()
+        else:
+            drained = None if len(ring) else []
         return exit_, vcpu.last_run_insns, vcpu.hart.instret, drained
 
     def batch_one_reg(self, vcpu: Vcpu, _fds: List[int],
@@ -302,11 +333,13 @@ def raise_fd_limit() -> None:
 def main(argv: Optional[List[str]] = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     fd = int(argv[0])
+    control = Channel(socket.socket(fileno=int(argv[1]))) if len(argv) > 1 else None
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the front end's to handle
     raise_fd_limit()
+    sys.setswitchinterval(SWITCH_INTERVAL)
     tune_pypy_jit()  # guest code's JIT parameters (nothing on CPython)
     sock = socket.socket(fileno=fd)
-    worker = Worker(Channel(sock))
+    worker = Worker(Channel(sock), control)
     try:
         worker.serve()
     except BaseException:

@@ -96,6 +96,30 @@ class Channel:
                     return message, [self._fds.popleft() for _ in range(nfds)]
             self._fill()
 
+    def poll(self) -> List[Any]:
+        """The messages that have arrived, without waiting (one read of what
+        is there; fds are not expected): for a reader on an event loop."""
+        try:
+            data = self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            data = None
+        except OSError as err:
+            raise ChannelClosed(str(err)) from None
+        if data is not None:
+            if not data:
+                raise ChannelClosed("end of file")
+            self._buf += data
+        messages = []
+        while len(self._buf) >= HEADER.size:
+            length, _, codec = HEADER.unpack_from(self._buf)
+            end = HEADER.size + length
+            if len(self._buf) < end:
+                break
+            payload = bytes(memoryview(self._buf)[HEADER.size:end])
+            messages.append(marshal.loads(payload) if codec == MARSHAL else pickle.loads(payload))
+            del self._buf[:end]
+        return messages
+
     def _fill(self) -> None:
         try:
             data, ancdata, _, _ = self.sock.recvmsg(RECV_SIZE, self._fd_space)

@@ -53,7 +53,7 @@ class ServerThread:
 
     def start(self) -> ServerThread:
         self._thread.start()
-        self._ready.wait(10)
+        self._ready.wait(60)  # PyPy workers start slowly on a loaded machine
         return self
 
     def stop(self) -> None:

@@ -13,7 +13,7 @@ import pytest
 from rvkvm.server.kvm import KvmError
 from rvkvm.server.kvm import exits as X
 from rvkvm.server.rpc.registry import Lifecycle, Pacing, VcpuSession
-from rvkvm.server.rpc.scheduler import FairScheduler, LoopWatch
+from rvkvm.server.rpc.scheduler import Account, FairScheduler, LoopWatch
 from rvkvm.v1 import kvm_pb2 as pb
 from tests.emulator import rvasm as A
 from tests.server.kvm_runtime_guest import (
@@ -250,6 +250,88 @@ def test_a_hundred_busy_jobs_of_one_owner_do_not_starve_another_owners_one():
     first = order[:400]
     assert first.count("lone") == 200
     assert all(a != b for a, b in zip(first, first[1:]))  # strictly alternating
+
+
+class _FakeClock:
+    """What jobs' run time is measured with: each job advances it by what
+    it says it ran (binary fractions: the sums are exact)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+SLICE = 1 / 512
+
+
+def test_a_vcpu_that_ran_little_goes_before_the_busy_ones_of_its_owner():
+    """Within an owner the job whose account ran least goes first: 50 busy
+    sessions take turns; a new one (a hello guest's first Run), placed at
+    the owner's floor less the latency credit, goes next instead of behind
+    the 50, runs until it has caught up (credit / slice turns), then takes
+    its turn like the others."""
+    clock = _FakeClock()
+    sched = FairScheduler(1, latency_credit=5 * SLICE, clock=clock)
+    order = []
+    gate = threading.Event()
+    done = threading.Event()
+    busy = [Account() for _ in range(50)]
+    fresh = Account()
+
+    def slice_of(name):
+        order.append(name)
+        clock.now += SLICE
+
+    def session(name, account):
+        """A busy session: its next slice is submitted when the last one
+        ended (and was charged), as a Run's next turn is."""
+        def again(_future):
+            if name == "busy0" and len(order) > 500 and "fresh" not in order:
+                session("fresh", fresh)  # the fresh session arrives while the busy ones run
+            if len(order) >= 800:
+                done.set()
+            else:
+                session(name, account)
+        sched.submit(OWNER, slice_of, name, account=account).add_done_callback(again)
+
+    try:
+        blocker = sched.submit("x", gate.wait, 10)
+        for i, account in enumerate(busy):
+            session(f"busy{i}", account)
+        gate.set()
+        blocker.result(10)
+        assert done.wait(30)
+    finally:
+        sched.shutdown()
+    arrived = order.index("fresh")
+    assert arrived == 501 and order[arrived - 1] == "busy0"  # right after the slice that woke it
+    # the busy sessions took turns, each once in every 50 of theirs
+    for start in range(0, 500, 50):
+        assert sorted(order[start:start + 50]) == sorted(f"busy{i}" for i in range(50))
+    # 5 turns to catch up, then one in every 51
+    assert order[arrived:arrived + 6] == ["fresh"] * 5 + ["busy1"]
+    later = order[arrived + 5:arrived + 5 + 51 * 5]
+    assert later.count("fresh") == 5 and all(later.count(f"busy{i}") == 5 for i in range(50))
+
+
+def test_an_account_left_behind_while_idle_is_raised_to_the_owners_floor():
+    sched = FairScheduler(1, latency_credit=0.01)
+    gate = threading.Event()
+    try:
+        blocker = sched.submit("x", gate.wait, 10)
+        ahead = Account()
+        ahead.vruntime = 5.0
+        sched.submit(OWNER, lambda: None, account=ahead)
+        gate.set()
+        blocker.result(10)
+        sched.submit(OWNER, lambda: None, account=ahead).result(10)  # the floor is 5 now
+        sleeper = Account()  # idle for long: 0 s
+        sched.submit(OWNER, lambda: None, account=sleeper).result(10)
+    finally:
+        sched.shutdown()
+    assert 5.0 - 0.01 <= sleeper.vruntime < 5.0
 
 
 async def test_a_run_thread_waits_while_the_event_loop_has_work():

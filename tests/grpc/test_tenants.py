@@ -473,9 +473,9 @@ def test_the_slices_of_a_run_take_turns_as_the_vms_tenant(tserver, monkeypatch):
     owners: List[Tuple[Any, Any]] = []
     submit = scheduler.submit
 
-    def recording(owner: Any, fn: Any, *args: Any) -> Any:
+    def recording(owner: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
         owners.append((owner, fn.__self__.vcpu.vm))
-        return submit(owner, fn, *args)
+        return submit(owner, fn, *args, **kwargs)
 
     monkeypatch.setattr(scheduler, "submit", recording)
     vms = {}

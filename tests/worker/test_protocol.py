@@ -33,6 +33,40 @@ def _pair() -> Tuple[Channel, Channel]:
     return Channel(a), Channel(b)
 
 
+def test_poll_returns_the_messages_that_arrived_without_waiting():
+    left, right = _pair()
+    assert right.poll() == []  # nothing there: no wait
+    left.send((1, True, b"\x00" * 8))
+    left.send((2, False, ("value", "bad")))
+    frame = HEADER.pack(5, 0, MARSHAL) + b"\x00" * 5
+    left.sock.sendall(frame[:3])  # a frame cut in two reads
+    assert right.poll() == [(1, True, b"\x00" * 8), (2, False, ("value", "bad"))]
+    left.sock.sendall(frame[3:8])
+    assert right.poll() == []
+    left.close()
+    with pytest.raises(ChannelClosed):
+        right.poll()
+
+
+def test_a_worker_answers_its_control_channel_there():
+    """Requests on the control channel are answered on it, while the
+    channel's own requests are answered on the channel."""
+    (front, theirs), (control, their_control) = _pair(), _pair()
+    worker = Worker(theirs, their_control)
+    thread = threading.Thread(target=worker.serve, daemon=True)
+    thread.start()
+    control.send((7, "create_vm", None, (0, "latest")))
+    (rid, ok, handle), _ = control.recv()
+    assert (rid, ok) == (7, True)
+    front.send((8, "ping", None, ()))
+    control.send((9, "check_extension", handle, (0,)))
+    assert control.recv()[0][:2] == (9, True)
+    assert front.recv()[0] == (8, True, os.getpid())
+    front.close()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
 def test_messages_cross_in_order_with_their_fds():
     left, right = _pair()
     fd = os.memfd_create("t")
@@ -131,13 +165,43 @@ def test_the_worker_runs_a_vm_on_shared_memory():
     front.call("set_one_reg", (vm, 0), pc, (0x8000_0000).to_bytes(8, "little"))
     exit_, insns, instret, drained = front.call("run", (vm, 0), 1000, 0.0, None, None)
     assert isinstance(exit_, X.IntrExit) and exit_.why == X.INTR_BUDGET and insns == 1000
-    assert drained is None  # a budget exit: the session drains the ring itself
+    assert drained == []  # a budget exit, the ring empty: nothing for the session to drain
     with pytest.raises(KvmError) as info:
         front.call("get_one_reg", (vm, 5), pc)
     assert info.value.errno == errno.EBADF
     front.events.clear()
     front.call("interrupt", (vm, 0), 0xFFFFFFFF)  # the wake event comes before the reply
     assert front.events == [(WAKE, (vm, 0))]
+    front.channel.close()
+    front.thread.join(5)
+
+
+def test_a_budget_exit_says_whether_the_ring_holds_coalesced_writes():
+    """A slice that ends on its budget leaves the ring alone (the session
+    drains it only if it records the exit), and says whether it is empty:
+    ``[]``, or None when a coalesced write waits there."""
+    front = _Front()
+    vm = front.call("create_vm", None, 0, "latest")
+    size = 1 << 16
+    fd = os.memfd_create("ram")
+    os.ftruncate(fd, size)
+    front.call("set_user_memory_region", vm, 0, 0, 0x8000_0000, size, 0, fds=[fd])
+    ram = mmap.mmap(fd, size)
+    os.close(fd)
+    # lui t0, 0x10000; sw zero, 0(t0); j .
+    for i, word in enumerate((0x100002B7, 0x0002A023, 0x0000006F)):
+        ram[4 * i:4 * i + 4] = word.to_bytes(4, "little")
+    front.call("host_wrote", vm, 0x8000_0000, 12)
+    front.call("register_coalesced_mmio", vm, 0x1000_0000, 8, 0)
+    front.call("create_vcpu", vm, 0)
+    pc = 0x8030_0000_0200_0000
+    front.call("set_one_reg", (vm, 0), pc, (0x8000_0000).to_bytes(8, "little"))
+    exit_, insns, _, drained = front.call("run", (vm, 0), 1000, 0.0, None, None)
+    assert exit_.why == X.INTR_BUDGET and insns == 1000
+    assert drained is None
+    assert [e.phys_addr for e in front.call("drain_coalesced_mmio", vm)] == [0x1000_0000]
+    exit_, _, _, drained = front.call("run", (vm, 0), 1000, 0.0, 0.5, None)
+    assert exit_.why == X.INTR_BUDGET and drained == []
     front.channel.close()
     front.thread.join(5)
 
