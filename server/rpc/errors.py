@@ -74,10 +74,20 @@ def _pack(message: object) -> any_pb2.Any:
     return detail
 
 
-def to_status(err: KvmError, code: Optional[grpc.StatusCode] = None) -> grpc.Status:
+class _Status(grpc.Status):
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
+
+
+def to_status(err: KvmError, code: Optional[grpc.StatusCode] = None,
+              trailing: tuple = ()) -> grpc.Status:
     """``grpc.Status`` for ``context.abort_with_status`` (``code``: instead
-    of the errno's). An error that carries a ``google.rpc.QuotaFailure``
-    (``quotas.QuotaError``) adds it to the details."""
+    of the errno's; ``trailing``: metadata for the trailers besides the
+    details, which an abort sends instead of any set before). An error that
+    carries a ``google.rpc.QuotaFailure`` (``quotas.QuotaError``) adds it
+    to the details."""
     info = error_details_pb2.ErrorInfo(
         reason=err.name, domain=ERROR_DOMAIN,
         metadata={"errno": str(err.errno), "name": errno_name(err.errno)})
@@ -87,4 +97,7 @@ def to_status(err: KvmError, code: Optional[grpc.StatusCode] = None) -> grpc.Sta
         details.append(_pack(quota_failure()))
     status = status_pb2.Status(
         code=(code or status_code(err)).value[0], message=_cut(str(err)), details=details)
-    return rpc_status.to_status(status)
+    made = rpc_status.to_status(status)
+    if not trailing:
+        return made
+    return _Status(made.code, made.details, tuple(made.trailing_metadata) + tuple(trailing))

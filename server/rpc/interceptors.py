@@ -92,6 +92,14 @@ class _AroundInterceptor(grpc.aio.ServerInterceptor):
                            lambda: wrap_handler(handler, method, self.around))
 
 
+REQUEST_ID = "x-request-id"  # a call's id: its metadata key, both ways
+KEPT_TRAILERS = (REQUEST_ID,)
+
+
+def _kept(context: grpc.aio.ServicerContext) -> tuple:
+    return tuple((k, v) for k, v in (context.trailing_metadata() or ()) if k in KEPT_TRAILERS)
+
+
 class KvmErrorInterceptor(_AroundInterceptor):
     """A ``KvmError`` escaping a handler aborts the RPC with its status."""
 
@@ -101,7 +109,9 @@ class KvmErrorInterceptor(_AroundInterceptor):
         try:
             yield
         except KvmError as err:
-            await context.abort_with_status(to_status(err))
+            # the abort's trailers replace those set before: keep the
+            # request id the call interceptor put there
+            await context.abort_with_status(to_status(err, trailing=_kept(context)))
 
 
 class ActivityInterceptor(_AroundInterceptor):

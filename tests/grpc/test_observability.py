@@ -247,7 +247,7 @@ def test_malformed_requests_and_drain_refusals_are_logged_and_counted():
         thread.stop()
 
 
-def test_the_request_id_is_echoed_in_the_headers_and_bound_to_the_calls_logs(server):
+def test_the_request_id_is_echoed_in_the_trailers_and_bound_to_the_calls_logs(server):
     from rvkvm.v1 import kvm_pb2 as pb
     from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
     with grpc.insecure_channel(server.address) as channel:
@@ -255,18 +255,26 @@ def test_the_request_id_is_echoed_in_the_headers_and_bound_to_the_calls_logs(ser
         with structlog.testing.capture_logs() as logs:
             _, call = stub.GetApiVersion.with_call(pb.GetApiVersionRequest(),
                                                    metadata=[("x-request-id", "req-7")])
-            assert ("x-request-id", "req-7") in call.initial_metadata()
+            assert ("x-request-id", "req-7") in call.trailing_metadata()
+            assert "x-request-id" not in dict(call.initial_metadata())  # no header batch
             _, call = stub.GetApiVersion.with_call(pb.GetApiVersionRequest())
-            made = dict(call.initial_metadata())["x-request-id"]
+            made = dict(call.trailing_metadata())["x-request-id"]
             assert len(made) == 32 and made != "req-7"
-            # a failing call and a stream echo it too
+            # a failing call keeps it beside its error details, and so does a stream
             failing = stub.GetMpState.future(pb.GetMpStateRequest(
                 vcpu=pb.VcpuRef(vm_id="vm-none")), metadata=[("x-request-id", "req-8")])
-            with pytest.raises(grpc.RpcError):
+            with pytest.raises(grpc.RpcError) as err:
                 failing.result(timeout=10)
-            assert ("x-request-id", "req-8") in failing.initial_metadata()
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            trailers = dict(failing.trailing_metadata())
+            assert trailers["x-request-id"] == "req-8" and "grpc-status-details-bin" in trailers
+            stream = stub.ReadMemoryStream(pb.ReadMemoryRequest(vm_id="vm-none", size=8),
+                                           metadata=[("x-request-id", "req-9")])
+            with pytest.raises(grpc.RpcError):
+                list(stream)
+            assert dict(stream.trailing_metadata())["x-request-id"] == "req-9"
         ids = [x["request_id"] for x in logs if x.get("event") == "rpc"]
-        assert ids == ["req-7", made, "req-8"]
+        assert ids == ["req-7", made, "req-8", "req-9"]
 
 
 async def test_the_request_id_is_bound_while_the_call_runs():
@@ -281,7 +289,7 @@ async def test_the_request_id_is_bound_while_the_call_runs():
         def peer(self):
             return "ipv4:127.0.0.1:1"
 
-        async def send_initial_metadata(self, metadata):
+        def set_trailing_metadata(self, metadata):
             self.sent.append(tuple(metadata))
 
         def cancelled(self):
