@@ -188,9 +188,10 @@ class CallInterceptor(_AroundInterceptor):
             if call.vcpu_id is not None:
                 fields["vcpu_id"] = call.vcpu_id
             getattr(self._log, level)("rpc", **fields)
-            structlog.contextvars.reset_contextvars(**bound)
             # A response stream the client dropped is closed from another
             # context (the async generator's finaliser): nothing to reset.
+            with contextlib.suppress(ValueError):
+                structlog.contextvars.reset_contextvars(**bound)
             with contextlib.suppress(ValueError):
                 CURRENT.reset(token)
 
