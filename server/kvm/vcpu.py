@@ -16,9 +16,10 @@ vCPU and kick its hart, and the vCPU applies them in its own thread.
 Idle: a vCPU in WFI with nothing pending and no timer armed, or a powered
 off vCPU, sleeps in ``run`` until something wakes it (interrupt, IPI, HSM
 start, kick) or ``idle_timeout`` seconds pass, then returns an ``IntrExit``
-(``why="idle"``). With an armed timer there is no sleep: guest time is
-deterministic (it advances with retired instructions) and WFI skips ahead to
-the deadline.
+(``why="idle"``). With an armed timer and deterministic time (it advances
+with retired instructions), WFI skips ahead to the deadline when no other
+vCPU drives time, else sleeps until a running vCPU brings VM time to the
+deadline and wakes it (``Vm.halt``, the rules in clock.py).
 
 Slices: ``run(deadline=...)`` also ends when a wall-clock deadline passes
 (an alarm kicks the hart, ``IntrExit("slice")``), and ``preempt()`` ends the
