@@ -30,10 +30,12 @@ Deterministic time with several vCPUs (``Vm.note_time``, ``Vm.sync_time``,
    timer armed anywhere, only an interrupt, IPI, HSM start or kick wakes a
    vCPU. A single vCPU thus skips to its own timer, as before.
 4. A vCPU drives time when it is RUNNABLE, not halted, and a run of it goes
-   on, or one ended less than ``vm.DRIVE_WINDOW`` (0.5 s) ago, or it was
-   woken (interrupt, IPI, HSM start) that recently after it had run once.
-   A vCPU no one ever ran does not count. A RUNNABLE vCPU whose Run nobody
-   calls holds the others back for that window only: a halted vCPU looks
+   on, or one ended less than ``vm.DRIVE_WINDOW`` (2 s) ago, or it was
+   woken (interrupt, IPI, HSM start) that recently while its caller waits
+   for the wake-up (its last run returned idle). A vCPU no one ever ran
+   does not count. A RUNNABLE vCPU whose Run nobody calls any more holds
+   the others back for that window after its last run only, however often
+   it is woken: a halted vCPU looks
    again after it (``recheck_at``), so the VM neither stalls nor races
    ahead; run again later, that vCPU finds VM time where the others took it,
    like a host thread that was descheduled.

@@ -174,11 +174,12 @@ class Vcpu:
         self.mp_state = KVM_MP_STATE_RUNNABLE if runnable else KVM_MP_STATE_STOPPED
         self.guest_debug = False
         self.idle = False  # sleeping in run() (HSM reports SUSPENDED)
-        # the VM clock (Vm.halt, Vm.drives_time): in a run() now; until when
-        # (monotonic seconds) it drives VM time after a run or a wake-up;
-        # when a halted vCPU looks again whether time may skip
+        # the VM clock (Vm.halt, Vm.drives_time): in a run() now; its last
+        # run() returned idle (its caller waits for a wake-up to run it
+        # again); until when (monotonic seconds) it drives VM time after a
+        # run or a wake-up; when a halted vCPU looks again whether time may skip
         self.in_run = False
-        self.ever_ran = False
+        self.awaits_wake = False
         self.drive_until = 0.0
         self.recheck_at: Optional[float] = None
         # the vCPU ioctl lock; reentrant so that call_nowait can hold it
@@ -375,7 +376,8 @@ class Vcpu:
         if not self._configured:
             self._first_run_setup()
         alarm = ALARMS.arm(deadline, self.hart.kick) if deadline is not None else None
-        self.in_run = self.ever_ran = True
+        self.in_run = True
+        result: Optional[X.Exit] = None
         try:
             result = self._run(budget, idle_timeout, deadline)
         except KvmError:
@@ -385,6 +387,7 @@ class Vcpu:
                                          [self.hart.pc], f"{type(exc).__name__}: {exc}")
         finally:
             self.in_run = False
+            self.awaits_wake = isinstance(result, X.IntrExit) and result.why == X.INTR_IDLE
             self.drive_until = time.monotonic() + self.vm.drive_window
             if alarm is not None:
                 alarm.cancel()

@@ -39,8 +39,10 @@ from .vcpu import MmioAccess, Vcpu
 KVM_MEM_MAX_NR_PAGES = (1 << 31) - 1
 # Seconds a RUNNABLE vCPU goes on driving VM time after it last ran or was
 # woken (clock.py): one whose Run nobody calls for longer no longer holds
-# back the WFI time skips of the others.
-DRIVE_WINDOW = 0.5
+# back the WFI time skips of the others. Well above the gaps between the
+# slices of a vCPU that is being run (an RPC round trip, a worker's IPC),
+# which pass a tenth of a second on a loaded machine.
+DRIVE_WINDOW = 2.0
 KVM_ADDRESS_SPACE_NUM = 1  # RISC-V has one address space
 
 
@@ -547,8 +549,8 @@ class Vm:
 
     def drives_time(self, vcpu: Vcpu, now: float) -> bool:
         """Whether ``vcpu`` holds back the WFI skips of the others: it is
-        RUNNABLE, not halted, and in a run or out of one (or woken) less
-        than ``DRIVE_WINDOW`` seconds ago."""
+        RUNNABLE, not halted, and in a run or out of one (or woken, see
+        ``resume``) less than ``DRIVE_WINDOW`` seconds ago."""
         return (not vcpu.stopped and vcpu.id not in self._halted
                 and (vcpu.in_run or now < vcpu.drive_until))
 
@@ -590,10 +592,12 @@ class Vm:
         return skipped
 
     def resume(self, vcpu: Vcpu) -> None:
-        """``vcpu`` was woken or ran on: it is not halted, and (if it ever
-        ran: a vCPU nobody runs is not waited for) drives time for
-        ``DRIVE_WINDOW`` seconds at least."""
-        if vcpu.ever_ran:
+        """``vcpu`` was woken or ran on: it is not halted, and drives time
+        for ``DRIVE_WINDOW`` seconds at least if a run of it goes on or its
+        caller waits for the wake-up (its last run returned idle). A vCPU
+        never run, or left by its caller after another exit, is not waited
+        for longer than that window after its last run, wake-ups or not."""
+        if vcpu.in_run or vcpu.awaits_wake:
             vcpu.drive_until = time.monotonic() + self.drive_window
         if vcpu.id in self._halted:
             with self._clock_lock:

@@ -10,6 +10,7 @@ what happens is reproducible; ``test_two_threads_*`` runs them at once."""
 from __future__ import annotations
 
 import threading
+import time
 from fractions import Fraction
 from typing import List, Sequence
 
@@ -19,6 +20,7 @@ from rvkvm.server.kvm import parse_name
 from rvkvm.server.kvm import vm as vm_module
 from rvkvm.server.kvm.clock import DETERMINISTIC, GuestClock
 from rvkvm.server.kvm.exits import DebugExit, IntrExit
+from rvkvm.server.kvm.sbi import REQ_IPI
 from rvkvm.server.kvm.vcpu import Vcpu
 from rvkvm.server.kvm.vm import Vm
 from rvkvm.uapi.kvm import KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_STOPPED
@@ -278,3 +280,32 @@ def test_wfi_skips_are_counted_as_halts(n):
     assert vcpus[0].hart.n_wfi == 1
     # PC helper is used: the vCPU stopped at the handler's ebreak
     assert vcpus[0].get_value(PC) == HANDLER + 4
+
+
+def test_wakeups_of_a_vcpu_its_caller_left_do_not_hold_time_back(monkeypatch):
+    # vCPU 1 left after a budget exit (not idle): IPIs to it do not make it
+    # drive time again, so vCPU 0's WFI skips once the window passed
+    monkeypatch.setattr(vm_module, "DRIVE_WINDOW", 0.05)
+    vm, (vcpu, other) = smp_vm()
+    spinner(vm, other)
+    assert isinstance(other.run(budget=1000, idle_timeout=0.0), IntrExit)
+    sleeper(vm, vcpu, 1_000_000)
+    time.sleep(0.1)
+    other.request(REQ_IPI)
+    assert isinstance(vcpu.run(budget=10_000, idle_timeout=0.0), DebugExit)
+
+
+def test_a_vcpu_whose_caller_waits_for_its_wakeup_drives_time_when_woken(monkeypatch):
+    # vCPU 1's last run returned idle (halted): woken, it counts as running
+    # again at once, however long it slept
+    monkeypatch.setattr(vm_module, "DRIVE_WINDOW", 0.05)
+    vm, (vcpu, other) = smp_vm()
+    sleeper(vm, other, 1_000_000_000, at=RAM_BASE + 0x2000)
+    spinner(vm, vcpu)
+    vcpu.run(budget=5, idle_timeout=0.0)
+    assert is_idle(other.run(budget=10_000, idle_timeout=0.0))
+    time.sleep(0.1)
+    other.request(REQ_IPI)
+    sleeper(vm, vcpu, 1_000)
+    assert is_idle(vcpu.run(budget=10_000, idle_timeout=0.0))
+    assert time_of(vcpu) < vcpu.get_value(DEADLINE)
