@@ -92,6 +92,10 @@ class Hart:
         self._kick = False
         self.time_fn: Optional[Callable[[], int]] = None  # None: deterministic time
         self.time_skip = 0  # deterministic time skipped while waiting in WFI
+        # Deterministic time: WFI with a timer armed skips ahead to it inside
+        # run(). A host that shares one clock between harts (the KVM model's
+        # VM) turns this off and decides the skip itself on Stop("wfi").
+        self.wfi_skip = True
         # Deterministic time: timer ticks per retired instruction, as the
         # fraction time_num / time_den (set_time_rate); 1/1 by default.
         self.time_num = 1
@@ -1248,11 +1252,12 @@ class Hart:
         return self.take_trap(cause, 0, self.pc, interrupt=True)
 
     def _wait(self) -> Optional[Stop]:
-        """WFI: resume when an interrupt is pending (enabled in mie)."""
+        """WFI: resume when an interrupt is pending (enabled in mie); else
+        skip deterministic time to the next timer (``wfi_skip``) or stop."""
         if self.read_mip() & self.mie:
             self.waiting = False
             return None
-        if self.time_fn is None:
+        if self.time_fn is None and self.wfi_skip:
             now = self.time()
             nxt = self._next_timer(now)
             if nxt != NO_DEADLINE:

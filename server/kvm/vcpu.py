@@ -16,9 +16,10 @@ vCPU and kick its hart, and the vCPU applies them in its own thread.
 Idle: a vCPU in WFI with nothing pending and no timer armed, or a powered
 off vCPU, sleeps in ``run`` until something wakes it (interrupt, IPI, HSM
 start, kick) or ``idle_timeout`` seconds pass, then returns an ``IntrExit``
-(``why="idle"``). With an armed timer there is no sleep: guest time is
-deterministic (it advances with retired instructions) and WFI skips ahead to
-the deadline.
+(``why="idle"``). With an armed timer and deterministic time (it advances
+with retired instructions), WFI skips ahead to the deadline when no other
+vCPU drives time, else sleeps until a running vCPU brings VM time to the
+deadline and wakes it (``Vm.halt``, the rules in clock.py).
 
 Slices: ``run(deadline=...)`` also ends when a wall-clock deadline passes
 (an alarm kicks the hart, ``IntrExit("slice")``), and ``preempt()`` ends the
@@ -166,12 +167,21 @@ class Vcpu:
         self.hart = Hart(vm.memory, hartid=vcpu_id, engine=vm.engine, misaligned="trap",
                          pmlens=vm.host_pmlens)
         self.hart.intercept_mtraps = True
+        self.hart.wfi_skip = False  # the VM decides WFI time skips (Vm.halt)
         self.config = plat.new_vcpu_config()
         self.backend = HartBackend(self)
         self.onereg = OneRegMap(plat, self.config, self.backend)
         self.mp_state = KVM_MP_STATE_RUNNABLE if runnable else KVM_MP_STATE_STOPPED
         self.guest_debug = False
         self.idle = False  # sleeping in run() (HSM reports SUSPENDED)
+        # the VM clock (Vm.halt, Vm.drives_time): in a run() now; its last
+        # run() returned idle (its caller waits for a wake-up to run it
+        # again); until when (monotonic seconds) it drives VM time after a
+        # run or a wake-up; when a halted vCPU looks again whether time may skip
+        self.in_run = False
+        self.awaits_wake = False
+        self.drive_until = 0.0
+        self.recheck_at: Optional[float] = None
         # the vCPU ioctl lock; reentrant so that call_nowait can hold it
         # around an ioctl that takes it again
         self._mutex = threading.RLock()
@@ -366,6 +376,8 @@ class Vcpu:
         if not self._configured:
             self._first_run_setup()
         alarm = ALARMS.arm(deadline, self.hart.kick) if deadline is not None else None
+        self.in_run = True
+        result: Optional[X.Exit] = None
         try:
             result = self._run(budget, idle_timeout, deadline)
         except KvmError:
@@ -374,6 +386,9 @@ class Vcpu:
             result = X.InternalErrorExit(X.KVM_INTERNAL_ERROR_EMULATION,
                                          [self.hart.pc], f"{type(exc).__name__}: {exc}")
         finally:
+            self.in_run = False
+            self.awaits_wake = isinstance(result, X.IntrExit) and result.why == X.INTR_IDLE
+            self.drive_until = time.monotonic() + self.vm.drive_window
             if alarm is not None:
                 alarm.cancel()
         self._last_exit = result
@@ -498,6 +513,7 @@ class Vcpu:
         self._wake_up()
 
     def _wake_up(self) -> None:
+        self.vm.resume(self)
         self._wake.set()
         self.hart.kick()
         listener = self.wake_listener
@@ -582,6 +598,7 @@ class Vcpu:
             if halted is not None and (stop.reason != "wfi" or hart.instret != start):
                 # the guest ran on from its WFI: a wakeup
                 self._halt_since = None
+                self.vm.resume(self)
                 self.counts["halt_wakeup"] += 1
                 self._halt_ns += int((entry - halted) * 1e9)
             counts = self.counts
@@ -612,6 +629,8 @@ class Vcpu:
         self._apply_requests()
         if self._has_work():
             return True
+        if not self.stopped and self.vm.halt(self):
+            return True  # deterministic time: its timer is due
         self._arm_timer_wake()
         self.idle = True
         if timeout == 0:
@@ -628,12 +647,18 @@ class Vcpu:
 
     def _arm_timer_wake(self) -> None:
         """Host-clock mode: WFI with a timer armed sleeps until the host
-        clock reaches it (deterministic time skips ahead instead, in the
-        hart). The alarm wakes the vCPU like an interrupt would."""
+        clock reaches it; the alarm wakes the vCPU like an interrupt would.
+        Deterministic time: the vCPUs that run wake it at its timer
+        (``Vm.note_time``); an alarm at ``recheck_at`` only makes it look
+        again whether time may skip (it does not make it drive time)."""
         old, self._timer_alarm = self._timer_alarm, None
         if old is not None:
             old.cancel()
-        if not self.vm.host_clock or self.stopped:
+        if self.stopped:
+            return
+        if not self.vm.host_clock:
+            if self.recheck_at is not None:
+                self._timer_alarm = ALARMS.arm(self.recheck_at, self._recheck)
             return
         hart = self.hart
         nxt = hart._next_timer(hart.time())
@@ -641,6 +666,12 @@ class Vcpu:
             # a timer days away wakes the vCPU after a day, to sleep again
             delay = min(self.vm.seconds_until(nxt), 86400.0)
             self._timer_alarm = ALARMS.arm(time.monotonic() + delay, self._wake_up)
+
+    def _recheck(self) -> None:
+        self._wake.set()
+        listener = self.wake_listener
+        if listener is not None:
+            listener()
 
     def _has_work(self) -> bool:
         if self._kick:

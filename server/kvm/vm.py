@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Tuple, TypeVar
 
-from rvkvm.emulator.hart import Hart
+from rvkvm.emulator.hart import NO_DEADLINE, Hart
 from rvkvm.emulator.memory import PAGE_MASK, PAGE_SHIFT, PhysMemory, RamRegion
 from rvkvm.uapi.kvm import KVM_CAP_RISCV_MP_STATE_RESET, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
 
@@ -37,7 +37,19 @@ from .profiles import Platform
 from .vcpu import MmioAccess, Vcpu
 
 KVM_MEM_MAX_NR_PAGES = (1 << 31) - 1
+# Seconds a RUNNABLE vCPU goes on driving VM time after it last ran or was
+# woken (clock.py): one whose Run nobody calls for longer no longer holds
+# back the WFI time skips of the others. Well above the gaps between the
+# slices of a vCPU that is being run (an RPC round trip, a worker's IPC),
+# which pass a tenth of a second on a loaded machine.
+DRIVE_WINDOW = 2.0
 KVM_ADDRESS_SPACE_NUM = 1  # RISC-V has one address space
+
+
+def _deadline(vcpu: Vcpu) -> int:
+    """A halted vCPU's next timer (NO_DEADLINE: none armed)."""
+    hart = vcpu.hart
+    return hart._next_timer(hart.time())
 
 
 @dataclass
@@ -120,6 +132,10 @@ class Vm:
         self._vcpus: Dict[int, Vcpu] = {}  # creation order
         self._lock = threading.RLock()
         self._time_floor = 0
+        self._clock_lock = threading.Lock()  # the floor and the halted vCPUs
+        # vCPUs halted in WFI (deterministic time), and their earliest timer
+        self._halted: Dict[int, Tuple[Vcpu, int]] = {}  # id -> (vCPU, its timer)
+        self._next_wake = NO_DEADLINE
         self._destroyed = False
         # Guest time per retired instruction in deterministic mode, in
         # nanoseconds (None: one timebase tick per instruction, 100 ns at
@@ -385,12 +401,16 @@ class Vm:
         return self._vcpus.get(vcpu_id)
 
     # ------------------------------------------------------------------
-    # the VM clock (KVM's per-VM htimedelta)
+    # the VM clock (KVM's per-VM htimedelta); the rules are in clock.py
     #
     # Each hart keeps deterministic time (retired instructions plus time
-    # skipped in WFI). The VM keeps a floor that only rises: a hart entering
-    # run() is brought up to it, so vCPUs stay within one slice of each other
-    # and a vCPU started late does not see time from the past.
+    # skipped). The VM keeps a floor that only rises with the running vCPUs'
+    # time (note_time): a hart entering run() is brought up to it
+    # (sync_time), so vCPUs stay within one slice of each other and a vCPU
+    # started late does not see time from the past. A hart waiting in WFI
+    # is ``halted`` here until something wakes it: it skips time ahead only
+    # when no other vCPU drives time, else the running vCPUs wake it when
+    # the floor reaches its timer.
 
     @property
     def clock(self) -> GuestClock:
@@ -402,21 +422,31 @@ class Vm:
     @clock.setter
     def clock(self, clock: GuestClock) -> None:
         with self._lock:
-            now = self.guest_time()
-            if clock.mode == HOST:
-                self._host_clock = True
-                self._host_origin = time.monotonic_ns()
-                self._host_offset = now
-                for vcpu in self._vcpus.values():
-                    self._apply_time_rate(vcpu.hart)
-                return
-            was_host, self._host_clock = self._host_clock, False
-            self._ns_per_insn = clock.ns_per_insn
+            self._set_clock(clock)
+            with self._clock_lock:
+                # halted vCPUs look again under the new clock
+                halted = [v for v, _ in self._halted.values()]
+                self._halted.clear()
+                self._next_wake = NO_DEADLINE
+        for vcpu in halted:
+            vcpu._wake_up()
+
+    def _set_clock(self, clock: GuestClock) -> None:
+        now = self.guest_time()
+        if clock.mode == HOST:
+            self._host_clock = True
+            self._host_origin = time.monotonic_ns()
+            self._host_offset = now
             for vcpu in self._vcpus.values():
                 self._apply_time_rate(vcpu.hart)
-                if was_host:
-                    self._set_hart_time(vcpu.hart, now)
-            self._time_floor = max(self._time_floor, now)
+            return
+        was_host, self._host_clock = self._host_clock, False
+        self._ns_per_insn = clock.ns_per_insn
+        for vcpu in self._vcpus.values():
+            self._apply_time_rate(vcpu.hart)
+            if was_host:
+                self._set_hart_time(vcpu.hart, now)
+        self._time_floor = max(self._time_floor, now)
 
     def guest_time(self) -> int:
         """The VM's time now: the host clock's, or the furthest any vCPU's
@@ -477,9 +507,13 @@ class Vm:
                 for vcpu in self._vcpus.values():
                     vcpu.hart.irq_dirty = True
                 return
-            self._time_floor = value
-            for vcpu in self._vcpus.values():
-                self._set_hart_time(vcpu.hart, value)
+            with self._clock_lock:
+                self._time_floor = value
+                for vcpu in self._vcpus.values():
+                    self._set_hart_time(vcpu.hart, value)
+                due = self._take_due(value)
+        for vcpu in due:
+            vcpu._wake_up()
 
     @staticmethod
     def _set_hart_time(hart: Hart, value: int) -> None:
@@ -487,17 +521,104 @@ class Vm:
         hart.irq_dirty = True
 
     def sync_time(self, hart: Hart) -> None:
+        """Bring a hart entering the guest up to VM time."""
         if self._host_clock:
             return
         if hart.time() < self._time_floor:
             self._set_hart_time(hart, self._time_floor)
 
     def note_time(self, hart: Hart) -> None:
+        """After a slice: the hart's time raises VM time, and wakes the
+        halted vCPUs whose timer VM time reached."""
         if self._host_clock:
             return
         now = hart.time()
-        if now > self._time_floor:
-            self._time_floor = now
+        if now <= self._time_floor and now < self._next_wake:
+            return
+        with self._clock_lock:
+            if now > self._time_floor:
+                self._time_floor = now
+            due = self._take_due(self._time_floor)
+        for vcpu in due:
+            vcpu._wake_up()
+
+    @property
+    def drive_window(self) -> float:
+        """``DRIVE_WINDOW`` (seconds)."""
+        return DRIVE_WINDOW
+
+    def drives_time(self, vcpu: Vcpu, now: float) -> bool:
+        """Whether ``vcpu`` holds back the WFI skips of the others: it is
+        RUNNABLE, not halted, and in a run or out of one (or woken, see
+        ``resume``) less than ``DRIVE_WINDOW`` seconds ago."""
+        return (not vcpu.stopped and vcpu.id not in self._halted
+                and (vcpu.in_run or now < vcpu.drive_until))
+
+    def halt(self, vcpu: Vcpu) -> bool:
+        """``vcpu``'s hart waits in WFI with nothing pending (deterministic
+        time; called in the vCPU's thread before it sleeps). True: its
+        timer is due now (VM time reached it, or time skipped to it because
+        no other vCPU drives time and its timer is the VM's earliest): run
+        on. False: sleep until woken (``vcpu.recheck_at``: look again then,
+        so that a vCPU nobody runs any more cannot stall the VM)."""
+        if self._host_clock:
+            return False
+        now = time.monotonic()
+        with self._clock_lock:
+            vcpu.recheck_at = None
+            own = _deadline(vcpu)
+            if own <= self._time_floor:
+                self._forget(vcpu)
+                return True  # sync_time brings it up to VM time
+            self._halted[vcpu.id] = (vcpu, own)
+            earliest = min(when for _, when in self._halted.values())
+            self._next_wake = earliest
+            if earliest == NO_DEADLINE:
+                return False  # only an interrupt, IPI or start wakes anyone
+            if any(self.drives_time(v, now) for v in self._vcpus.values() if v is not vcpu):
+                vcpu.recheck_at = now + self.drive_window
+                return False
+            # nobody runs: time goes to the earliest deadline (a discrete-event step)
+            self._time_floor = max(self._time_floor, earliest)
+            due = self._take_due(self._time_floor)
+            skipped = vcpu in due
+            if skipped:
+                due.remove(vcpu)
+                self._set_hart_time(vcpu.hart, self._time_floor)
+            else:
+                vcpu.recheck_at = now + self.drive_window  # if the woken ones are not run
+        for other in due:
+            other._wake_up()
+        return skipped
+
+    def resume(self, vcpu: Vcpu) -> None:
+        """``vcpu`` was woken or ran on: it is not halted, and drives time
+        for ``DRIVE_WINDOW`` seconds at least if a run of it goes on or its
+        caller waits for the wake-up (its last run returned idle). A vCPU
+        never run, or left by its caller after another exit, is not waited
+        for longer than that window after its last run, wake-ups or not."""
+        if vcpu.in_run or vcpu.awaits_wake:
+            vcpu.drive_until = time.monotonic() + self.drive_window
+        if vcpu.id in self._halted:
+            with self._clock_lock:
+                self._forget(vcpu)
+
+    def _forget(self, vcpu: Vcpu) -> None:
+        if self._halted.pop(vcpu.id, None) is not None:
+            self._next_wake = min((when for _, when in self._halted.values()),
+                                  default=NO_DEADLINE)
+
+    def _take_due(self, now: int) -> List[Vcpu]:
+        """The halted vCPUs whose timer is due at ``now``, no longer halted
+        (the caller wakes them, outside the clock lock)."""
+        if now < self._next_wake:
+            return []
+        due = [v for v, when in self._halted.values() if when <= now]
+        for v in due:
+            del self._halted[v.id]
+        self._next_wake = min((when for _, when in self._halted.values()),
+                              default=NO_DEADLINE)
+        return due
 
     # ------------------------------------------------------------------
 
