@@ -33,6 +33,7 @@ from types import FunctionType
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from . import tier1
+from .bits import M64
 from .codegen import compile_function
 from .context import Ctx
 from .events import Trap
@@ -108,6 +109,9 @@ class Block:
         lo = self.pc & PAGE_MASK
         if not self.index:
             return [(lo, min(lo + 4, PAGE_MASK + 1))]  # a marker: the instruction at pc
+        if self.parts is not None:  # a first-tier block: one straight run
+            end = lo + ((self.parts[2] - self.pc) & M64)
+            return [(lo, end if lo < end <= PAGE_MASK + 1 else PAGE_MASK + 1)]
         base = self.pc - lo
         runs: List[List[int]] = []
         for pc, (_, nxt) in sorted(self.index.items()):
