@@ -59,6 +59,9 @@ def _sext_size(value: int, size: int) -> int:
 
 # Execution engines: the block translator and the reference interpreter.
 ENGINES = ("fast", "reference")
+# Translation contexts a hart keeps (each with its block cache and TLBs);
+# past it the least recently entered one is dropped.
+MAX_CTXS = 64
 
 
 class Hart:
@@ -201,12 +204,29 @@ class Hart:
                bool(ms & C.MS_SUM), bool(ms & C.MS_MXR))
         ctx = self._ctxs.get(key)
         if ctx is None:
-            if len(self._ctxs) >= 64:
-                self._ctxs.clear()
-                self._code.clear()
-                self.translator.drop_held()
+            if len(self._ctxs) >= MAX_CTXS:
+                # the least recently entered context goes (a process that
+                # exited, most likely), not every context's code
+                self._drop_ctx(min(self._ctxs.values(), key=lambda c: c.used))
             ctx = self._ctxs[key] = Ctx(key)
+        ctx.used = self.instret
         return ctx
+
+    def _drop_ctx(self, ctx: Ctx) -> None:
+        """Forget ``ctx``: its code (regions entered from other contexts
+        too stay, homed there), TLBs and the hart's notes of its code."""
+        del self._ctxs[ctx.key]
+        self.translator.drop_context(ctx)
+        code = self._code
+        for ppn, entries in list(code.items()):
+            keep = [e for e in entries if e[0] is not ctx]
+            if len(keep) != len(entries):
+                if keep:
+                    code[ppn] = keep
+                else:
+                    del code[ppn]
+        ctx.flush_code()
+        ctx.flush_tlb()
 
     def update_ctx(self) -> None:
         self.ctx = self._ctx_for_state()

@@ -132,7 +132,9 @@ STARTS_BLOCK = 5
 
 # (flavour, word) -> (function(H, X, F, PC, RT, WT) or None, kind, length);
 # None: pc-relative, made per address (_PER_PC)
-_BY_WORD: Dict[Tuple[Any, ...], Tuple[Optional[Callable[..., None]], int, int]] = {}
+WordEntry = Tuple[Optional[Callable[..., None]], int, int]
+# flavour -> {word: (function or None, kind, length)}
+_BY_WORD: Dict[Tuple[Any, ...], Dict[int, WordEntry]] = {}
 _PER_PC: Dict[Tuple[Any, ...], Callable[..., None]] = {}
 
 
@@ -144,8 +146,8 @@ def _flavour(ctx: Ctx, views: bool) -> Tuple[Any, ...]:
 def word_function(ctx: Ctx, views: bool, raw: int, glb: Dict[str, object]) -> Tuple[
         Optional[Callable[..., None]], int, int]:
     """(function or None if pc-relative, kind, length) for an instruction word."""
-    key = (_flavour(ctx, views), raw)
-    hit = _BY_WORD.get(key)
+    words = word_table(ctx, views)
+    hit = words.get(raw)
     if hit is not None:
         return hit
     d = decode(raw, 0)
@@ -164,10 +166,19 @@ def word_function(ctx: Ctx, views: bool, raw: int, glb: Dict[str, object]) -> Tu
         fn = compile_function("insn", "H, X, F, PC, RT, WT", e.lines or ["pass"], glb,
                               f"<{d.insn.name} tier1>")  # type: ignore[assignment]
     entry = (fn, kind, d.length)
-    if len(_BY_WORD) >= CACHE_ENTRIES:
-        _BY_WORD.clear()
-    _BY_WORD[key] = entry
+    if len(words) >= CACHE_ENTRIES:
+        words.clear()
+    words[raw] = entry
     return entry
+
+
+def word_table(ctx: Ctx, views: bool) -> Dict[int, WordEntry]:
+    """word_function's cache for the flavour of ``ctx``: {word: entry}."""
+    flav = _flavour(ctx, views)
+    words = _BY_WORD.get(flav)
+    if words is None:
+        words = _BY_WORD[flav] = {}
+    return words
 
 
 def pc_function(ctx: Ctx, views: bool, raw: int, pc: int,
@@ -218,15 +229,18 @@ def straight_run(h: Hart, ctx: Ctx, pc: int, views: bool, glb: Dict[str, object]
     term: Optional[Callable[..., None]] = None
     term_pc = 0
     cur = pc
+    words = word_table(ctx, views)
+    u2, u4 = UNPACK[2], UNPACK[4]
     while len(index) < MAX_INSNS and cur & ~PAGE_MASK == page:
-        lo = UNPACK[2](buf, delta + cur)[0]
+        lo = u2(buf, delta + cur)[0]
         if lo & 3 == 3:
             if cur & PAGE_MASK > PAGE_MASK - 3:
                 break  # straddles the page end: the interpreter fetches it
-            raw = UNPACK[4](buf, delta + cur)[0]
+            raw = u4(buf, delta + cur)[0]
         else:
             raw = lo
-        fn, kind, length = word_function(ctx, views, raw, glb)
+        hit = words.get(raw)
+        fn, kind, length = hit if hit is not None else word_function(ctx, views, raw, glb)
         if kind == SYSTEM or (kind == STARTS_BLOCK and cur != pc):
             break
         nxt = (cur + length) & ((1 << 64) - 1)

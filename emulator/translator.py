@@ -26,6 +26,7 @@ works out from the faulting pc how many instructions retired.
 
 from __future__ import annotations
 
+import gc
 import platform
 import time
 import weakref
@@ -33,6 +34,7 @@ from types import FunctionType
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from . import tier1
+from .bits import M64
 from .codegen import compile_function
 from .context import Ctx
 from .events import Trap
@@ -56,20 +58,47 @@ SIGNED_LOCALS = ON_PYPY
 # fast), so there it is off. Read when a Translator is made.
 NESTED_LOOPS = not ON_PYPY
 
-# Generated source a hart may hold at once (characters; about ten bytes of
-# memory each once compiled), so a guest that runs ever more different code
-# cannot grow the host's memory without end. The process holds at most
-# PROCESS_CODE of it, split evenly between the live harts (translators),
-# each getting at most MAX_HART_CODE and at least MIN_HART_CODE. Past its
-# share a hart evicts its least recently used regions until it holds
-# LOW_WATER of it (see Translator._make_room); an evicted region is simply
-# built again (first tier, then a region) when next entered.
-MAX_HART_CODE = 16 << 20
-MIN_HART_CODE = 2 << 20
+# Generated source a hart may hold at once (characters), so a guest that
+# runs ever more different code cannot grow the host's memory without end.
+# Measured (a median region of Debian's boot, 8.8 k characters, compiled
+# 300 times): 2.7 bytes of memory per character once compiled plus 0.9 for
+# the source kept, on CPython 3.11; 5.9 on PyPy 7.3 before its JIT traces
+# it. The process holds at most PROCESS_CODE of it, split evenly between
+# the live harts (translators), each getting at most MAX_HART_CODE and at
+# least MIN_HART_CODE: a lone hart may use all of it (64 Mi characters:
+# about 230 MB on CPython). Debian's boot holds about 150 characters per
+# guest instruction in regions, and its kernel code outgrew the former 16 Mi
+# per hart after 270 M instructions: 6,600 regions evicted and built again by
+# 420 M. Past its share a hart evicts its least recently used regions until
+# it holds LOW_WATER of it (see Translator._make_room); an evicted region is
+# simply built again (first tier, then a region) when next entered.
 PROCESS_CODE = 64 << 20
+MAX_HART_CODE = PROCESS_CODE
+MIN_HART_CODE = 2 << 20
 LOW_WATER = 0.75
 _LIVE: weakref.WeakSet[Translator] = weakref.WeakSet()
 NEVER = 1 << 62  # length of the "no block here" marker: always interpreted
+
+# CPython's cyclic garbage collector with its default thresholds (700, 10,
+# 10) runs a young collection every 700 allocations, and a full one that
+# walks every live object (the code cache: blocks, functions, their
+# indexes) every hundred of those: translating allocates steadily, so a
+# boot spent 7% of its CPU time there (the first 40 M instructions of
+# Debian's boot: 1.08 s of 15.9). With GC_THRESHOLDS set when the first
+# translator is made (if the process still has the defaults) it was
+# 0.2 s. Nothing else changes: cycles are still collected. None: leave
+# the collector alone.
+GC_THRESHOLDS: Optional[Tuple[int, int, int]] = (100_000, 20, 100)
+_DEFAULT_GC = (700, 10, 10)
+
+
+def tune_gc() -> bool:
+    """Raise the collector's thresholds to GC_THRESHOLDS where the process
+    has CPython's defaults; True if it did."""
+    if GC_THRESHOLDS is None or ON_PYPY or gc.get_threshold() != _DEFAULT_GC:
+        return False
+    gc.set_threshold(*GC_THRESHOLDS)
+    return True
 
 
 class Block:
@@ -77,7 +106,7 @@ class Block:
     an alias entering one at another leader), or a marker for the
     interpreter (no ``fn``)."""
 
-    __slots__ = ("fn", "length", "index", "pc", "src", "entries", "ppn", "owner")
+    __slots__ = ("fn", "length", "index", "pc", "src", "entries", "ppn", "owner", "ctx", "parts")
 
     def __init__(self, fn: Any, length: int, index: Dict[int, Tuple[int, int]], pc: int,
                  src: str = "", entries: Tuple[int, ...] = ()) -> None:
@@ -94,6 +123,12 @@ class Block:
         # enters): what the code budget counts and evicts; None for
         # first-tier blocks and markers
         self.owner: Optional[Block] = None
+        # the context whose block cache holds it (code shared with other
+        # contexts: Translator._adopt)
+        self.ctx: Optional[Ctx] = None
+        # a first-tier block: what its runner is made of (body, last
+        # instruction, end), to make it again for another context
+        self.parts: Optional[Tuple[Any, Any, int, int]] = None
 
     def spans(self) -> List[Tuple[int, int]]:
         """The page offsets [first, end) of each run of bytes its
@@ -102,6 +137,9 @@ class Block:
         lo = self.pc & PAGE_MASK
         if not self.index:
             return [(lo, min(lo + 4, PAGE_MASK + 1))]  # a marker: the instruction at pc
+        if self.parts is not None:  # a first-tier block: one straight run
+            end = lo + ((self.parts[2] - self.pc) & M64)
+            return [(lo, end if lo < end <= PAGE_MASK + 1 else PAGE_MASK + 1)]
         base = self.pc - lo
         runs: List[List[int]] = []
         for pc, (_, nxt) in sorted(self.index.items()):
@@ -148,6 +186,7 @@ class Translator:
         self.chars_evicted = 0
         self._window = False  # blocks unlinked since the held code passed LOW_WATER
         _LIVE.add(self)
+        tune_gc()
         # cost of translating (discovery, code generation, compile()),
         # in seconds: cheap counters a benchmark reads (bench_boot)
         self.translate_seconds = 0.0
@@ -159,6 +198,21 @@ class Translator:
         self.tier1_built = 0
         self.tier1_insns = 0
         self.tier1_seconds = 0.0
+        # Code shared between contexts: the generated code depends on the
+        # instruction bytes and on what a context's shape names (FS on,
+        # pointer masking), not on its address space (satp) or SUM/MXR,
+        # which only change how its TLBs fill. So the kernel's code, run
+        # in every process's address space and with SUM on and off, is
+        # built once: (fs_on, pmlen, pm_sign, pc) -> the newest block
+        # cached for it in some context, which another context of the
+        # same shape enters (with its own TLBs) where its pc maps to the
+        # same physical page (_adopt).
+        self.shared: Dict[Tuple[bool, int, bool, int], Block] = {}
+        # region -> [(context, pc)] of its aliases adopted elsewhere:
+        # evicted with it
+        self.adopted: Dict[Block, List[Tuple[Ctx, int]]] = {}
+        self.blocks_adopted = 0
+        self.adopt_seconds = 0.0
 
     # -- a miss in the block cache -------------------------------------------
     def translate(self, pc: int) -> Block:
@@ -193,9 +247,20 @@ class Translator:
                 blk = region.entered_at(pc)
                 ctx.blocks[pc] = blk
                 self._note_code(ctx, pc, blk)
+                self._share(ctx, pc, blk)
                 self.touch(region)
                 return blk
             del ctx.inner[pc]  # the region's code was dropped since
+        if self.shared:
+            shared = self.shared.get((ctx.fs_on, ctx.pmlen, ctx.pm_sign, pc))
+            if shared is not None and shared.ctx is not ctx:
+                t0 = time.process_time()
+                try:
+                    adopted = self._adopt(ctx, pc, shared)
+                finally:
+                    self.adopt_seconds += time.process_time() - t0
+                if adopted is not None:
+                    return adopted
         if self.hot_after:
             t0 = time.process_time()
             try:
@@ -250,9 +315,10 @@ class Translator:
                                                     buf, delta)
         if index:
             ref: List[Any] = [None]
-            fn = tier1.make_runner(body, term, end, len(index), ctx, pc,
-                                   0 if smc else self.hot_after, ref)
+            count = 0 if smc else self.hot_after
+            fn = tier1.make_runner(body, term, end, len(index), ctx, pc, count, ref)
             blk = ref[0] = Block(fn, len(index), index, pc)
+            blk.parts = (body, term, end, count)
         else:
             blk = Block(None, NEVER, {}, pc)  # the interpreter's (a SYSTEM instruction)
         blk.ppn = ppn
@@ -260,6 +326,7 @@ class Translator:
             return blk  # see _translate_new
         ctx.blocks[pc] = blk
         self._note_code(ctx, pc, blk)
+        self._share(ctx, pc, blk)
         self.tier1_built += 1
         self.tier1_insns += len(index)
         return blk
@@ -296,6 +363,61 @@ class Translator:
             self.code_chars += len(blk.src)
             for leader in blk.entries:
                 ctx.inner[leader] = (blk, ppn)  # the newest region: still live
+        self._share(ctx, pc, blk)
+        return blk
+
+    # -- code shared between contexts ------------------------------------------
+    def _share(self, ctx: Ctx, pc: int, blk: Block) -> None:
+        """``blk`` is cached for ``pc`` in ``ctx``: contexts of the same
+        shape may enter it too (see ``shared``)."""
+        blk.ctx = ctx
+        self.shared[(ctx.fs_on, ctx.pmlen, ctx.pm_sign, pc)] = blk
+
+    def _adopt(self, ctx: Ctx, pc: int, other: Block) -> Optional[Block]:
+        """``other``, cached for ``pc`` in another context of the same shape,
+        for ``ctx``: the same code with ``ctx``'s TLBs, if it is still
+        cached there (no store, eviction or flush dropped it: then its
+        bytes are what memory holds) and ``pc`` maps to the same physical
+        page in ``ctx``. None: build as usual."""
+        octx = other.ctx
+        if octx is None or (octx.blocks.get(pc) is not other
+                            and octx.suspect.get(pc) is not other):
+            return None
+        owner = other.owner
+        if owner is not None and owner not in self.held:
+            return None
+        if owner is None and other.fn is not None and (other.parts is None or pc in ctx.hot):
+            return None  # a hot pc gets its region in this context
+        try:
+            ppn = self.h.fetch_page(pc)[2]
+        except Trap:
+            return None  # the usual path raises the fault
+        if ppn != other.ppn:
+            return None
+        fn = other.fn
+        if owner is not None:
+            rt, wt, p = fn.__defaults__
+            blk = Block(FunctionType(fn.__code__, fn.__globals__, fn.__name__,
+                                     (ctx.rt, ctx.wt, p)),
+                        other.length, other.index, pc)
+            blk.owner = owner
+            self.adopted.setdefault(owner, []).append((ctx, pc))
+            self.touch(owner)
+        elif fn is None:
+            blk = Block(None, NEVER, {}, pc)  # the interpreter's
+        else:
+            assert other.parts is not None
+            body, term, end, count = other.parts
+            ref: List[Any] = [None]
+            blk = ref[0] = Block(tier1.make_runner(body, term, end, other.length, ctx, pc,
+                                                   count, ref),
+                                 other.length, other.index, pc)
+            blk.parts = other.parts
+        blk.ppn = ppn
+        blk.ctx = ctx
+        ctx.blocks[pc] = blk
+        self._note_code(ctx, pc, blk)
+        self.blocks_adopted += 1
         return blk
 
     # -- the code budget ----------------------------------------------------
@@ -353,21 +475,39 @@ class Translator:
                 if b is not None and b.owner is region:
                     del blocks[pc]
                     suspect[pc] = b
+            for actx, pc in self.adopted.get(region, ()):
+                b = actx.blocks.get(pc)
+                if b is not None and b.owner is region:
+                    del actx.blocks[pc]
+                    actx.suspect[pc] = b
 
     def evict(self, region: Block, ctx: Ctx, budget: bool) -> None:
         """Drop ``region`` and every index naming it or an alias of it
         (block caches, set-aside blocks, inner leaders, the pages' code
-        lists of the hart): nothing can enter it again. ``budget``: counted
-        as an eviction (else it was invalidated)."""
-        if self.held.pop(region, None) is None:
+        lists of the hart, the aliases other contexts adopted, the shared
+        map): nothing can enter it again. ``budget``: counted as an
+        eviction (else it was invalidated)."""
+        home = self.held.pop(region, None)
+        if home is None:
             return
         size = len(region.src)
         self.code_chars -= size
         if budget:
             self.evictions += 1
             self.chars_evicted += size
+        pcs = (region.pc, *region.entries)
+        self._drop_entries(region, ctx, pcs)
+        if home is not ctx:
+            self._drop_entries(region, home, pcs)
+        for actx, pc in self.adopted.pop(region, ()):
+            self._drop_entries(region, actx, (pc,))
+
+    def _drop_entries(self, region: Block, ctx: Ctx, pcs: Tuple[int, ...]) -> None:
+        """The entries of ``ctx`` at ``pcs`` that enter ``region``."""
         gone = []
-        for pc in (region.pc, *region.entries):
+        shared = self.shared
+        shape = (ctx.fs_on, ctx.pmlen, ctx.pm_sign)
+        for pc in pcs:
             found = False
             for cache in (ctx.blocks, ctx.suspect):
                 b = cache.get(pc)
@@ -380,12 +520,40 @@ class Translator:
                 e = ctx.inner.get(pc)
                 if e is not None and e[0] is region:
                     ctx.inner.pop(pc, None)
-        pcs = ctx.vcode.get(region.pc & ~PAGE_MASK)
-        if pcs is not None:
+            key = (*shape, pc)
+            b = shared.get(key)
+            if b is not None and b.owner is region:
+                del shared[key]
+        pcs_held = ctx.vcode.get(region.pc & ~PAGE_MASK)
+        if pcs_held is not None:
             for pc in gone:
                 if pc not in ctx.blocks and pc not in ctx.suspect and pc not in ctx.insns:
-                    pcs.discard(pc)
+                    pcs_held.discard(pc)
         self.h.forget_code(ctx, region.ppn, gone)
+
+    def drop_context(self, ctx: Ctx) -> None:
+        """The hart forgets ``ctx``: the regions built there that other
+        contexts entered move to one of those (the same code, its place in
+        the LRU order kept), the others are evicted; nothing shared names
+        ``ctx`` any more."""
+        shared = self.shared
+        for region, home in list(self.held.items()):
+            if home is not ctx:
+                continue
+            for actx, pc in self.adopted.get(region, ()):
+                b = actx.blocks.get(pc) or actx.suspect.get(pc)
+                if actx is not ctx and b is not None and b.owner is region:
+                    self.held[region] = actx
+                    shared[(actx.fs_on, actx.pmlen, actx.pm_sign, pc)] = b
+                    break
+            else:
+                self.evict(region, ctx, False)
+        for aliases in self.adopted.values():
+            if any(actx is ctx for actx, _ in aliases):
+                aliases[:] = [(actx, pc) for actx, pc in aliases if actx is not ctx]
+        for key, b in list(shared.items()):
+            if b.ctx is ctx:
+                del shared[key]
 
     def close(self) -> None:
         """The hart is gone: its share returns to the others."""
@@ -394,6 +562,8 @@ class Translator:
     def drop_held(self) -> None:
         """Every region was dropped with the block caches (flush_code)."""
         self.held.clear()
+        self.adopted.clear()
+        self.shared.clear()
         self.code_chars = 0
         self._window = False
 

@@ -220,6 +220,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if hasattr(tr, "tier1_built"):
         print(f"first tier        {tr.tier1_built:,} blocks, {tr.tier1_insns:,} insns"
               f" ({1e6 * tier1 / max(1, tr.tier1_insns):.1f} us per insn)")
+    if hasattr(tr, "blocks_adopted"):
+        print(f"shared code       {tr.blocks_adopted:,} blocks entered from another context"
+              f" ({getattr(tr, 'adopt_seconds', 0.0):.1f} s)")
     if hasattr(tr, "evictions"):
         print(f"evictions         {tr.evictions:,} regions, {tr.chars_evicted:,} characters"
               f" (held {tr.code_chars:,} of {tr.code_budget():,})")

@@ -111,3 +111,19 @@ def test_live_blocks_of_a_rewritten_page_trap_precisely(monkeypatch) -> None:
     fast = _patching_until_a_fault("fast")
     assert fast == ref
     assert ref[:3] == ("trap", 5, BASE + 5 * 4) and ref[4][5] == sum(range(25))
+
+
+def test_a_store_into_any_instruction_of_a_first_tier_block_drops_it() -> None:
+    # a straight run of four addi (then ebreak), run once: a first-tier
+    # block; each of its instructions rewritten in turn runs as written
+    code = [A.addi(5, 5, 1), A.addi(6, 6, 2), A.addi(7, 7, 3), A.addi(8, 8, 4), A.EBREAK]
+    h, mem = make_hart("fast", code)
+    h.run(100)
+    assert (h.x[5], h.x[6], h.x[7], h.x[8]) == (1, 2, 3, 4)
+    for i, rd in enumerate((5, 6, 7, 8)):
+        mem.write_bytes(BASE + 4 * i, A.words([A.addi(rd, rd, 100)]))
+        h.pc = BASE
+        before = [h.x[r] for r in (5, 6, 7, 8)]
+        h.run(100)
+        assert h.translator.blocks_built == 0  # still the first tier
+        assert h.x[rd] == before[rd - 5] + 100
