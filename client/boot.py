@@ -281,6 +281,7 @@ class BootOptions:
     dump_dtb: Optional[str] = None  # write the DTB here and stop before running
     dump_initrd: Optional[str] = None  # write the initrd here and stop before running
     clock: Optional[str] = None  # the guest clock (Kvm.create_vm); None: the server's
+    rng_seed: Optional[bytes] = None  # /chosen rng-seed (None: random; b"": none)
 
 
 def boot(kvm: Kvm, opts: BootOptions, stdin_fd: Optional[int] = None,
@@ -289,7 +290,8 @@ def boot(kvm: Kvm, opts: BootOptions, stdin_fd: Optional[int] = None,
     stdout = stdout if stdout is not None else sys.stdout.buffer
     capture = RunCapture(stdout) if opts.run is not None else None
     vmm = Vmm(kvm, ram_size=opts.ram, abi_profile=opts.abi, cpus=opts.cpus,
-              console=capture if capture is not None else stdout, clock=opts.clock)
+              console=capture if capture is not None else stdout, clock=opts.clock,
+              rng_seed=opts.rng_seed)
     try:
         for name in opts.disable_isa_ext:
             for vcpu in vmm.vcpus:
@@ -415,7 +417,7 @@ def boot_options(args: argparse.Namespace) -> BootOptions:
                        timeout=args.timeout, abi=args.abi,
                        disable_isa_ext=tuple(args.disable_isa_ext),
                        dump_dtb=args.dump_dtb, dump_initrd=args.dump_initrd,
-                       clock=args.clock)
+                       clock=args.clock, rng_seed=args.rng_seed)
 
 
 def _clock_arg(text: str) -> str:
@@ -424,6 +426,18 @@ def _clock_arg(text: str) -> str:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
+
+
+def _rng_seed_arg(text: str) -> bytes:
+    if text == "none":
+        return b""
+    try:
+        seed = bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("an rng seed is hex bytes, or 'none'") from None
+    if not seed:
+        raise argparse.ArgumentTypeError("an rng seed is hex bytes, or 'none'")
+    return seed
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -488,6 +502,11 @@ def register(sub: Any, add_command: Callable[..., argparse.ArgumentParser],
                         "'sleep 1' should take a second). Default: the server's (1 ns per "
                         "instruction on rvkvm-server, the rate at which a boot does the "
                         "least timer work)")
+    p.add_argument("--rng-seed", metavar="HEX|none", type=_rng_seed_arg, default=None,
+                   help="the device tree's /chosen rng-seed, as QEMU virt gives it (default: "
+                        "32 random bytes; a fixed HEX seed makes a deterministic boot "
+                        "repeatable; 'none' leaves the kernel to gather entropy itself, which "
+                        "costs it a third more instructions)")
     add_abi_option(p)
     p.add_argument("--disable-isa-ext", action="append", default=[], metavar="NAME",
                    help="turn an ISA extension off on every vCPU (ONE_REG) before boot")

@@ -19,6 +19,7 @@ what the guest did (trap cause, sepc, stval, privilege).
 from __future__ import annotations
 
 import bisect
+import os
 import struct
 import sys
 import threading
@@ -42,6 +43,7 @@ RAM_BASE = 0x8000_0000
 PAGE = 4096
 DTB_ALIGN = 0x1000
 DTB_ROOM = 0x10000  # the device tree goes into the last 64 KiB of RAM
+RNG_SEED_BYTES = 32  # /chosen rng-seed: 256 bits, what QEMU virt gives and the CRNG needs
 
 SBI_SUCCESS = 0
 SBI_ERR_INVALID_PARAM = -3
@@ -175,7 +177,8 @@ class Vmm:
 
     def __init__(self, kvm: Kvm, ram_size: int = 256 << 20, ram_base: int = RAM_BASE,
                  abi_profile: str = "", console: Optional[Console] = None,
-                 cpus: int = 1, clock: Union[None, str, int, Fraction] = None) -> None:
+                 cpus: int = 1, clock: Union[None, str, int, Fraction] = None,
+                 rng_seed: Optional[bytes] = None) -> None:
         if cpus < 1:
             raise ValueError("a VM needs at least one vCPU")
         self.kvm = kvm
@@ -201,6 +204,11 @@ class Vmm:
         self._irq_lines: Dict[int, VcpuInterruptLine] = {}  # vCPU id -> its external line
         self.error: Optional[BaseException] = None
         self._stdout_path = ""
+        # /chosen's rng-seed, as QEMU's virt machine gives it (None: fresh
+        # random bytes; b"": none). Without it Linux has no entropy early
+        # and spends a third of its boot in the CRNG's blake2s mixing jitter
+        # it collects before "crng init done".
+        self.rng_seed = os.urandom(RNG_SEED_BYTES) if rng_seed is None else rng_seed
         self.sbi_handlers: Dict[int, SbiHandler] = {
             SBI_EXT_DBCN: Vmm._sbi_dbcn,
             SBI_EXT_0_1_CONSOLE_PUTCHAR: Vmm._sbi_legacy_putchar,
@@ -297,13 +305,16 @@ class Vmm:
     def device_tree(self, bootargs: str = "", initrd: Optional[Tuple[int, int]] = None) -> Node:
         """The device tree of this VM: one cpu node per vCPU (from its
         ONE_REG state), the RAM, the devices added with ``add_uart``,
-        /chosen with ``bootargs`` and the initrd's [start, end)."""
+        /chosen with ``bootargs``, the initrd's [start, end) and the
+        ``rng-seed``."""
         configs = self.cpu_configs()
         root = Node("", {"#address-cells": 2, "#size-cells": 2, "compatible": "rvkvm,virt",
                          "model": "rvkvm virtual machine"})
         chosen = root.add(Node("chosen", {"bootargs": bootargs}))
         if self._stdout_path:
             chosen.props["stdout-path"] = self._stdout_path
+        if self.rng_seed:
+            chosen.props["rng-seed"] = bytes(self.rng_seed)
         if initrd is not None:
             chosen.props["linux,initrd-start"] = [initrd[0] >> 32, initrd[0] & 0xFFFF_FFFF]
             chosen.props["linux,initrd-end"] = [initrd[1] >> 32, initrd[1] & 0xFFFF_FFFF]

@@ -148,6 +148,37 @@ def test_device_tree_follows_each_vcpus_one_reg_state(kvm):
         vmm.close()
 
 
+def test_chosen_has_a_fresh_rng_seed_unless_told_otherwise(kvm, tmp_path):
+    seeds = []
+    for _ in range(2):
+        vmm = Vmm(kvm, ram_size=16 << 20, console=io.BytesIO())
+        try:
+            seeds.append(_tree(vmm)["/chosen"]["rng-seed"])
+        finally:
+            vmm.close()
+    assert [len(s) for s in seeds] == [32, 32] and seeds[0] != seeds[1]
+    for given, expected in ((bytes(range(40)), bytes(range(40))), (b"", None)):
+        vmm = Vmm(kvm, ram_size=16 << 20, console=io.BytesIO(), rng_seed=given)
+        try:
+            assert _tree(vmm)["/chosen"].get("rng-seed") == expected
+        finally:
+            vmm.close()
+
+
+def test_boot_takes_an_rng_seed_in_hex_or_none(server, tmp_path):
+    kernel = tmp_path / "smp.bin"
+    kernel.write_bytes(two_hart_guest())
+    dtb = tmp_path / "vm.dtb"
+    for seed, expected in (("00ff10", b"\x00\xff\x10"), ("none", None)):
+        result = rvkvm("boot", "--server", server.address, "--kernel", str(kernel),
+                       "--no-initrd", "--rng-seed", seed, "--dump-dtb", str(dtb))
+        assert result.returncode == 0, result.stderr
+        assert parse_dtb(dtb.read_bytes())["/chosen"].get("rng-seed") == expected
+    result = rvkvm("boot", "--server", server.address, "--kernel", str(kernel), "--no-initrd",
+                   "--rng-seed", "xyz")
+    assert result.returncode == 2 and "hex bytes" in result.stderr
+
+
 def test_plic_and_uart_interrupt_in_the_device_tree(kvm):
     vmm = Vmm(kvm, ram_size=64 << 20, console=io.BytesIO(), cpus=2)
     try:
