@@ -186,17 +186,20 @@ def wait_ready(channel: grpc.Channel, address: str, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def embedded_server(workers: Optional[int] = None) -> Iterator[str]:
+def embedded_server(workers: Optional[int] = None,
+                    worker_python: Optional[str] = None) -> Iterator[str]:
     """Start ``python -m rvkvm.server`` on a free loopback port; yields its address.
     ``workers``: its ``--workers`` (None: the server's default, one worker
-    process per core, on PyPy when it is installed).
+    process per core); ``worker_python``: its ``--worker-python`` (None: the
+    server's default, PyPy when it is installed).
 
     The server's stdin is a pipe from this process, and it exits when the
     pipe closes: whatever ends this process (a signal, even SIGKILL, or a
     crash) ends the server too."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "rvkvm.server", "--listen", "127.0.0.1:0", "--log-level", "warning",
-         "--exit-on-stdin-eof"] + ([] if workers is None else ["--workers", str(workers)]),
+         "--exit-on-stdin-eof"] + ([] if workers is None else ["--workers", str(workers)])
+        + ([] if not worker_python else ["--worker-python", worker_python]),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -245,7 +248,8 @@ def connect(args: argparse.Namespace) -> Iterator[Kvm]:
     with contextlib.ExitStack() as stack:
         address = args.server
         if address is None:  # an open server on loopback: no credentials
-            address = stack.enter_context(embedded_server(getattr(args, "workers", None)))
+            address = stack.enter_context(embedded_server(
+                getattr(args, "workers", None), getattr(args, "worker_python", None)))
             channel = stack.enter_context(grpc.insecure_channel(address))
         else:
             channel = stack.enter_context(open_channel(address, credentials(args)))
@@ -468,6 +472,10 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="worker processes of the embedded server (default: one per core, on "
                         "PyPy when installed; 0: vCPUs in the server process)")
+    p.add_argument("--worker-python", metavar="PATH", default=None,
+                   help="interpreter of the embedded server's workers (default: pypy3 when "
+                        "installed, else this one; for `boot` this one: kernel code runs "
+                        "slower on PyPy today)")
 
 
 def add_abi_option(p: argparse.ArgumentParser) -> None:

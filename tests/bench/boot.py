@@ -53,10 +53,15 @@ def load_offset(image: bytes) -> int:
     return DEFAULT_TEXT_OFFSET
 
 
-def device_tree(ram_size: int, bootargs: str, timebase: int) -> bytes:
+RNG_SEED = bytes(range(32))  # /chosen rng-seed as rvkvm boot gives one (fixed: repeatable)
+
+
+def device_tree(ram_size: int, bootargs: str, timebase: int, rng_seed: bytes = RNG_SEED) -> bytes:
     root = Node("", {"#address-cells": 2, "#size-cells": 2, "compatible": "riscv-virtio",
                      "model": "rvkvm boot benchmark"})
-    root.add(Node("chosen", {"bootargs": bootargs}))
+    chosen = root.add(Node("chosen", {"bootargs": bootargs}))
+    if rng_seed:
+        chosen.props["rng-seed"] = rng_seed
     cpus = root.add(Node("cpus", {"#address-cells": 1, "#size-cells": 0,
                                   "timebase-frequency": timebase}))
     cpu = cpus.add(Node("cpu@0", {"device_type": "cpu", "reg": 0, "status": "okay",
@@ -74,7 +79,8 @@ def device_tree(ram_size: int, bootargs: str, timebase: int) -> bytes:
 
 
 class Boot:
-    def __init__(self, kernel: str, engine: str, ram_mib: int, append: str) -> None:
+    def __init__(self, kernel: str, engine: str, ram_mib: int, append: str,
+                 rng_seed: bytes = RNG_SEED) -> None:
         with open(kernel, "rb") as f:
             image = f.read()
         self.system = KvmSystem(engine=engine)
@@ -83,7 +89,7 @@ class Boot:
         self.vm.set_user_memory_region(0, 0, RAM_BASE, ram_size)
         entry = RAM_BASE + load_offset(image)
         self.vm.write_memory(entry, image)
-        dtb = device_tree(ram_size, append, self.vm.platform.host.timebase_frequency)
+        dtb = device_tree(ram_size, append, self.vm.platform.host.timebase_frequency, rng_seed)
         dtb_addr = RAM_BASE + ram_size - (2 << 20)
         self.vm.write_memory(dtb_addr, dtb)
         self.vcpu = self.vm.create_vcpu(0)
@@ -172,6 +178,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="finish when the console shows this text (repeatable)")
     ap.add_argument("--lines", type=int, default=8, help="console lines to print at the end")
     ap.add_argument("--echo", action="store_true", help="copy the console to stdout")
+    ap.add_argument("--no-rng-seed", action="store_true",
+                    help="no /chosen rng-seed (the kernel then gathers entropy itself, "
+                    "a third more instructions to the shell)")
     args = ap.parse_args(argv)
     try:  # PyPy: the JIT parameters a worker process sets (older trees have none)
         from rvkvm.emulator.pypy import tune_pypy_jit
@@ -179,7 +188,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         pass
     else:
         tune_pypy_jit()
-    boot = Boot(args.kernel, args.engine, args.ram, args.append)
+    boot = Boot(args.kernel, args.engine, args.ram, args.append,
+                b"" if args.no_rng_seed else RNG_SEED)
     if args.ns_per_insn:
         from fractions import Fraction
         boot.vm.ns_per_insn = Fraction(args.ns_per_insn)

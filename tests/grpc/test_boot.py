@@ -296,3 +296,11 @@ def test_dtc_reads_the_device_tree_without_warnings(kvm, tmp_path):
     assert r.returncode == 0 and r.stderr == ""
     assert 'riscv,isa-extensions = "i\\0m\\0a\\0f\\0d\\0c\\0' in r.stdout
     assert "interrupts-extended = <0x01 0xffffffff 0x01 0x09 0x02 0xffffffff 0x02 0x09>" in r.stdout
+
+
+def test_boot_runs_its_embedded_workers_on_this_interpreter_unless_told():
+    from rvkvm.client.cli import build_parser
+    parser = build_parser()
+    assert parser.parse_args(["boot"]).worker_python == sys.executable
+    assert parser.parse_args(["boot", "--worker-python", "/x/pypy3"]).worker_python == "/x/pypy3"
+    assert parser.parse_args(["run", "guest.elf"]).worker_python is None  # the server's default
