@@ -63,6 +63,12 @@ REQ_FENCE_I = 1
 REQ_SFENCE_VMA = 2
 REQ_IPI = 4
 
+# A remote sfence of a range: KVM queues up to KVM_RISCV_VCPU_MAX_HFENCE
+# ranged requests per vCPU (a full queue becomes a whole flush), and a
+# range of more than PTRS_PER_PTE pages is flushed whole (arch/riscv/kvm/tlb.c).
+MAX_FENCE_RANGES = 64
+MAX_FENCE_PAGES = 512
+
 _EXPERIMENTAL = (0x0800_0000, 0x08FF_FFFF)
 _VENDOR = (0x0900_0000, 0x09FF_FFFF)
 
@@ -116,6 +122,23 @@ def _fence(targets: List[Vcpu], request: int) -> None:
         target.request(request)
 
 
+def _fence_vma(targets: List[Vcpu], start: int, size: int, asid: Optional[int]) -> None:
+    """A remote sfence.vma of [start, start + size) (ASID ``asid``; None:
+    every ASID). start = size = 0, or size all-ones, is the whole address
+    space (all-ones since Linux 6.16; before, such a range was simply too
+    large to flush page by page, which ends the same way)."""
+    whole = (start == 0 and size == 0) or size == U64_MASK
+    if not whole and size == 0:
+        return  # an empty range: KVM's page loop flushes nothing
+    first = start & ~0xFFF
+    pages = 0 if whole else (((start + size - 1) & ~0xFFF) - first >> 12) + 1
+    for target in targets:
+        if whole or pages > MAX_FENCE_PAGES:
+            target.request_fence_vma(None, 0, asid)
+        else:
+            target.request_fence_vma(first, pages, asid)
+
+
 def _system_reset(vcpu: Vcpu, event_type: int, reason: int) -> Result:
     """kvm_riscv_vcpu_sbi_system_reset: every vCPU stops, userspace decides."""
     for target in vcpu.vm.vcpus:
@@ -162,7 +185,9 @@ def _v01(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
     elif eid == 0x05:
         _fence(_legacy_targets(vcpu, args[0]), REQ_FENCE_I)
     elif eid in (0x06, 0x07):
-        _fence(_legacy_targets(vcpu, args[0]), REQ_SFENCE_VMA)
+        # remote_sfence_vma(mask, start, size[, asid])
+        _fence_vma(_legacy_targets(vcpu, args[0]), args[1], args[2],
+                   args[3] & 0xFFFF if eid == 0x07 else None)
     else:  # 0x08 shutdown
         return _system_reset(vcpu, X.KVM_SYSTEM_EVENT_SHUTDOWN, 0)
     return SBI_SUCCESS, None
@@ -196,10 +221,11 @@ def _ipi(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
 
 def _rfence(vcpu: Vcpu, eid: int, fid: int, args: Args) -> Result:
     if fid <= 2:
-        # Every remote sfence is a full flush here, a superset of any range
-        # (so 6.16's "size all-ones = full flush" needs no rule of its own).
         targets, _ = _hart_mask_targets(vcpu, args[0], args[1])
-        _fence(targets, REQ_FENCE_I if fid == 0 else REQ_SFENCE_VMA)
+        if fid == 0:
+            _fence(targets, REQ_FENCE_I)
+        else:  # remote_sfence_vma(mask, base, start, size[, asid])
+            _fence_vma(targets, args[2], args[3], args[4] & 0xFFFF if fid == 2 else None)
         return _ok()
     if fid <= 6 and not vcpu.vm.platform.kernel.has("rfence_hfence_not_supported"):
         return _ok()  # hfence treated as a no-op before 6.16

@@ -58,7 +58,7 @@ from .hart_backend import SEIP_BIT, HartBackend
 from .insn import decode_mem_insn, sign_extend
 from .profiles import ISA_BY_NAME_ID
 from .reglist import OneRegMap
-from .sbi import REQ_FENCE_I, REQ_IPI, REQ_SFENCE_VMA, handle_ecall
+from .sbi import MAX_FENCE_RANGES, REQ_FENCE_I, REQ_IPI, REQ_SFENCE_VMA, handle_ecall
 from .sbi_ext import FWFT_FEATURES, STA_SHMEM_DISABLED
 from .stats import VCPU_COUNTED, VCPU_STATS
 
@@ -193,6 +193,8 @@ class Vcpu:
         self.wake_listener: Optional[Callable[[], None]] = None
         self._timer_alarm: Optional[Alarm] = None  # host clock: wakes WFI at the timer
         self._requests = 0
+        # remote sfence.vma of a range, queued: (first page, pages, ASID or None)
+        self._fences: List[Tuple[int, int, Optional[int]]] = []
         self._seip: Optional[bool] = None
         self._start: Optional[Tuple[int, int]] = None  # SBI reset: (pc, a1)
         self._completion: Optional[Callable[[], None]] = None
@@ -512,6 +514,21 @@ class Vcpu:
             self._requests |= bits
         self._wake_up()
 
+    def request_fence_vma(self, first: Optional[int], pages: int, asid: Optional[int]) -> None:
+        """Queue a remote sfence.vma: ``pages`` pages from address ``first``
+        (None: the whole address space) of ASID ``asid`` (None: every ASID).
+        A full queue, or a fence of everything in every ASID, becomes the
+        whole flush (REQ_SFENCE_VMA)."""
+        with self._lock:
+            if first is None and asid is None:
+                self._requests |= REQ_SFENCE_VMA
+            elif not self._requests & REQ_SFENCE_VMA:
+                if len(self._fences) >= MAX_FENCE_RANGES:
+                    self._requests |= REQ_SFENCE_VMA
+                else:
+                    self._fences.append((-1 if first is None else first, pages, asid))
+        self._wake_up()
+
     def _wake_up(self) -> None:
         self.vm.resume(self)
         self._wake.set()
@@ -532,11 +549,19 @@ class Vcpu:
         with self._lock:
             requests, self._requests = self._requests, 0
             seip, self._seip = self._seip, None
+            fences, self._fences = self._fences, []
         hart = self.hart
         if requests & REQ_IPI:
             hart.mip |= C.SSIP
         if requests & REQ_SFENCE_VMA:
-            hart.fence_vma()  # the whole address space: the range is not kept
+            hart.fence_vma()  # everything: the ranges queued with it are inside
+        else:
+            for first, pages, asid in fences:
+                if first < 0:
+                    hart.fence_vma(None, asid)
+                else:
+                    for page in range(pages):
+                        hart.fence_vma(first + (page << 12), asid)
         if requests & REQ_FENCE_I:
             hart.order_fetches()
         if seip is not None:

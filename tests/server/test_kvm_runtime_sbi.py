@@ -266,3 +266,61 @@ def test_ipi_scan_stops_at_the_first_vcpu_past_xlen(profile, error, delivered):
     run_to_end(boot)
     assert boot.get_value(A0) == error & U64
     assert bool(one.get_value(parse_name("csr sip")) & 0x2) == delivered
+
+
+RFENCE = 0x52464E43
+
+
+def _record_fences(vcpu):
+    calls = []
+    real = vcpu.hart.fence_vma
+
+    def fence_vma(vaddr=None, asid=None):
+        calls.append((vaddr, asid))
+        real(vaddr, asid)
+
+    vcpu.hart.fence_vma = fence_vma
+    return calls
+
+
+@pytest.mark.parametrize("fid, start, size, asid, expected", [
+    # a range: each of its pages, nothing else (one page straddled on each end)
+    (1, 0xFFFF_FFD8_0000_1FF8, 0x1010, 0, [(0xFFFF_FFD8_0000_1000, None),
+                                            (0xFFFF_FFD8_0000_2000, None),
+                                            (0xFFFF_FFD8_0000_3000, None)]),
+    (2, 0x4000, 0x1000, 0x1_0007, [(0x4000, 7)]),     # ASID: its 16 bits
+    (1, 0, 0, 0, [(None, None)]),                      # start = size = 0: everything
+    (1, 0x4000, U64, 0, [(None, None)]),               # size all-ones: everything
+    (2, 0x4000, 513 << 12, 5, [(None, 5)]),            # past PTRS_PER_PTE pages: the ASID whole
+    (1, 0x4000, 0, 0, []),                             # an empty range flushes nothing
+])
+def test_remote_sfence_vma_flushes_what_it_names(fid, start, size, asid, expected):
+    vm, (boot, second) = new_vm(vcpus=2)
+    calls = _record_fences(second)
+    load(vm, boot, sbi_call(RFENCE, fid, 0b10, 0, start, size, asid) + [EBREAK])
+    run_to_end(boot)
+    assert boot.get_value(A0) == 0
+    second.get_value(A0)  # applies the queued requests, as an entry does
+    assert calls == expected
+
+
+def test_remote_sfence_queue_overflow_becomes_one_whole_flush():
+    vm, (boot, second) = new_vm(vcpus=2)
+    calls = _record_fences(second)
+    code = []
+    for n in range(65):  # KVM queues 64 ranged requests per vCPU
+        code += sbi_call(RFENCE, 1, 0b10, 0, 0x10_0000 + (n << 12), 0x1000)
+    load(vm, boot, code + [EBREAK])
+    run_to_end(boot)
+    second.get_value(A0)
+    assert calls == [(None, None)]
+
+
+def test_legacy_remote_sfence_vma_asid_takes_its_range():
+    vm, (boot, second) = new_vm(vcpus=2)
+    calls = _record_fences(second)
+    load(vm, boot, li(REG_A2, DATA) + li(REG_A3, 0b10) + [sd(REG_A3, REG_A2)]
+         + sbi_call(0x07, 0, DATA, 0x8000, 0x2000, 3) + [EBREAK])
+    run_to_end(boot)
+    second.get_value(A0)
+    assert calls == [(0x8000, 3), (0x9000, 3)]
