@@ -22,8 +22,10 @@ Deterministic time with several vCPUs (``Vm.note_time``, ``Vm.sync_time``,
 2. A vCPU whose hart waits in WFI with nothing pending is halted. If VM
    time already reached its timer it runs on. Otherwise, while another vCPU
    drives time (rule 4), it sleeps and costs nothing; the vCPU whose
-   ``note_time`` (or a ``set_time``) brings VM time to its timer wakes it,
-   within one slice of that vCPU.
+   ``note_time`` (or a ``set_time``) brings VM time to its timer wakes it.
+   A running vCPU's slice ends at the earliest timer of the halted ones
+   (``slice_until_wake``), so the wake-up comes at that time, not up to a
+   slice later.
 3. When no other vCPU drives time, time skips to the earliest timer of the
    halted vCPUs (this one's included) and wakes them; a WFI never moves
    time past another vCPU's deadline, nor while another vCPU runs. With no

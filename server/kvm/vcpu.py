@@ -619,7 +619,7 @@ class Vcpu:
             self._trap_limit = min(remaining, SLICE)
             halted = self._halt_since
             entry = time.monotonic() if halted is not None else 0.0
-            stop = hart.run(self._trap_limit)
+            stop = hart.run(self.vm.slice_until_wake(hart, self._trap_limit))
             if halted is not None and (stop.reason != "wfi" or hart.instret != start):
                 # the guest ran on from its WFI: a wakeup
                 self._halt_since = None

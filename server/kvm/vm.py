@@ -527,6 +527,17 @@ class Vm:
         if hart.time() < self._time_floor:
             self._set_hart_time(hart, self._time_floor)
 
+    def slice_until_wake(self, hart: Hart, limit: int) -> int:
+        """At most ``limit`` instructions, and no more than bring ``hart``
+        to the earliest timer of the halted vCPUs: the slice ends there and
+        ``note_time`` wakes them on time, not a slice late (deterministic
+        time; at least one instruction, so the slice always moves on)."""
+        wake = self._next_wake
+        if wake == NO_DEADLINE or self._host_clock:
+            return limit
+        until = hart._insns_until(wake) - hart.instret
+        return limit if until >= limit else max(1, until)
+
     def note_time(self, hart: Hart) -> None:
         """After a slice: the hart's time raises VM time, and wakes the
         halted vCPUs whose timer VM time reached."""

@@ -125,6 +125,22 @@ def test_a_halted_vcpu_is_woken_when_the_running_one_reaches_its_timer():
     assert idle.get_value(parse_name("csr scause")) == (1 << 63) | 5
 
 
+def test_the_running_vcpus_slice_ends_at_a_halted_vcpus_timer():
+    """The wake-up is on time, not at the end of the waker's slice: the
+    running vCPU's slice is cut at the earliest timer of the halted ones."""
+    vm, (busy, idle) = smp_vm()
+    spinner(vm, busy)
+    sleeper(vm, idle, 2_000)  # 200,000 instructions of the busy vCPU away
+    woke_at: List[int] = []
+    idle.wake_listener = lambda: woke_at.append(busy.hart.time())
+    busy.run(budget=1000, idle_timeout=0.0)
+    assert is_idle(idle.run(budget=10_000, idle_timeout=0.0))
+    deadline = idle.get_value(DEADLINE)
+    busy.run(budget=1_000_000, idle_timeout=0.0)  # one slice of 1 M instructions
+    assert woke_at and deadline <= woke_at[0] <= deadline + 1
+    assert time_of(busy) >= deadline + 7_000  # and it ran its whole budget on
+
+
 def test_when_every_vcpu_waits_time_skips_to_the_earliest_deadline():
     vm, (first, second) = smp_vm()
     sleeper(vm, first, 50_000)
