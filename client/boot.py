@@ -27,7 +27,7 @@ import threading
 import time
 import tty
 from dataclasses import dataclass
-from typing import IO, Any, Callable, Iterator, List, Optional, Tuple
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from . import exits as X
 from .debian import DebianFiles, Fetcher, FetchError
@@ -319,6 +319,9 @@ def boot(kvm: Kvm, opts: BootOptions, stdin_fd: Optional[int] = None,
               f"({n / elapsed / 1e6 if elapsed else 0:.2f} MIPS), kernel {layout.kernel.kind} "
               f"at {layout.kernel.entry:#x}, {opts.cpus} vCPU{_clock_figures(vmm)}",
               file=stderr)
+        costs = cost_figures(vmm, elapsed)
+        if costs:
+            print(f"rvkvm: {costs}", file=stderr)
     finally:
         vmm.close()
     if capture is not None:
@@ -363,6 +366,32 @@ def _clock_figures(vmm: Vmm) -> str:
         return text
     except (KvmError, KeyError, TypeError, ValueError):
         return ""
+
+
+def cost_figures(vmm: Vmm, elapsed: float) -> str:
+    """Where the boot's time went, from the vCPUs' statistics: the CPU time
+    spent building code (regions and first-tier blocks) against the wall
+    time, what was built, the MMIO exits the VMM served, the SBI calls
+    (in-kernel and forwarded) and the fences. Empty if the server cannot
+    say."""
+    try:
+        total: Dict[str, int] = {}
+        for v in vmm.vcpus:
+            for name, value in v.get_stats().items():
+                if isinstance(value, int):
+                    total[name] = total.get(name, 0) + value
+        translate = (total["rvkvm_translate_ns"] + total["rvkvm_tier1_ns"]) / 1e9
+    except (KvmError, KeyError, TypeError, ValueError):
+        return ""
+    share = f" ({100 * translate / elapsed:.0f}% of the wall time)" if elapsed > 0 else ""
+    return (f"building code {translate:.1f} s{share}: "
+            f"{total.get('rvkvm_regions_translated', 0):,} regions, "
+            f"{total.get('rvkvm_tier1_blocks', 0):,} first-tier blocks, "
+            f"{total.get('rvkvm_code_evictions', 0):,} evicted; "
+            f"{total.get('mmio_exit_user', 0):,} MMIO exits to the VMM, "
+            f"{total.get('ecall_exit_stat', 0):,} SBI calls, "
+            f"fence.i {total.get('rvkvm_fence_i', 0):,}, "
+            f"sfence.vma {total.get('rvkvm_sfence_vma', 0):,}")
 
 
 def _why(result: RunResult) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import pty
+import re
 import shutil
 import struct
 import subprocess
@@ -94,6 +95,14 @@ def test_run_two_vcpus_through_hsm_and_an_ipi_and_exit_with_the_status(server, t
     assert result.returncode == 3, result.stderr
     assert result.stdout == "hart 1 up\n"  # only what lies between the markers
     assert "kernel flat at 0x80200000, 2 vCPU" in result.stderr
+    # where the time went, summed over both vCPUs: hart_start, the IPI, both
+    # prints' DBCN writes, hart_stop and the shutdown are SBI calls at least
+    costs = re.search(r"rvkvm: building code [\d.]+ s \(\d+% of the wall time\): ([\d,]+) "
+                      r"regions, ([\d,]+) first-tier blocks, \d+ evicted; ([\d,]+) MMIO exits "
+                      r"to the VMM, ([\d,]+) SBI calls", result.stderr)
+    assert costs is not None, result.stderr
+    regions, blocks, _, sbi = (int(g.replace(",", "")) for g in costs.groups())
+    assert regions + blocks > 0 and sbi >= 6
 
 
 def test_run_with_one_vcpu_gets_the_guests_other_status(server, tmp_path):
