@@ -15,10 +15,16 @@ Each client process opens one channel and, with one thread each:
   round robin over its running vCPUs (ops: registers read);
 - ``hello``: boots the bundled hello guest (SBI DBCN console, SRST
   shutdown) in a fresh VM, again and again (ops: guests that shut down
-  cleanly; its latency is the whole boot-to-shutdown).
-The parent samples the server's resident memory (``/proc/PID/status``) and
-times a gRPC health check every 0.5 s. It prints ops/s and latency
-percentiles per kind, errors by status code, and the server's memory.
+  cleanly; its latency is the whole boot-to-shutdown; one that does not
+  shut down within ``HELLO_TIMEOUT`` counts ``hello:TIMEOUT``, one that
+  ends with another exit ``hello:EXIT_<class>``).
+Two probe processes measure the server's answer time without a client's
+interpreter lock in it: one reads ``core a0`` of the clients' running
+vCPUs with ``--probe-threads`` threads, one runs a health check every
+``HEALTH_PERIOD`` s. The parent samples the server's resident memory
+(``/proc/PID/status``) and times a gRPC health check every 0.5 s. It prints
+ops/s and latency percentiles per kind (in-client and probe figures side
+by side), errors by status code, and the server's memory.
 """
 
 from __future__ import annotations
@@ -41,6 +47,11 @@ from typing import Any, Dict, List, Optional, Tuple
 RAM_BASE = 0x8000_0000
 LOOP = [0x00128293, 0xFFDFF06F]  # addi t0, t0, 1 ; j -4
 TENANTS = ("load-a", "load-b")
+# Seconds a hello boot may take before the bench kicks it and counts
+# hello:TIMEOUT (p50 is about 5 s under 16 x 64 on 2 cores).
+HELLO_TIMEOUT = 60.0
+# Seconds between the health probe's checks (per probe thread).
+HEALTH_PERIOD = 0.05
 
 
 def _token(tenant: str) -> str:
@@ -64,6 +75,7 @@ class _Stats:
         self.latencies: Dict[str, List[float]] = collections.defaultdict(list)
         self.errors: Dict[str, int] = collections.Counter()
         self.examples: Dict[str, str] = {}
+        self.counts: Dict[str, int] = collections.Counter()
 
     def ok(self, kind: str, seconds: float) -> None:
         with self.lock:
@@ -72,14 +84,29 @@ class _Stats:
     def error(self, kind: str, err: BaseException) -> None:
         code = getattr(err, "code", None)
         name = getattr(code, "name", None) or type(err).__name__
+        self.fail(kind, name, str(err))
+
+    def fail(self, kind: str, name: str, example: str) -> None:
         with self.lock:
             self.errors[f"{kind}:{name}"] += 1
-            self.examples.setdefault(f"{kind}:{name}", str(err)[:300])
+            self.examples.setdefault(f"{kind}:{name}", example[:300])
+
+    def count(self, name: str) -> None:
+        with self.lock:
+            self.counts[name] += 1
+
+
+def _hello_reason(result: Any) -> str:
+    """Why a hello boot ended without a clean shutdown: TIMEOUT (the
+    bench's own bound, ``HELLO_TIMEOUT``) or the exit's class name."""
+    if result.timed_out:
+        return "TIMEOUT"
+    return "EXIT_" + type(result.exit).__name__
 
 
 def _client(index: int, address: str, token: Optional[str], vms: int, seconds: float,
             budget: int, onereg_threads: int, start_at: float, out: Any,
-            nice: int = 0) -> None:
+            nice: int = 0, ready: Any = None) -> None:
     if nice:
         os.nice(nice)
     import grpc  # noqa: F401 (imported in the child)
@@ -105,6 +132,8 @@ def _client(index: int, address: str, token: Optional[str], vms: int, seconds: f
             vcpus.append(vcpu)
     except KvmError as err:
         stats.error("setup", err)
+    if ready is not None:  # the probe processes read these vCPUs' registers too
+        ready.put((index, token, [vcpu.vm.id for vcpu in vcpus]))
     while time.time() < start_at:
         time.sleep(0.01)
     deadline = time.monotonic() + seconds
@@ -134,17 +163,27 @@ def _client(index: int, address: str, token: Optional[str], vms: int, seconds: f
     def hello() -> None:
         while time.monotonic() < deadline:
             t = time.perf_counter()
+            # what the bench gave a boot before: the time left plus 5 s
+            old_bound = max(1.0, deadline - time.monotonic() + 5)
             try:
                 vmm = Vmm(kvm, ram_size=4 << 20, console=io.BytesIO())
                 try:
                     vmm.boot(vmm.load_elf(HELLO_GUEST), vmm.place_dtb(vmm.device_tree()))
-                    result = vmm.run(timeout=max(1.0, deadline - time.monotonic() + 5))
+                    # a fixed bound, not the time left: a boot started near the
+                    # end still gets HELLO_TIMEOUT (the load ends, it finishes)
+                    result = vmm.run(timeout=HELLO_TIMEOUT)
                 finally:
                     vmm.close()
+                took = time.perf_counter() - t
                 if result.clean_shutdown:
-                    stats.ok("hello", time.perf_counter() - t)
+                    stats.ok("hello", took)
+                    if time.monotonic() > deadline:
+                        stats.count("hello_after_end")
+                    if took > old_bound:  # counted hello:NO_SHUTDOWN before
+                        stats.count("hello_past_old_bound")
                 else:
-                    stats.errors["hello:NO_SHUTDOWN"] += 1
+                    stats.fail("hello", _hello_reason(result),
+                               f"{result.exit!r} after {took:.1f} s")
             except KvmError as err:
                 stats.error("hello", err)
 
@@ -162,7 +201,72 @@ def _client(index: int, address: str, token: Optional[str], vms: int, seconds: f
         except KvmError as err:
             stats.error("destroy", err)
     channel.close()
-    out.put((index, dict(stats.latencies), dict(stats.errors), stats.examples, cpu))
+    out.put((index, dict(stats.latencies), dict(stats.errors), stats.examples, cpu,
+             dict(stats.counts)))
+
+
+# -- the probe processes -----------------------------------------------------------
+
+def _probe(kind: str, address: str, targets: List[Tuple[Optional[str], str]], threads: int,
+           start_at: float, end_at: float, out: Any) -> None:
+    """Measures the server's answer time from a process of its own (a few
+    threads, no run traffic, so no client interpreter lock in the figure):
+    ``onereg``: ``GetOneReg`` (``core a0``) round robin over ``targets``
+    ((token, vm_id) of the clients' running vCPUs); ``health``: a gRPC
+    health check every ``HEALTH_PERIOD`` s per thread."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from rvkvm.client import Kvm, KvmError
+    from rvkvm.client.channels import Credentials, open_channel
+
+    stats = _Stats()
+    channels: Dict[Optional[str], Any] = {}
+    vcpus = []
+    for token, vm_id in targets:
+        if token not in channels:
+            channels[token] = open_channel(address, Credentials(token=token))
+        vcpus.append(Kvm(channels[token], timeout=30).vm(vm_id).vcpu(0))
+    health_channel = grpc.insecure_channel(address)
+    stub = health_pb2_grpc.HealthStub(health_channel)
+    while time.time() < start_at:
+        time.sleep(0.01)
+    end = time.monotonic() + max(0.0, end_at - time.time())
+    cpu_start = time.process_time()
+
+    def onereg(k: int) -> None:
+        i = k
+        while time.monotonic() < end and vcpus:
+            vcpu = vcpus[i % len(vcpus)]
+            i += threads
+            t = time.perf_counter()
+            try:
+                vcpu.get_reg("core a0")
+                stats.ok("onereg", time.perf_counter() - t)
+            except KvmError as err:
+                stats.error("onereg", err)
+
+    def health() -> None:
+        while time.monotonic() < end:
+            t = time.perf_counter()
+            try:
+                stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+                stats.ok("health", time.perf_counter() - t)
+            except grpc.RpcError as err:
+                stats.fail("health", err.code().name, str(err.details()))
+            time.sleep(HEALTH_PERIOD)
+
+    body = onereg if kind == "onereg" else health
+    pool = [threading.Thread(target=body, args=(k,) if kind == "onereg" else ())
+            for k in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    cpu = time.process_time() - cpu_start
+    for channel in [health_channel, *channels.values()]:
+        channel.close()
+    out.put((kind, dict(stats.latencies), dict(stats.errors), stats.examples, cpu))
 
 
 # -- the parent ------------------------------------------------------------------
@@ -256,6 +360,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                     help="an argument for the started server, e.g. --server-arg=--run-threads=1 "
                          "(repeatable)")
+    ap.add_argument("--probe-threads", type=int, default=2,
+                    help="threads of the GetOneReg probe process, which reads the clients' "
+                         "running vCPUs from a process of its own (2; 0: no probe processes)")
     args = ap.parse_args(argv)
     if args.server and not re.match(r"^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$",
                                     args.server):
@@ -279,19 +386,34 @@ def main(argv: Optional[List[str]] = None) -> int:
     rss_start = _rss(pid)[0] if pid else 0
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
+    ready = ctx.Queue()
+    probe_out = ctx.Queue()
     setup_allowance = 2.0 + 0.05 * args.vms * args.clients  # creating the VMs
     start_at = time.time() + setup_allowance
     workers = [ctx.Process(target=_client, args=(
         i, address, tokens[i % len(tokens)], args.vms, args.seconds, args.budget,
-        args.onereg_threads, start_at, out, args.client_nice)) for i in range(args.clients)]
+        args.onereg_threads, start_at, out, args.client_nice, ready))
+        for i in range(args.clients)]
     for w in workers:
         w.start()
+    probes: List[Any] = []
+    if args.probe_threads > 0:
+        targets: List[Tuple[Optional[str], str]] = []
+        for _ in workers:  # every client's vCPUs, once its VMs exist
+            _, token, vm_ids = ready.get(timeout=setup_allowance + args.seconds)
+            targets.extend((token, vm_id) for vm_id in vm_ids)
+        probes = [ctx.Process(target=_probe, args=(
+            kind, address, targets, threads, start_at, start_at + args.seconds, probe_out))
+            for kind, threads in (("onereg", args.probe_threads), ("health", 1))]
+        for p in probes:
+            p.start()
     health: List[float] = []
     health_errors: Dict[str, int] = collections.Counter()
     peak_rss = 0
     server_cpu = workers_cpu = workers_at_start = 0.0
     worker_pids: List[int] = []
     results = []
+    probe_results: List[Any] = []
     try:
         with grpc.insecure_channel(address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
@@ -319,10 +441,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         limit = args.seconds + setup_allowance + 120
         for _ in workers:
             results.append(out.get(timeout=limit))
-        for w in workers:
+        probe_results = [probe_out.get(timeout=60) for _ in probes]
+        for w in [*workers, *probes]:
             w.join(30)
     finally:
-        for w in workers:
+        for w in [*workers, *probes]:
             if w.is_alive():
                 w.kill()
         rss_end, hwm = _rss(pid) if pid else (0, 0)
@@ -338,12 +461,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     latencies: Dict[str, List[float]] = collections.defaultdict(list)
     errors: Dict[str, int] = collections.Counter()
     examples: Dict[str, str] = {}
+    counts: Dict[str, int] = collections.Counter()
     clients_cpu = 0.0
-    for _, lat, err, ex, cpu in results:
+    for _, lat, errs, ex, cpu, cnt in results:
         clients_cpu += cpu
+        counts.update(cnt)
         for kind, values in lat.items():
             latencies[kind].extend(values)
-        errors.update(err)
+        errors.update(errs)
         for key, text in ex.items():
             examples.setdefault(key, text)
     print(f"rvkvm load: {args.clients} client processes x {args.vms} VMs, "
@@ -351,12 +476,36 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"threads per client, server {address} {' '.join(args.server_arg)}"
           f"{' from ' + args.server_src if args.server_src else ''}, "
           f"{os.cpu_count()} CPUs, load average {load_start:.1f} at start")
-    print(f"{'kind':<8} {'ops':>9} {'ops/s':>9}  latency")
-    for kind in ("run", "onereg", "hello"):
-        values = latencies.get(kind, [])
-        print(f"{kind:<8} {len(values):>9} {len(values) / args.seconds:>9.1f}  "
+    probe_latencies: Dict[str, List[float]] = collections.defaultdict(list)
+    probes_cpu = 0.0
+    for _, lat, errs, ex, cpu in probe_results:
+        probes_cpu += cpu
+        for kind, values in lat.items():
+            probe_latencies[kind].extend(values)
+        errors.update({f"probe-{k}": v for k, v in errs.items()})
+        for key, text in ex.items():
+            examples.setdefault(f"probe-{key}", text)
+    print(f"{'kind':<14} {'ops':>9} {'ops/s':>9}  latency")
+    rows = [("run", latencies.get("run", [])),
+            ("onereg", latencies.get("onereg", [])),
+            ("hello", latencies.get("hello", []))]
+    if probe_results:
+        rows.append(("onereg probe", probe_latencies.get("onereg", [])))
+    for kind, values in rows:
+        print(f"{kind:<14} {len(values):>9} {len(values) / args.seconds:>9.1f}  "
               f"{_percentiles(values)}")
-    print(f"{'health':<8} {len(health):>9} {'':>9}  {_percentiles(health)}")
+    print(f"{'health':<14} {len(health):>9} {'':>9}  {_percentiles(health)}")
+    if probe_results:
+        values = probe_latencies.get("health", [])
+        print(f"{'health probe':<14} {len(values):>9} {'':>9}  {_percentiles(values)}")
+        print("  (onereg: in each client process beside its run threads; onereg probe: "
+              f"{args.probe_threads} threads in a process of its own; health: the parent "
+              f"every 0.5 s; health probe: its own process every {HEALTH_PERIOD} s)")
+    if latencies.get("hello"):
+        print(f"  hello boots that finished after the load ended: "
+              f"{counts.get('hello_after_end', 0)}; that took longer than the old bound "
+              f"(the time left + 5 s, counted hello:NO_SHUTDOWN before): "
+              f"{counts.get('hello_past_old_bound', 0)}")
     total_errors = sum(errors.values()) + sum(health_errors.values())
     print(f"errors: {total_errors}" + "".join(
         f"\n  {k}: {v}" for k, v in sorted({**errors, **{f'health:{k}': v for k, v in
@@ -371,7 +520,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"CPU while running: server {server_cpu:.1f} s "
           f"({100 * server_cpu / args.seconds:.0f}% of one core), its {len(worker_pids)} "
           f"workers {workers_cpu:.1f} s, client processes "
-          f"{clients_cpu:.1f} s (nice {args.client_nice}), machine load average "
+          f"{clients_cpu:.1f} s (nice {args.client_nice}), probes {probes_cpu:.1f} s, "
+          f"machine load average "
           f"{os.getloadavg()[0]:.1f} at the end")
     if latencies.get("onereg"):
         print(f"ONE_REG mean {statistics.fmean(latencies['onereg']) * 1000:.1f} ms")

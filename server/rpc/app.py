@@ -23,6 +23,7 @@ from .calls import CallInterceptor
 from .config import ServerConfig
 from .interceptors import (
     ActivityInterceptor,
+    ChainedInterceptor,
     KvmErrorInterceptor,
     MalformedRequestInterceptor,
 )
@@ -173,9 +174,12 @@ async def create_server(address: str,
     server = grpc.aio.server(
         # the first is outermost: activity counts every call a drain waits
         # on; the call interceptor (logs, metrics) sees the KvmError before
-        # it becomes a status; bad request bytes become EINVAL before anything else
-        interceptors=[activity, KvmErrorInterceptor(), CallInterceptor(tenants, metrics),
-                      MalformedRequestInterceptor()],
+        # it becomes a status; bad request bytes become EINVAL before anything else.
+        # One interceptor for grpc to run per call, the layers built into each
+        # method's handler once.
+        interceptors=[ChainedInterceptor(activity, KvmErrorInterceptor(),
+                                         CallInterceptor(tenants, metrics),
+                                         MalformedRequestInterceptor())],
         options=NO_PORT_REUSE + PENDING_CALLS + [
                  ("grpc.max_receive_message_length", limits.max_message),
                  ("grpc.max_send_message_length", limits.max_message),

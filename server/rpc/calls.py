@@ -37,7 +37,7 @@ import structlog
 from rvkvm.server.kvm import KvmError
 
 from .errors import status_code, to_status
-from .interceptors import REQUEST_ID, SERVICE_PREFIX, _AroundInterceptor, cached_wrap, wrap_handler
+from .interceptors import REQUEST_ID, _AroundInterceptor, wrap_handler
 from .limits import MAX_ERROR_MESSAGE
 from .metrics import Metrics, rpc_type, split_method
 from .tenants import OPEN, Tenant, Tenants
@@ -109,15 +109,9 @@ class CallInterceptor(_AroundInterceptor):
         self._log = logger or structlog.get_logger("rvkvm.rpc")
         self._types: Dict[str, str] = {}
 
-    async def intercept_service(self, continuation: Any,
-                                handler_call_details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or not method.startswith(SERVICE_PREFIX):
-            return handler
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         self._types[method] = rpc_type(handler.request_streaming, handler.response_streaming)
-        return cached_wrap(self, method, handler,
-                           lambda: wrap_handler(handler, method, self.around))
+        return wrap_handler(handler, method, self.around)
 
     @contextlib.asynccontextmanager
     async def around(self, method: str,
@@ -199,6 +193,10 @@ class CallInterceptor(_AroundInterceptor):
                       context: grpc.aio.ServicerContext) -> Optional[Tenant]:
         if self._tenants is None:
             return OPEN
+        if any(key == "authorization" for key, _ in metadata):
+            # a bearer token decides alone (Tenants.authenticate): no need
+            # for the auth context, which grpc builds anew on every call
+            return self._tenants.authenticate(metadata, {})
         try:
             auth = context.auth_context() or {}
         except Exception:  # an insecure call has no auth context to speak of

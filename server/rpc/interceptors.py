@@ -75,9 +75,11 @@ def cached_wrap(owner: Any, method: str, handler: grpc.RpcMethodHandler,
     return wrapped
 
 
-class _AroundInterceptor(grpc.aio.ServerInterceptor):
-    def around(self, method: str,
-               context: grpc.aio.ServicerContext) -> contextlib.AbstractAsyncContextManager:
+class _Layer(grpc.aio.ServerInterceptor):
+    """An interceptor that wraps each rvkvm.v1 handler (``wrap``, made once
+    per method); usable alone or as a layer of ``ChainedInterceptor``."""
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         raise NotImplementedError
 
     async def intercept_service(
@@ -88,8 +90,42 @@ class _AroundInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not method.startswith(SERVICE_PREFIX):
             return handler
-        return cached_wrap(self, method, handler,
-                           lambda: wrap_handler(handler, method, self.around))
+        return cached_wrap(self, method, handler, lambda: self.wrap(handler, method))
+
+
+class ChainedInterceptor(grpc.aio.ServerInterceptor):
+    """Several ``_Layer`` interceptors as one (``layers``: outermost first):
+    the same wrapping of every rvkvm.v1 handler, built once per method,
+    but one interceptor for grpc to run per call instead of one each (each
+    is a coroutine and a continuation per call, on the event loop every
+    call waits for)."""
+
+    def __init__(self, *layers: _Layer) -> None:
+        self.layers = layers
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Optional[grpc.RpcMethodHandler]:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not method.startswith(SERVICE_PREFIX):
+            return handler
+        return cached_wrap(self, method, handler, lambda: self._build(handler, method))
+
+    def _build(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        for layer in reversed(self.layers):
+            handler = layer.wrap(handler, method)
+        return handler
+
+
+class _AroundInterceptor(_Layer):
+    def around(self, method: str,
+               context: grpc.aio.ServicerContext) -> contextlib.AbstractAsyncContextManager:
+        raise NotImplementedError
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        return wrap_handler(handler, method, self.around)
 
 
 REQUEST_ID = "x-request-id"  # a call's id: its metadata key, both ways
@@ -100,18 +136,33 @@ def _kept(context: grpc.aio.ServicerContext) -> tuple:
     return tuple((k, v) for k, v in (context.trailing_metadata() or ()) if k in KEPT_TRAILERS)
 
 
+class _AbortOnKvmError:
+    """``KvmErrorInterceptor.around``: a class, not an
+    ``asynccontextmanager`` (an async generator per call)."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: Any, exc: Optional[BaseException], tb: Any) -> bool:
+        if isinstance(exc, KvmError):
+            # the abort's trailers replace those set before: keep the
+            # request id the call interceptor put there
+            await self._context.abort_with_status(
+                to_status(exc, trailing=_kept(self._context)))
+        return False
+
+
 class KvmErrorInterceptor(_AroundInterceptor):
     """A ``KvmError`` escaping a handler aborts the RPC with its status."""
 
-    @contextlib.asynccontextmanager
-    async def around(self, method: str,
-                     context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        try:
-            yield
-        except KvmError as err:
-            # the abort's trailers replace those set before: keep the
-            # request id the call interceptor put there
-            await context.abort_with_status(to_status(err, trailing=_kept(context)))
+    def around(self, method: str,
+               context: grpc.aio.ServicerContext) -> contextlib.AbstractAsyncContextManager:
+        return _AbortOnKvmError(context)
 
 
 class ActivityInterceptor(_AroundInterceptor):
@@ -121,6 +172,7 @@ class ActivityInterceptor(_AroundInterceptor):
     def __init__(self) -> None:
         self._in_flight = 0
         self._last = time.monotonic()
+        self._active = _Counted(self)
 
     def quiet_for(self) -> float:
         """Seconds since the last call ended (0 while one is in flight)."""
@@ -128,15 +180,26 @@ class ActivityInterceptor(_AroundInterceptor):
             return 0.0
         return time.monotonic() - self._last
 
-    @contextlib.asynccontextmanager
-    async def around(self, method: str,
-                     context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            self._last = time.monotonic()
+    def around(self, method: str,
+               context: grpc.aio.ServicerContext) -> contextlib.AbstractAsyncContextManager:
+        return self._active  # no state of the call's own
+
+
+class _Counted:
+    """``ActivityInterceptor.around``: counts the call in flight."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: ActivityInterceptor) -> None:
+        self._owner = owner
+
+    async def __aenter__(self) -> None:
+        self._owner._in_flight += 1
+
+    async def __aexit__(self, kind: Any, exc: Optional[BaseException], tb: Any) -> bool:
+        self._owner._in_flight -= 1
+        self._owner._last = time.monotonic()
+        return False
 
 
 class Malformed:
@@ -152,24 +215,13 @@ class Malformed:
                         f"{type(self.error).__name__} {text}".rstrip())
 
 
-class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
+class MalformedRequestInterceptor(_Layer):
     """Request bytes that do not parse (truncated, over-long varint, a string
     that is not UTF-8) answer INVALID_ARGUMENT with EINVAL instead of
     failing inside grpc without an errno. Innermost, so the error and call
     interceptors see the ``KvmError``: the call's one log line says it."""
 
-    async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Optional[grpc.RpcMethodHandler]:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or not method.startswith(SERVICE_PREFIX):
-            return handler
-        return cached_wrap(self, method, handler, lambda: self._wrap(handler))
-
-    @staticmethod
-    def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         parse = handler.request_deserializer
 
         def deserialize(data: bytes) -> Any:
