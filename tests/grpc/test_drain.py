@@ -85,7 +85,7 @@ def test_sigterm_drains_then_exits_when_the_clients_are_gone():
 
 
 def test_the_grace_period_ends_the_drain():
-    proc = _server(grace=1.0)
+    proc = _server(grace=3.0)
     try:
         with grpc.insecure_channel(_address(proc)) as channel:
             kvm = Kvm(channel, timeout=30)
