@@ -43,6 +43,7 @@ SPMPCFG_WMASK = 0x39F
 
 # What each CBO needs enabled in *envcfg (Zicbom/Zicboz).
 CBO_BLOCK = 64
+ZERO_BLOCK = bytes(CBO_BLOCK)
 
 _SIGNED_MASK = {1: 0x80, 2: 0x8000, 4: 0x80000000, 8: 0}
 
@@ -1112,6 +1113,19 @@ class Hart:
                 raise Trap(C.CAUSE_ILLEGAL, raw, pc)
         base = va & ~(CBO_BLOCK - 1) & M64
         if op == "zero":
+            # Fast path (clear_page is 64 of these per page): the block's
+            # page is in the write TLB (writable RAM, no code, dirty logged
+            # when the entry was made), as for an inline store.
+            e = self.ctx.wt.get(base & ~PAGE_MASK)
+            if e is not None:
+                off = e[1] + base
+                e[0][off:off + CBO_BLOCK] = ZERO_BLOCK
+                res = self.reservation
+                if res is not None:
+                    pa = e[TLB_PA] + base
+                    if res[0] < pa + CBO_BLOCK and pa < res[0] + res[1]:
+                        self.reservation = None
+                return
             try:
                 pa = self._phys(base, STORE)
                 for off in range(0, CBO_BLOCK, 8):
@@ -1121,6 +1135,7 @@ class Hart:
                 if t.cause == C.CAUSE_STORE_ACCESS:
                     t.tval = base
                 raise
+            self._fill(self.ctx.wt, base, pa, True)
             self._after_code_store(pc)
             return
         # clean/flush/inval: caches are coherent and invisible, but the

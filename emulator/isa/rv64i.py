@@ -224,6 +224,8 @@ def addi(e: Emitter, d: Decoded) -> None:
         set_bounded(e, d.rd, a, r)
     elif a == "0":
         e.setx_range(d.rd, str(d.imm & M64), d.imm, d.imm)
+    elif r is not None and r[0] == r[1]:  # a constant (lui/auipc + addi)
+        e.setx_range(d.rd, str((r[0] + d.imm) & M64), *_const(r[0] + d.imm))
     elif not _sum(e, d.rd, a, "+", str(d.imm), r, (d.imm, d.imm), False, True):
         e.setx(d.rd, f"({a} + {d.imm}) & {M64}")
 

@@ -27,6 +27,7 @@ from .exits import BlockExit, ExitKind
 from .facts import W_RANGE, Facts, load_range
 
 CALL = re.compile(r"[\w\]]\(")  # a call in a generated line
+PURE = re.compile(r"\w+$")  # a local or an integer: reading it has no effect
 
 
 def key_mask(size: int) -> int:
@@ -112,7 +113,8 @@ class BlockEmitter(Emitter):
 
     def setx(self, n: int, expr: str) -> None:
         if not n:
-            self.emit(f"_ = {expr}")
+            if not PURE.match(expr):  # a nop (addi x0, x0, 0) needs no code
+                self.emit(f"_ = {expr}")
             return
         self.used.add(n)
         self.written.add(n)
@@ -142,7 +144,13 @@ class BlockEmitter(Emitter):
     def ea_direct(self, rs1: int, imm: int) -> str:
         # A register as it is serves as the address of an integer load or
         # store (used before the load writes its destination).
-        if imm or self.signed or self.compat or self.ctx.pmlen:
+        if self.signed or self.compat or self.ctx.pmlen:
+            return self.ea(rs1, imm)
+        r = self.known(rs1)
+        if r is not None and r[0] == r[1]:
+            # a constant base (lui/auipc then a load or store: a global)
+            return str((r[0] + imm) & M64)
+        if imm:
             return self.ea(rs1, imm)
         return self.x(rs1)
 

@@ -40,8 +40,10 @@ DEFAULT_TEXT_OFFSET = 0x20_0000
 SBI_EXT_DBCN = 0x4442434E
 SBI_EXT_0_1_CONSOLE_PUTCHAR = 0x01
 DEFAULT_APPEND = "earlycon=sbi keep_bootcon console=hvc0 cryptomgr.notests"
-EXTENSIONS = ("i", "m", "a", "f", "d", "c", "zicntr", "zicsr", "zifencei", "zihintpause",
-              "zba", "zbb", "zbs", "sstc")
+# zicbom/zicboz as rvkvm boot's device tree has them (clear_page uses cbo.zero)
+EXTENSIONS = ("i", "m", "a", "f", "d", "c", "zicbom", "zicboz", "zicntr", "zicsr", "zifencei",
+              "zihintpause", "zba", "zbb", "zbs", "sstc")
+CBO_BLOCK_SIZE = 64
 ISA = "rv64imafdc_" + "_".join(e for e in EXTENSIONS if len(e) > 1)
 FINISH = ("Kernel panic", "VFS: Unable to mount root", "Run /init")
 
@@ -68,6 +70,8 @@ def device_tree(ram_size: int, bootargs: str, timebase: int, rng_seed: bytes = R
                                   "compatible": "riscv", "riscv,isa": ISA, "riscv,isa-base": "rv64i",
                                   "riscv,isa-extensions": b"".join(
                                       e.encode() + b"\0" for e in EXTENSIONS),
+                                  "riscv,cbom-block-size": CBO_BLOCK_SIZE,
+                                  "riscv,cboz-block-size": CBO_BLOCK_SIZE,
                                   "mmu-type": "riscv,sv39"}))
     cpu.add(Node("interrupt-controller", {"#address-cells": 0, "#interrupt-cells": 1,
                                           "interrupt-controller": True,
