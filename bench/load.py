@@ -104,6 +104,24 @@ def _hello_reason(result: Any) -> str:
     return "EXIT_" + type(result.exit).__name__
 
 
+def _onereg_probe(stats: _Stats, vcpus: List[Any], first: int, step: int,
+                  until: float) -> None:
+    """GetOneReg of ``core a0`` round the vCPUs (every ``step``-th from
+    ``first``) until ``time.monotonic()`` passes ``until``, timed."""
+    from rvkvm.client import KvmError
+
+    i = first
+    while time.monotonic() < until and vcpus:
+        vcpu = vcpus[i % len(vcpus)]
+        i += step
+        t = time.perf_counter()
+        try:
+            vcpu.get_reg("core a0")
+            stats.ok("onereg", time.perf_counter() - t)
+        except KvmError as err:
+            stats.error("onereg", err)
+
+
 def _client(index: int, address: str, token: Optional[str], vms: int, seconds: float,
             budget: int, onereg_threads: int, start_at: float, out: Any,
             nice: int = 0, ready: Any = None) -> None:
@@ -149,16 +167,7 @@ def _client(index: int, address: str, token: Optional[str], vms: int, seconds: f
                 stats.error("run", err)
 
     def onereg(k: int) -> None:
-        i = k
-        while time.monotonic() < deadline and vcpus:
-            vcpu = vcpus[i % len(vcpus)]
-            i += onereg_threads
-            t = time.perf_counter()
-            try:
-                vcpu.get_reg("core a0")
-                stats.ok("onereg", time.perf_counter() - t)
-            except KvmError as err:
-                stats.error("onereg", err)
+        _onereg_probe(stats, vcpus, k, onereg_threads, deadline)
 
     def hello() -> None:
         while time.monotonic() < deadline:
@@ -217,7 +226,7 @@ def _probe(kind: str, address: str, targets: List[Tuple[Optional[str], str]], th
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from rvkvm.client import Kvm, KvmError
+    from rvkvm.client import Kvm
     from rvkvm.client.channels import Credentials, open_channel
 
     stats = _Stats()
@@ -235,16 +244,7 @@ def _probe(kind: str, address: str, targets: List[Tuple[Optional[str], str]], th
     cpu_start = time.process_time()
 
     def onereg(k: int) -> None:
-        i = k
-        while time.monotonic() < end and vcpus:
-            vcpu = vcpus[i % len(vcpus)]
-            i += threads
-            t = time.perf_counter()
-            try:
-                vcpu.get_reg("core a0")
-                stats.ok("onereg", time.perf_counter() - t)
-            except KvmError as err:
-                stats.error("onereg", err)
+        _onereg_probe(stats, vcpus, k, threads, end)
 
     def health() -> None:
         while time.monotonic() < end:

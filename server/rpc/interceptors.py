@@ -86,11 +86,21 @@ class _Layer(grpc.aio.ServerInterceptor):
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Optional[grpc.RpcMethodHandler]:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or not method.startswith(SERVICE_PREFIX):
-            return handler
-        return cached_wrap(self, method, handler, lambda: self.wrap(handler, method))
+        return await _intercept(self, self.wrap, continuation, handler_call_details)
+
+
+async def _intercept(
+    owner: Any, wrap: Callable[[grpc.RpcMethodHandler, str], grpc.RpcMethodHandler],
+    continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+    handler_call_details: grpc.HandlerCallDetails,
+) -> Optional[grpc.RpcMethodHandler]:
+    """The next handler, wrapped by ``wrap`` (once per method, see
+    ``cached_wrap``) when it is one of rvkvm.v1's."""
+    handler = await continuation(handler_call_details)
+    method = handler_call_details.method
+    if handler is None or not method.startswith(SERVICE_PREFIX):
+        return handler
+    return cached_wrap(owner, method, handler, lambda: wrap(handler, method))
 
 
 class ChainedInterceptor(grpc.aio.ServerInterceptor):
@@ -107,11 +117,7 @@ class ChainedInterceptor(grpc.aio.ServerInterceptor):
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Optional[grpc.RpcMethodHandler]:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or not method.startswith(SERVICE_PREFIX):
-            return handler
-        return cached_wrap(self, method, handler, lambda: self._build(handler, method))
+        return await _intercept(self, self._build, continuation, handler_call_details)
 
     def _build(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         for layer in reversed(self.layers):

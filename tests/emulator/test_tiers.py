@@ -80,12 +80,9 @@ def test_self_modifying_guest_passes_on_the_fast_engine() -> None:
     assert outcome == "pass" and insns > 200_000 * 8
 
 
-def _patching_until_a_fault(engine: str):
-    """Each lap copies word ``table[lap]`` into the loop's own slot and runs
-    it; lap 25's word is a load from address 0 (an access fault)."""
-    table = BASE + 0x8000
-    slot_at = 5 * 4
-    code = A.assemble([
+# Each lap copies word x11[x21] into the loop's own slot (x6 points at it),
+# orders fetches and runs it; x20 counts the laps down.
+PATCH_LOOP = [
         A.lbl("top"),
         A.i(0x13, 1, 10, 21, 2),          # slli x10, x21, 2
         A.r(0x33, 0, 0, 10, 10, 11),      # add x10, x10, x11
@@ -96,8 +93,15 @@ def _patching_until_a_fault(engine: str):
         A.addi(21, 21, 1),
         A.addi(20, 20, -1),
         A.br(1, 20, 0, "top"),
-        A.EBREAK,
-    ])
+]
+
+
+def _patching_until_a_fault(engine: str):
+    """Each lap copies word ``table[lap]`` into the loop's own slot and runs
+    it; lap 25's word is a load from address 0 (an access fault)."""
+    table = BASE + 0x8000
+    slot_at = 5 * 4
+    code = A.assemble(PATCH_LOOP + [A.EBREAK])
     words = [A.addi(5, 5, i) if i != 25 else A.i(0x03, 3, 9, 0, 0) for i in range(30)]
     h, mem = make_hart(engine, code, data=A.words(words), data_at=table)
     h.x[6], h.x[11], h.x[20] = BASE + slot_at, table, 30
@@ -134,17 +138,7 @@ def _patching_then_steady(engine: str):
     rewritten often: live blocks), then 3,000 laps of a loop on the same
     page that writes no code."""
     table = BASE + 0x8000
-    code = A.assemble([
-        A.lbl("top"),
-        A.i(0x13, 1, 10, 21, 2),          # slli x10, x21, 2
-        A.r(0x33, 0, 0, 10, 10, 11),      # add x10, x10, x11
-        A.i(0x03, 2, 8, 10, 0),           # lw x8, 0(x10)
-        A.s(0x23, 2, 6, 8, 0),            # sw x8, 0(x6)
-        0x0000100F,                       # fence.i
-        A.addi(0, 0, 0),                  # the slot
-        A.addi(21, 21, 1),
-        A.addi(20, 20, -1),
-        A.br(1, 20, 0, "top"),
+    code = A.assemble(PATCH_LOOP + [
         A.addi(20, 0, 1500),
         A.addi(20, 0, 1500),              # 3,000
         A.addi(20, 20, 1500),
