@@ -60,6 +60,26 @@ def _serving(server: ServerThread) -> int:
                                                     timeout=5).status
 
 
+def _stop(pid: int) -> None:
+    """SIGSTOP ``pid`` and wait until every one of its threads is stopped
+    (the signal is queued at once, the group stop takes effect later: on a
+    busy machine a thread of the worker could still answer a call first)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    states.append(f.read().rpartition(")")[2].split()[0])
+            except FileNotFoundError:
+                continue  # a thread that ended meanwhile
+        if states and all(state in "tT" for state in states):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"worker {pid} did not stop")
+
+
 def _lost(call: Any) -> KvmError:
     with pytest.raises(KvmError) as info:
         call()
@@ -172,7 +192,7 @@ def test_a_hung_worker_is_detected_and_replaced(workers_server, wkvm):
     vm, (vcpu,) = new_vm(wkvm)
     proxy = _proxy(workers_server, vm)
     victim = proxy.worker.pid
-    os.kill(victim, signal.SIGSTOP)
+    _stop(victim)
     try:
         err = _lost(lambda: vcpu.get_reg("core pc"))  # waits until the heartbeat gives up
         assert "heartbeat" in err.message
