@@ -42,15 +42,6 @@ if TYPE_CHECKING:
 HOT_AFTER = 64
 # Writes to a page's code after which its blocks stay on this tier.
 SMC_PAGE_WRITES = 8
-# Runs of a live block after which its page gets another chance and the
-# block steps aside (read when the block is made): the page's write count
-# drops to one below SMC_PAGE_WRITES, so a page rewritten for a while (the
-# kernel patching its text at boot) goes back to blocks and regions once
-# the writes stop, and one more write makes it live again. Each chance a
-# page is given doubles the runs before its next (up to 2**LIVE_BACKOFF_MAX
-# times), so a page rewritten all along costs next to nothing.
-LIVE_RETRY = 1024
-LIVE_BACKOFF_MAX = 12
 MAX_INSNS = 64
 CACHE_ENTRIES = 1 << 16  # per-word and per-address function caches (each)
 
@@ -393,11 +384,8 @@ def live_word(ctx: Ctx, views: bool, raw: int, glb: Dict[str, object]) -> LiveWo
 
 
 def make_live_runner(ctx: Ctx, pc: int, views: bool, glb: Dict[str, object], buf: Any,
-                     delta: int, words32: Any = None, halves: Any = None,
-                     page_writes: Optional[Dict[int, int]] = None, ppn: int = 0,
-                     blk_ref: Optional[List[Any]] = None,
-                     retries: Optional[Dict[int, int]] = None) -> Tuple[Callable[..., int],
-                                                                       LiveIndex]:
+                     delta: int, words32: Any = None,
+                     halves: Any = None) -> Tuple[Callable[..., int], LiveIndex]:
     """A block for a page whose code is rewritten often: it reads and
     looks up each instruction word as it runs (a dictionary lookup per
     instruction, per-word functions shared as above), so a write to the
@@ -406,31 +394,14 @@ def make_live_runner(ctx: Ctx, pc: int, views: bool, glb: Dict[str, object], buf
     fence.i (left to the interpreter), the page end or MAX_INSNS
     instructions. ``words32``, ``halves``: the buffer as 32-bit and 16-bit
     items (memoryviews), read without a call on CPython; else struct reads
-    of ``buf``. ``page_writes`` (PhysMemory.code_page_writes), ``ppn``
-    (the page), ``blk_ref`` (a list holding the block) and ``retries``
-    (page -> chances given): after LIVE_RETRY << chances runs the page gets
-    another chance (see LIVE_RETRY) and the block leaves the context's
-    block cache (the next miss at its pc builds again)."""
+    of ``buf``."""
     rt, wt = ctx.rt, ctx.wt
     page_end = (pc & ~PAGE_MASK) + PAGE_MASK + 1
     state = [0, pc]
     u2, u4 = UNPACK[2], UNPACK[4]
     words = _live_words(ctx, views)
-    blocks = ctx.blocks
-    left = [0]
-    if page_writes is not None and blk_ref is not None and retries is not None:
-        left[0] = LIVE_RETRY << min(retries.get(ppn, 0), LIVE_BACKOFF_MAX)
 
     def run(H: Any, X: List[int], F: List[int], lim: int) -> int:
-        if left[0]:
-            left[0] -= 1
-            if not left[0]:
-                assert page_writes is not None and blk_ref is not None and retries is not None
-                if page_writes.get(ppn, 0) >= SMC_PAGE_WRITES:  # the first of its blocks
-                    page_writes[ppn] = max(SMC_PAGE_WRITES - 1, 0)
-                    retries[ppn] = retries.get(ppn, 0) + 1
-                if blocks.get(pc) is blk_ref[0]:
-                    del blocks[pc]
         cur = pc
         n = length = 0
         try:

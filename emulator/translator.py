@@ -195,7 +195,6 @@ class Translator:
         self.hot_after = tier1.HOT_AFTER
         self.tier1_views = not ON_PYPY
         self.live_pages = True  # rewritten pages run live blocks (tier1.make_live_runner)
-        self.live_retries: Dict[int, int] = {}  # page -> chances given to leave them
         self.tier1_built = 0
         self.tier1_insns = 0
         self.tier1_seconds = 0.0
@@ -303,12 +302,9 @@ class Translator:
                 hp = h.mem.host_page(ppn << PAGE_SHIFT, False)
                 if hp is not None:
                     words32, halves = hp[VIEW[4, False]], hp[VIEW[2, False]]
-            live_ref: List[Any] = [None]
             fn, live_index = tier1.make_live_runner(ctx, pc, self.tier1_views, self.glb, buf,
-                                                    delta, words32, halves,
-                                                    h.mem.code_page_writes, ppn, live_ref,
-                                                    self.live_retries)
-            blk = live_ref[0] = Block(fn, tier1.MAX_INSNS, live_index, pc)  # type: ignore[arg-type]
+                                                    delta, words32, halves)
+            blk = Block(fn, tier1.MAX_INSNS, live_index, pc)  # type: ignore[arg-type]
             blk.ppn = ppn
             ctx.blocks[pc] = blk
             ctx.add_code(pc)

@@ -131,39 +131,3 @@ def test_a_store_into_any_instruction_of_a_first_tier_block_drops_it() -> None:
         h.run(100)
         assert h.translator.blocks_built == 0  # still the first tier
         assert h.x[rd] == before[rd - 5] + 100
-
-
-def _patching_then_steady(engine: str):
-    """30 laps each copy a word into the loop's own slot (the page is
-    rewritten often: live blocks), then 3,000 laps of a loop on the same
-    page that writes no code."""
-    table = BASE + 0x8000
-    code = A.assemble(PATCH_LOOP + [
-        A.addi(20, 0, 1500),
-        A.addi(20, 0, 1500),              # 3,000
-        A.addi(20, 20, 1500),
-        A.lbl("steady"),
-        A.addi(7, 7, 3),
-        A.r(0x33, 0, 0, 12, 12, 7),       # add x12, x12, x7
-        A.addi(20, 20, -1),
-        A.br(1, 20, 0, "steady"),
-        A.EBREAK,
-    ])
-    words = [A.addi(5, 5, i) for i in range(30)]
-    h, mem = make_hart(engine, code, data=A.words(words), data_at=table)
-    h.x[6], h.x[11], h.x[20] = BASE + 5 * 4, table, 30
-    stop = h.run(100_000)
-    return h, mem, (stop.reason, h.pc, h.instret, tuple(h.x))
-
-
-def test_a_page_no_longer_rewritten_leaves_the_live_blocks(monkeypatch) -> None:
-    monkeypatch.setattr(tier1, "HOT_AFTER", 4)
-    monkeypatch.setattr(tier1, "LIVE_RETRY", 16)
-    _, _, ref = _patching_then_steady("reference")
-    h, mem, fast = _patching_then_steady("fast")
-    assert fast == ref
-    assert ref[3][5] == sum(range(30)) and ref[3][20] == 0
-    # the page was rewritten 30 times (live), then its write count decayed
-    # and the steady loop became a region
-    assert mem.code_page_writes[BASE >> 12] < tier1.SMC_PAGE_WRITES
-    assert h.translator.blocks_built >= 1
