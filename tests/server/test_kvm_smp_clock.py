@@ -178,14 +178,21 @@ def test_stopped_and_never_run_vcpus_do_not_hold_time_back():
     assert vcpu.get_value(A4) >= vcpu.get_value(DEADLINE)
 
 
-def test_a_runnable_vcpu_nobody_runs_stops_holding_time_back(monkeypatch):
-    # a client that runs only vCPU 0: after DRIVE_WINDOW seconds without a
-    # Run, vCPU 1 no longer drives time and vCPU 0's WFI skips (no stall)
+def _other_left_alone(monkeypatch) -> tuple[Vcpu, Vcpu]:
+    """vCPU 1 ran once and is left alone (a 50 ms DRIVE_WINDOW); vCPU 0 is
+    about to arm a timer 1,000,000 ticks ahead and wait for it."""
     monkeypatch.setattr(vm_module, "DRIVE_WINDOW", 0.05)
     vm, (vcpu, other) = smp_vm()
     spinner(vm, other)
     other.run(budget=1000, idle_timeout=0.0)
     sleeper(vm, vcpu, 1_000_000)
+    return vcpu, other
+
+
+def test_a_runnable_vcpu_nobody_runs_stops_holding_time_back(monkeypatch):
+    # a client that runs only vCPU 0: after DRIVE_WINDOW seconds without a
+    # Run, vCPU 1 no longer drives time and vCPU 0's WFI skips (no stall)
+    vcpu, other = _other_left_alone(monkeypatch)
     exit_ = vcpu.run(budget=10_000, idle_timeout=10.0)  # a recheck wakes it, not the timeout
     assert isinstance(exit_, DebugExit), exit_
     assert vcpu.get_value(A4) >= vcpu.get_value(DEADLINE)
@@ -195,11 +202,7 @@ def test_a_runnable_vcpu_nobody_runs_stops_holding_time_back(monkeypatch):
 
 
 def test_the_recheck_also_wakes_a_caller_that_does_not_sleep_in_run(monkeypatch):
-    monkeypatch.setattr(vm_module, "DRIVE_WINDOW", 0.05)
-    vm, (vcpu, other) = smp_vm()
-    spinner(vm, other)
-    other.run(budget=1000, idle_timeout=0.0)
-    sleeper(vm, vcpu, 1_000_000)
+    vcpu, other = _other_left_alone(monkeypatch)
     woken = threading.Event()
     vcpu.wake_listener = woken.set
     assert is_idle(vcpu.run(budget=10_000, idle_timeout=0.0))
