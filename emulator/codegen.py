@@ -13,10 +13,12 @@ registers, ``M64``, ``Trap`` and the helpers in :mod:`emulator.helpers`.
 
 from __future__ import annotations
 
+import platform
+import re
 import threading
 from collections import OrderedDict
-from types import CodeType
-from typing import Dict, List, Optional, Tuple
+from types import CodeType, FunctionType
+from typing import Any, Dict, List, Optional, Tuple
 
 from .bits import M64
 from .context import Ctx
@@ -228,6 +230,58 @@ def compile_function(name: str, params: str, body: List[str], glb: Dict[str, obj
     ns: Dict[str, object] = {}
     exec(code, glb, ns)  # noqa: S102 - source built from instruction-bit integers only
     return ns[name]
+
+
+# Integer literals of generated source (decimal or hex, not part of a name
+# or of a float): what lifted_function turns into parameters.
+_LITERAL = re.compile(r"(?<![\w.])(?:0[xX][0-9a-fA-F]+|[0-9]+)(?![\w.])")
+# Whether lifted_function lifts: on CPython a constant and a parameter
+# cost the same to load; PyPy's JIT folds a code object's constants into
+# its traces, which it would not do for a function's defaults.
+LIFT_LITERALS = platform.python_implementation() != "PyPy"
+
+
+def lift_literals(body: List[str]) -> Tuple[List[str], Tuple[int, ...]]:
+    """``body`` with each integer literal replaced by a name ``_k0``,
+    ``_k1``, ... (one per occurrence), and the literals' values in order.
+    Lines holding a string literal are kept as they are."""
+    values: List[int] = []
+
+    def name(m: re.Match[str]) -> str:
+        values.append(int(m.group(0), 0))
+        return f"_k{len(values) - 1}"
+
+    out = [line if ("'" in line or '"' in line) else _LITERAL.sub(name, line)
+           for line in body]
+    return out, tuple(values)
+
+
+def lifted_code(name: str, params: str, body: List[str], glb: Dict[str, object],
+                filename: str) -> Tuple[CodeType, Tuple[int, ...]]:
+    """The code object of ``def name(params): body`` with its integer
+    literals lifted into trailing parameters (lift_literals), and their
+    values: the defaults to give those parameters. Instructions that differ
+    only in their fields (registers, immediates, addresses) make the same
+    source, so one ``compile()`` serves them all (the code cache), and
+    making another costs a regular expression, not a compile.
+    ``params`` must end with a parameter that has a default, or have none
+    (the defaults are ``params``' own followed by the values)."""
+    if LIFT_LITERALS:
+        lines, values = lift_literals(body)
+    else:
+        lines, values = body, ()
+    names = "".join(f", _k{i}=0" for i in range(len(values)))
+    fn = compile_function(name, params + names, lines, glb, filename)
+    return fn.__code__, values  # type: ignore[attr-defined]
+
+
+def lifted_function(name: str, params: str, body: List[str], glb: Dict[str, object],
+                    filename: str) -> Any:
+    """``def name(params): body`` as a function whose integer literals are
+    parameters defaulting to their values (see lifted_code); ``params``
+    has no defaults of its own."""
+    code, values = lifted_code(name, params, body, glb, filename)
+    return FunctionType(code, glb, name, values or None)
 
 
 def code_cache_stats() -> Tuple[int, int]:

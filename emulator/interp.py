@@ -56,15 +56,21 @@ def generated_globals() -> Dict[str, object]:
     return _SHARED[0]
 
 
-def compile_insn(d: Decoded, ctx: object, glb: Dict[str, object],
-                 params: str = "H, X, F") -> Callable[..., None]:
+def insn_lines(d: Decoded, ctx: object) -> List[str]:
+    """The reference semantics of ``d`` as lines of a function(H, X, F)
+    body, setting H.pc."""
     e = ListEmitter(ctx)  # type: ignore[arg-type]
     e.begin(d.pc, d.raw, d.length)
     e.pc = d.pc  # the address as given (tier1.SymPC: a parameter)
     d.insn.gen(e, d)
     if not e.ended:
         e.emit(f"H.pc = {d.next_pc}")
-    return compile_function("insn", params, e.lines or ["pass"], glb,
+    return e.lines or ["pass"]
+
+
+def compile_insn(d: Decoded, ctx: object, glb: Dict[str, object],
+                 params: str = "H, X, F") -> Callable[..., None]:
+    return compile_function("insn", params, insn_lines(d, ctx), glb,
                             f"<{d.insn.name}@{d.pc:#x}>")  # type: ignore[return-value]
 
 

@@ -26,7 +26,7 @@ from types import CodeType, FunctionType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import interp
-from .codegen import ListEmitter, compile_function
+from .codegen import ListEmitter, compile_function, lifted_code, lifted_function
 from .context import Ctx
 from .events import StepInstead
 from .isa import BRANCH, JUMP, PLAIN, SYSTEM, Decoded, decode
@@ -166,8 +166,8 @@ def word_function(ctx: Ctx, views: bool, raw: int, glb: Dict[str, object]) -> Tu
         d.insn.gen(e, d)
         if kind in (BRANCH, JUMP) and not e.ended:
             raise AssertionError(f"{d.insn.name}: a control transfer that sets no pc")
-        fn = compile_function("insn", "H, X, F, PC, RT, WT", e.lines or ["pass"], glb,
-                              f"<{d.insn.name} tier1>")  # type: ignore[assignment]
+        fn = lifted_function("insn", "H, X, F, PC, RT, WT", e.lines or ["pass"], glb,
+                             f"<{d.insn.name} tier1>")
     entry = (fn, kind, d.length)
     if len(words) >= CACHE_ENTRIES:
         words.clear()
@@ -190,14 +190,16 @@ def pc_function(ctx: Ctx, views: bool, raw: int, pc: int,
     key = (_flavour(ctx, views), raw, pc)
     fn = _PER_PC.get(key)
     if fn is None:
-        fn = interp.compile_insn(decode(raw, pc), ctx, glb)
+        d = decode(raw, pc)
+        fn = lifted_function("insn", "H, X, F", interp.insn_lines(d, ctx), glb,
+                             f"<{d.insn.name} at>")
         if len(_PER_PC) >= CACHE_ENTRIES:
             _PER_PC.clear()
         _PER_PC[key] = fn
     return fn
 
 
-_BOUND: Dict[Tuple[Any, ...], CodeType] = {}
+_BOUND: Dict[Tuple[Any, ...], Tuple[CodeType, Tuple[int, ...]]] = {}
 
 
 def bound_function(ctx: Ctx, raw: int, pc: int, glb: Dict[str, object]) -> Callable[..., None]:
@@ -205,17 +207,19 @@ def bound_function(ctx: Ctx, raw: int, pc: int, glb: Dict[str, object]) -> Calla
     ``raw`` at ``pc`` (it sets H.pc), made from code generated once per
     instruction word with ``PC`` a parameter defaulting to ``pc``."""
     key = (ctx.fs_on, ctx.pmlen, ctx.pm_sign, raw)
-    code = _BOUND.get(key)
-    if code is None:
+    made = _BOUND.get(key)
+    if made is None:
         d = decode(raw, 0)
         if _pc_relative(d):
             return pc_function(ctx, False, raw, pc, glb)
         d.pc = SymPC()  # type: ignore[assignment]
-        code = interp.compile_insn(d, ctx, glb, "H, X, F, PC=0").__code__  # type: ignore[attr-defined]
+        made = lifted_code("insn", "H, X, F, PC=0", interp.insn_lines(d, ctx), glb,
+                           f"<{d.insn.name}>")
         if len(_BOUND) >= CACHE_ENTRIES:
             _BOUND.clear()
-        _BOUND[key] = code
-    return FunctionType(code, glb, "insn", (pc,))  # type: ignore[arg-type]
+        _BOUND[key] = made
+    code, values = made
+    return FunctionType(code, glb, "insn", (pc, *values))  # type: ignore[arg-type]
 
 
 def straight_run(h: Hart, ctx: Ctx, pc: int, views: bool, glb: Dict[str, object],

@@ -29,3 +29,34 @@ def test_cache_is_bounded_by_entries_and_bytes(monkeypatch) -> None:
     entries, size = cg.code_cache_stats()
     assert size <= 50_000 and entries < 60
     assert _fn(259, pad=5_000)(1) == 260  # type: ignore[operator]
+
+
+def test_lift_literals_names_each_integer_and_keeps_names_floats_and_strings() -> None:
+    lines, values = cg.lift_literals(["X[10] = (X[11] + 0x10) & 18446744073709551615",
+                                      "t1 = U8(b, 3) if x2 else 1.5",
+                                      "raise Trap(2, 'x 7', 0)"])
+    assert lines == ["X[_k0] = (X[_k1] + _k2) & _k3", "t1 = U8(b, _k4) if x2 else 1.5",
+                     "raise Trap(2, 'x 7', 0)"]
+    assert values == (10, 11, 16, (1 << 64) - 1, 3)
+
+
+def test_lifted_functions_that_differ_in_literals_share_code(monkeypatch) -> None:
+    monkeypatch.setattr(cg, "LIFT_LITERALS", True)
+    glb = generated_globals()
+    f1 = cg.lifted_function("f", "a", ["return (a + 5) * 3"], glb, "<lift test>")
+    f2 = cg.lifted_function("f", "a", ["return (a + 7) * 2"], glb, "<lift test>")
+    assert f1.__code__ is f2.__code__
+    assert (f1(1), f2(1)) == (18, 16)
+    assert f1(1, 0, 1) == 1  # the literals are parameters: (a + 0) * 1
+    # code with a default of its own keeps it before the lifted values
+    code, values = cg.lifted_code("g", "a, b=4", ["return a - b + 9"], glb, "<lift test>")
+    from types import FunctionType
+    assert FunctionType(code, glb, "g", (4, *values))(20) == 25
+
+
+def test_unlifted_flavour_compiles_each_source(monkeypatch) -> None:
+    monkeypatch.setattr(cg, "LIFT_LITERALS", False)
+    glb = generated_globals()
+    f1 = cg.lifted_function("f", "a", ["return a + 5"], glb, "<nolift test>")
+    f2 = cg.lifted_function("f", "a", ["return a + 6"], glb, "<nolift test>")
+    assert f1.__code__ is not f2.__code__ and (f1(1), f2(1)) == (6, 7)
