@@ -19,7 +19,7 @@ CtxKey = Tuple[int, int, bool, int, bool, int, bool, bool]
 class Ctx:
     __slots__ = ("key", "priv", "data_priv", "fs_on", "pmlen", "pm_sign", "satp",
                  "sum", "mxr", "blocks", "inner", "suspect", "insns", "rt", "wt", "xt", "vcode",
-                 "leaf_bits", "span_tlb", "span_code", "hot", "used")
+                 "leaf_bits", "span_tlb", "span_code", "hot", "entered", "used")
 
     def __init__(self, key: CtxKey) -> None:
         self.key = key
@@ -56,6 +56,9 @@ class Ctx:
         # entries whose first-tier block ran often enough for a region
         # (kept across code flushes: still hot when translated again)
         self.hot: Set[int] = set()
+        # the pcs where control entered a first-tier block (translator):
+        # the paths the code has taken, which a region is built along
+        self.entered: Set[int] = set()
         self.used = 0  # the hart's instret when it last entered this context
 
     def flush_tlb(self) -> None:

@@ -57,6 +57,10 @@ SIGNED_LOCALS = ON_PYPY
 # loop well and nested Python loops measured no faster (qsort about half as
 # fast), so there it is off. Read when a Translator is made.
 NESTED_LOOPS = not ON_PYPY
+# Regions built along the paths the first tier took: branch targets,
+# fall-throughs and return points where no first-tier block was entered
+# are left out (region.discover). Read when a Translator is made.
+PRUNE_UNTAKEN = True
 
 # Generated source a hart may hold at once (characters), so a guest that
 # runs ever more different code cannot grow the host's memory without end.
@@ -195,6 +199,8 @@ class Translator:
         self.hot_after = tier1.HOT_AFTER
         self.tier1_views = not ON_PYPY
         self.live_pages = True  # rewritten pages run live blocks (tier1.make_live_runner)
+        # regions hold only the paths the first tier took (region.discover)
+        self.prune = PRUNE_UNTAKEN
         self.tier1_built = 0
         self.tier1_insns = 0
         self.tier1_seconds = 0.0
@@ -310,6 +316,7 @@ class Translator:
             ctx.add_code(pc)
             self.tier1_built += 1
             return blk
+        ctx.entered.add(pc)
         since = h.mark_code_page(ppn)
         body, term, end, index = tier1.straight_run(h, ctx, pc, self.tier1_views, self.glb,
                                                     buf, delta)
@@ -333,7 +340,8 @@ class Translator:
 
     def _translate_new(self, ctx: Ctx, pc: int) -> Block:
         h = self.h
-        blocks, ppn, since = discover(h, pc)
+        blocks, ppn, since = discover(h, pc, ctx.entered if self.prune and self.hot_after
+                                      else None)
         if pc not in blocks:
             blk = Block(None, NEVER, {}, pc)
         else:

@@ -9,7 +9,7 @@ together; the first tier (emulator.tier1) reads straight runs on its own.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, NamedTuple, Set, Tuple
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from ..bits import M64
 from ..events import Trap
@@ -39,11 +39,18 @@ def static_targets(d: Decoded) -> Tuple[int, ...]:
     return ()
 
 
-def discover(h: Hart, entry: int) -> Discovery:
+def discover(h: Hart, entry: int, taken: Optional[Set[int]] = None) -> Discovery:
     """The basic blocks reachable from ``entry`` through direct branches
     and jumps inside its page: {leader pc: instructions}, the page's
     physical page number, and the code-write count when it was marked
-    as a code page (Hart.mark_code_page), before it was read."""
+    as a code page (Hart.mark_code_page), before it was read.
+
+    ``taken``: the pcs control is known to have entered (the first tier's
+    entries): a branch target, a branch's fall-through or a call's return
+    point outside it is no leader, so a path never taken (an error path,
+    a loop's exit not yet seen) is left out of the region and leaves it
+    (the dispatcher runs it, on the first tier, if it ever runs), and the
+    region compiles only what ran. None: every path."""
     try:
         buf, delta, ppn = h.fetch_page(entry)
     except Trap as t:
@@ -61,10 +68,12 @@ def discover(h: Hart, entry: int) -> Discovery:
     # never leaders, so that control leaves the region there
     after_last: Set[int] = set()
 
-    def add_leader(pc: int) -> None:
+    def add_leader(pc: int, path: bool = True) -> None:
         nonlocal entry_targeted
         if pc == entry:
             entry_targeted = True
+        if path and taken is not None and pc not in taken:
+            return
         if pc & ~PAGE_MASK == page and pc not in leader_set and len(leader_set) < MAX_BLOCKS:
             leader_set.add(pc)
             leaders.append(pc)
@@ -113,7 +122,7 @@ def discover(h: Hart, entry: int) -> Discovery:
                 break
             cur = d.next_pc
             if n == MAX_INSNS:
-                add_leader(cur)
+                add_leader(cur, False)  # the same path, cut in two
     if after_last:
         leaders = [pc for pc in leaders if pc not in after_last]
         leader_set.difference_update(after_last)

@@ -131,3 +131,40 @@ def test_a_store_into_any_instruction_of_a_first_tier_block_drops_it() -> None:
         h.run(100)
         assert h.translator.blocks_built == 0  # still the first tier
         assert h.x[rd] == before[rd - 5] + 100
+
+
+def _loop_with_late_path() -> list:
+    """40 rounds of a loop whose branch to ``late`` is first taken in round
+    30 (x5 >= x21), then every round; ``late`` adds 100 to x6 and rejoins."""
+    return A.assemble([A.addi(20, 0, 40), A.addi(21, 0, 30), A.lbl("top"), A.addi(5, 5, 1),
+                       A.br(5, 5, 21, "late"), A.lbl("back"), A.addi(20, 20, -1),
+                       A.br(1, 20, 0, "top"), A.EBREAK, A.lbl("late"), A.addi(6, 6, 100),
+                       A.jmp("back")])
+
+
+def test_regions_hold_the_paths_the_first_tier_took(monkeypatch) -> None:
+    monkeypatch.setattr(tier1, "HOT_AFTER", 5)
+    code = _loop_with_late_path()
+    late = BASE + 4 * (len(code) - 2)  # the addi of ``late``
+    h, _ = make_hart("fast", code)
+    h.run(10_000)
+    ref, _ = make_hart("reference", code)
+    ref.run(10_000)
+    assert (h.x[5], h.x[6], h.x[20]) == (ref.x[5], ref.x[6], ref.x[20]) == (40, 1100, 0)
+    # the loop's region was built before round 30: without ``late``, which
+    # the region leaves for (the first tier ran it, then a region of its own)
+    first = next(iter(h.translator.held))
+    assert late not in first.index and h.translator.blocks_built >= 2
+
+
+def test_regions_hold_every_path_when_pruning_is_off(monkeypatch) -> None:
+    import rvkvm.emulator.translator as T
+
+    monkeypatch.setattr(tier1, "HOT_AFTER", 5)
+    monkeypatch.setattr(T, "PRUNE_UNTAKEN", False)
+    code = _loop_with_late_path()
+    late = BASE + 4 * (len(code) - 2)
+    h, _ = make_hart("fast", code)
+    h.run(10_000)
+    assert (h.x[5], h.x[6]) == (40, 1100)
+    assert late in next(iter(h.translator.held)).index
