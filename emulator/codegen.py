@@ -235,6 +235,7 @@ def compile_function(name: str, params: str, body: List[str], glb: Dict[str, obj
 # Integer literals of generated source (decimal or hex, not part of a name
 # or of a float): what lifted_function turns into parameters.
 _LITERAL = re.compile(r"(?<![\w.])(?:0[xX][0-9a-fA-F]+|[0-9]+)(?![\w.])")
+_LITERAL_SPLIT = re.compile(f"({_LITERAL.pattern})")  # split() keeps the literals
 # Whether lifted_function lifts: on CPython a constant and a parameter
 # cost the same to load; PyPy's JIT folds a code object's constants into
 # its traces, which it would not do for a function's defaults.
@@ -245,6 +246,12 @@ def lift_literals(body: List[str]) -> Tuple[List[str], Tuple[int, ...]]:
     """``body`` with each integer literal replaced by a name ``_k0``,
     ``_k1``, ... (one per occurrence), and the literals' values in order.
     Lines holding a string literal are kept as they are."""
+    text = "\n".join(body)
+    if "'" not in text and '"' not in text:
+        parts = _LITERAL_SPLIT.split(text)  # text, literal, text, ..., text
+        literals = parts[1::2]
+        parts[1::2] = [f"_k{i}" for i in range(len(literals))]
+        return "".join(parts).split("\n"), tuple(int(v, 0) for v in literals)
     values: List[int] = []
 
     def name(m: re.Match[str]) -> str:
@@ -256,23 +263,38 @@ def lift_literals(body: List[str]) -> Tuple[List[str], Tuple[int, ...]]:
     return out, tuple(values)
 
 
+# Code objects of lifted functions by their lifted source: a hit costs a
+# dictionary lookup (no exec of a def); bounded like the code cache.
+_lifted: OrderedDict[Tuple[str, str, str, str], CodeType] = OrderedDict()
+
+
 def lifted_code(name: str, params: str, body: List[str], glb: Dict[str, object],
                 filename: str) -> Tuple[CodeType, Tuple[int, ...]]:
     """The code object of ``def name(params): body`` with its integer
     literals lifted into trailing parameters (lift_literals), and their
     values: the defaults to give those parameters. Instructions that differ
     only in their fields (registers, immediates, addresses) make the same
-    source, so one ``compile()`` serves them all (the code cache), and
-    making another costs a regular expression, not a compile.
+    source, so one ``compile()`` serves them all, and making another costs
+    a regular expression, not a compile.
     ``params`` must end with a parameter that has a default, or have none
     (the defaults are ``params``' own followed by the values)."""
     if LIFT_LITERALS:
         lines, values = lift_literals(body)
     else:
         lines, values = body, ()
+    key = (name, params, "\n".join(lines), filename)
+    with _code_lock:
+        code = _lifted.get(key)
+        if code is not None:
+            _lifted.move_to_end(key)
+            return code, values
     names = "".join(f", _k{i}=0" for i in range(len(values)))
-    fn = compile_function(name, params + names, lines, glb, filename)
-    return fn.__code__, values  # type: ignore[attr-defined]
+    code = compile_function(name, params + names, lines, glb, filename).__code__  # type: ignore[attr-defined]
+    with _code_lock:
+        _lifted[key] = code
+        while len(_lifted) > CODE_CACHE_ENTRIES:
+            _lifted.popitem(last=False)
+    return code, values
 
 
 def lifted_function(name: str, params: str, body: List[str], glb: Dict[str, object],

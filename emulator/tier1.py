@@ -302,6 +302,9 @@ def make_runner(body: List[Tuple[Callable[..., None], int]],
             term(H, X, F, term_pc, rt, wt)
         return length
 
+    if call is None:
+        return run
+
     def run_opaque(H: Any, X: List[int], F: List[int], lim: int) -> int:
         # PyPy (emulator.pypy): the per-word functions are called opaquely,
         # so this loop's trace does not grow a guard per instruction word
@@ -319,7 +322,7 @@ def make_runner(body: List[Tuple[Callable[..., None], int]],
             call(term, H, X, F, term_pc, rt, wt)
         return length
 
-    return run if call is None else run_opaque
+    return run_opaque
 
 
 class LiveIndex:

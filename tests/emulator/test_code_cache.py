@@ -38,6 +38,11 @@ def test_lift_literals_names_each_integer_and_keeps_names_floats_and_strings() -
     assert lines == ["X[_k0] = (X[_k1] + _k2) & _k3", "t1 = U8(b, _k4) if x2 else 1.5",
                      "raise Trap(2, 'x 7', 0)"]
     assert values == (10, 11, 16, (1 << 64) - 1, 3)
+    # without a string literal anywhere (the one-pass path): the same
+    lines, values = cg.lift_literals(["X[10] = (X[11] + 0x10) & 18446744073709551615",
+                                      "t1 = U8(b, 3) if x2 else 1.5"])
+    assert lines == ["X[_k0] = (X[_k1] + _k2) & _k3", "t1 = U8(b, _k4) if x2 else 1.5"]
+    assert values == (10, 11, 16, (1 << 64) - 1, 3)
 
 
 def test_lifted_functions_that_differ_in_literals_share_code(monkeypatch) -> None:
