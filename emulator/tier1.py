@@ -45,6 +45,15 @@ if TYPE_CHECKING:
 HOT_AFTER = 256
 # Writes to a page's code after which its blocks stay on this tier.
 SMC_PAGE_WRITES = 8
+# Runs of a live block after which it asks whether its page is still
+# being rewritten (read when the block is made; see Translator._live_retry):
+# a page whose bytes did not change since it was last looked at goes back
+# to blocks and regions (one more write makes it live again), so the
+# kernel's text, patched at boot (alternatives, jump labels, ftrace), is not
+# run a word at a time for ever; a page still changing waits longer each
+# time it was given a chance before (doubling, up to 2**LIVE_BACKOFF_MAX).
+LIVE_RETRY = 1024
+LIVE_BACKOFF_MAX = 8
 MAX_INSNS = 64
 CACHE_ENTRIES = 1 << 16  # per-word and per-address function caches (each)
 
@@ -394,8 +403,10 @@ def live_word(ctx: Ctx, views: bool, raw: int, glb: Dict[str, object]) -> LiveWo
 
 
 def make_live_runner(ctx: Ctx, pc: int, views: bool, glb: Dict[str, object], buf: Any,
-                     delta: int, words32: Any = None,
-                     halves: Any = None) -> Tuple[Callable[..., int], LiveIndex]:
+                     delta: int, words32: Any = None, halves: Any = None,
+                     retry: Optional[Callable[[], int]] = None,
+                     blk_ref: Optional[List[Any]] = None) -> Tuple[Callable[..., int],
+                                                                   LiveIndex]:
     """A block for a page whose code is rewritten often: it reads and
     looks up each instruction word as it runs (a dictionary lookup per
     instruction, per-word functions shared as above), so a write to the
@@ -404,14 +415,28 @@ def make_live_runner(ctx: Ctx, pc: int, views: bool, glb: Dict[str, object], buf
     fence.i (left to the interpreter), the page end or MAX_INSNS
     instructions. ``words32``, ``halves``: the buffer as 32-bit and 16-bit
     items (memoryviews), read without a call on CPython; else struct reads
-    of ``buf``."""
+    of ``buf``. ``retry`` (with ``blk_ref``, a list holding the block):
+    called after LIVE_RETRY runs, it gives the runs until its next call, or
+    0: the page is quiet, and the block leaves the context's block cache
+    (the next miss at its pc builds as for any page)."""
     rt, wt = ctx.rt, ctx.wt
     page_end = (pc & ~PAGE_MASK) + PAGE_MASK + 1
     state = [0, pc]
     u2, u4 = UNPACK[2], UNPACK[4]
     words = _live_words(ctx, views)
+    blocks = ctx.blocks
+    # runs until retry() (a closure cell: the cheapest count on CPython);
+    # without retry, never reaches 0
+    left = LIVE_RETRY if retry is not None else -1
 
     def run(H: Any, X: List[int], F: List[int], lim: int) -> int:
+        nonlocal left
+        left -= 1
+        if not left:
+            assert retry is not None and blk_ref is not None
+            left = retry()
+            if not left and blocks.get(pc) is blk_ref[0]:
+                del blocks[pc]
         cur = pc
         n = length = 0
         try:

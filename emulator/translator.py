@@ -61,6 +61,9 @@ NESTED_LOOPS = not ON_PYPY
 # fall-throughs and return points where no first-tier block was entered
 # are left out (region.discover). Read when a Translator is made.
 PRUNE_UNTAKEN = True
+# Live pages whose bytes a hart keeps to see whether they are still being
+# rewritten (4 KiB each: at most 32 MiB); past it a new live page stays live.
+MAX_LIVE_SNAPSHOTS = 8192
 
 # Generated source a hart may hold at once (characters), so a guest that
 # runs ever more different code cannot grow the host's memory without end.
@@ -199,6 +202,11 @@ class Translator:
         self.hot_after = tier1.HOT_AFTER
         self.tier1_views = not ON_PYPY
         self.live_pages = True  # rewritten pages run live blocks (tier1.make_live_runner)
+        # live pages: their bytes when last looked at, and the chances each
+        # was given to go back to blocks and regions (_live_retry)
+        self.live_seen: Dict[int, bytes] = {}
+        self.live_chances: Dict[int, int] = {}
+        self.live_quiet = 0  # chances given
         # regions hold only the paths the first tier took (region.discover)
         self.prune = PRUNE_UNTAKEN
         self.tier1_built = 0
@@ -308,9 +316,14 @@ class Translator:
                 hp = h.mem.host_page(ppn << PAGE_SHIFT, False)
                 if hp is not None:
                     words32, halves = hp[VIEW[4, False]], hp[VIEW[2, False]]
-            fn, live_index = tier1.make_live_runner(ctx, pc, self.tier1_views, self.glb, buf,
-                                                    delta, words32, halves)
-            blk = Block(fn, tier1.MAX_INSNS, live_index, pc)  # type: ignore[arg-type]
+            start = delta + (pc & ~PAGE_MASK)
+            if ppn not in self.live_seen and len(self.live_seen) < MAX_LIVE_SNAPSHOTS:
+                self.live_seen[ppn] = bytes(buf[start:start + PAGE_MASK + 1])
+            live_ref: List[Any] = [None]
+            fn, live_index = tier1.make_live_runner(
+                ctx, pc, self.tier1_views, self.glb, buf, delta, words32, halves,
+                lambda: self._live_retry(ppn, buf, start), live_ref)
+            blk = live_ref[0] = Block(fn, tier1.MAX_INSNS, live_index, pc)  # type: ignore[arg-type]
             blk.ppn = ppn
             ctx.blocks[pc] = blk
             ctx.add_code(pc)
@@ -337,6 +350,27 @@ class Translator:
         self.tier1_built += 1
         self.tier1_insns += len(index)
         return blk
+
+    def _live_retry(self, ppn: int, buf: Any, start: int) -> int:
+        """A live block of page ``ppn`` (its bytes at ``buf[start:]``) ran
+        LIVE_RETRY times (tier1.LIVE_RETRY): 0 if the page is quiet (its
+        bytes are what they were when last looked at: it gets a chance,
+        write count one below SMC_PAGE_WRITES, and its live blocks step
+        aside), else the runs until the next look (the bytes kept)."""
+        mem = self.h.mem
+        if mem.code_page_writes.get(ppn, 0) < tier1.SMC_PAGE_WRITES:
+            return 0  # another of its live blocks found it quiet
+        now = bytes(buf[start:start + PAGE_MASK + 1])
+        chances = self.live_chances.get(ppn, 0)
+        if self.live_seen.get(ppn) == now:
+            self.live_chances[ppn] = chances + 1
+            mem.code_page_writes[ppn] = tier1.SMC_PAGE_WRITES - 1
+            del self.live_seen[ppn]
+            self.live_quiet += 1
+            return 0
+        if ppn in self.live_seen or len(self.live_seen) < MAX_LIVE_SNAPSHOTS:
+            self.live_seen[ppn] = now
+        return tier1.LIVE_RETRY << min(chances, tier1.LIVE_BACKOFF_MAX)
 
     def _translate_new(self, ctx: Ctx, pc: int) -> Block:
         h = self.h

@@ -168,3 +168,39 @@ def test_regions_hold_every_path_when_pruning_is_off(monkeypatch) -> None:
     h.run(10_000)
     assert (h.x[5], h.x[6]) == (40, 1100)
     assert late in next(iter(h.translator.held)).index
+
+
+def _patching_then_steady() -> list:
+    """30 laps each store ``addi x6, x6, 1`` into the next instruction (the
+    page's code is rewritten often: live blocks), then 3,000 laps of a
+    loop on the same page that writes no code. x8 holds BASE (make_hart)."""
+    patch = A.addi(6, 6, 1)
+    slot = 4 * 4  # the nop after the sw (words 0-1: li32, 2: addi, 3: sw)
+    prog = [*A.li32(9, patch), A.addi(20, 0, 30), A.lbl("patch"),
+            A.s(0x23, 2, 8, 9, slot), A.addi(0, 0, 0), A.addi(20, 20, -1),
+            A.br(1, 20, 0, "patch"), A.addi(21, 0, 1500), A.lbl("steady"), A.addi(5, 5, 1),
+            A.addi(5, 5, 1), A.addi(21, 21, -1), A.br(1, 21, 0, "steady"), A.EBREAK]
+    return A.assemble(prog)
+
+
+def test_a_page_no_longer_rewritten_leaves_the_first_tier(monkeypatch) -> None:
+    monkeypatch.setattr(tier1, "LIVE_RETRY", 16)
+    monkeypatch.setattr(tier1, "HOT_AFTER", 8)
+    code = _patching_then_steady()
+    ref, _ = make_hart("reference", code, regs={8: BASE})
+    ref.run(100_000)
+    h, _ = make_hart("fast", code, regs={8: BASE})
+    h.run(100_000)
+    assert (h.x[5], h.x[6]) == (ref.x[5], ref.x[6]) == (3000, 30)
+    t = h.translator
+    # the page went live while it was patched, then quiet: the steady
+    # loop ran as a region
+    assert t.live_quiet >= 1 and t.blocks_built >= 1
+    assert h.mem.code_page_writes[BASE >> 12] < tier1.SMC_PAGE_WRITES
+
+
+def test_a_page_rewritten_all_along_stays_live(monkeypatch) -> None:
+    monkeypatch.setattr(tier1, "LIVE_RETRY", 16)
+    ref = self_modifying("reference")
+    fast = self_modifying("fast")
+    assert fast == ref
