@@ -292,17 +292,19 @@ def make_runner(body: List[Tuple[Callable[..., None], int]],
     it leaves the context's block cache and marks its pc hot."""
     rt, wt = ctx.rt, ctx.wt
     blocks, hot = ctx.blocks, ctx.hot
-    left = [count]
+    # entries left (a closure cell: the cheapest count on CPython); 0
+    # counts down from -1 and never reaches 0 again
+    left = count if count else -1
     term, term_pc = last if last is not None else (None, 0)
     call: Any = opaque_call
 
     def run(H: Any, X: List[int], F: List[int], lim: int) -> int:
-        if left[0]:
-            left[0] -= 1
-            if not left[0]:
-                hot.add(entry)
-                if blocks.get(entry) is blk_ref[0]:
-                    del blocks[entry]
+        nonlocal left
+        left -= 1
+        if not left:
+            hot.add(entry)
+            if blocks.get(entry) is blk_ref[0]:
+                del blocks[entry]
         for fn, p in body:
             fn(H, X, F, p, rt, wt)
         if term is None:
@@ -317,12 +319,12 @@ def make_runner(body: List[Tuple[Callable[..., None], int]],
     def run_opaque(H: Any, X: List[int], F: List[int], lim: int) -> int:
         # PyPy (emulator.pypy): the per-word functions are called opaquely,
         # so this loop's trace does not grow a guard per instruction word
-        if left[0]:
-            left[0] -= 1
-            if not left[0]:
-                hot.add(entry)
-                if blocks.get(entry) is blk_ref[0]:
-                    del blocks[entry]
+        nonlocal left
+        left -= 1
+        if not left:
+            hot.add(entry)
+            if blocks.get(entry) is blk_ref[0]:
+                del blocks[entry]
         for fn, p in body:
             call(fn, H, X, F, p, rt, wt)
         if term is None:
