@@ -64,6 +64,9 @@ PRUNE_UNTAKEN = True
 # Live pages whose bytes a hart keeps to see whether they are still being
 # rewritten (4 KiB each: at most 32 MiB); past it a new live page stays live.
 MAX_LIVE_SNAPSHOTS = 8192
+# First-tier entries a context remembers for PRUNE_UNTAKEN (a guest running
+# ever-new code cannot grow them without end): past it they start again.
+MAX_ENTERED = 1 << 20
 
 # Generated source a hart may hold at once (characters), so a guest that
 # runs ever more different code cannot grow the host's memory without end.
@@ -333,6 +336,8 @@ class Translator:
             ctx.add_code(pc)
             self.tier1_built += 1
             return blk
+        if len(ctx.entered) >= MAX_ENTERED:
+            ctx.entered.clear()  # ever-new code: forget the oldest paths (a bound, not a cache)
         ctx.entered.add(pc)
         since = h.mark_code_page(ppn)
         body, term, end, index = tier1.straight_run(h, ctx, pc, self.tier1_views, self.glb,

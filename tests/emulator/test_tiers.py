@@ -204,3 +204,15 @@ def test_a_page_rewritten_all_along_stays_live(monkeypatch) -> None:
     ref = self_modifying("reference")
     fast = self_modifying("fast")
     assert fast == ref
+
+
+def test_first_tier_entries_are_bounded(monkeypatch) -> None:
+    import rvkvm.emulator.translator as T
+
+    monkeypatch.setattr(tier1, "HOT_AFTER", 5)
+    monkeypatch.setattr(T, "MAX_ENTERED", 3)
+    code = _loop_with_late_path()
+    h, _ = make_hart("fast", code)
+    h.run(10_000)
+    assert (h.x[5], h.x[6]) == (40, 1100)
+    assert 0 < len(h.ctx.entered) <= 3
