@@ -298,13 +298,16 @@ def make_runner(body: List[Tuple[Callable[..., None], int]],
     term, term_pc = last if last is not None else (None, 0)
     call: Any = opaque_call
 
+    def promote() -> None:
+        hot.add(entry)
+        if blocks.get(entry) is blk_ref[0]:
+            del blocks[entry]
+
     def run(H: Any, X: List[int], F: List[int], lim: int) -> int:
         nonlocal left
         left -= 1
         if not left:
-            hot.add(entry)
-            if blocks.get(entry) is blk_ref[0]:
-                del blocks[entry]
+            promote()
         for fn, p in body:
             fn(H, X, F, p, rt, wt)
         if term is None:
@@ -322,9 +325,7 @@ def make_runner(body: List[Tuple[Callable[..., None], int]],
         nonlocal left
         left -= 1
         if not left:
-            hot.add(entry)
-            if blocks.get(entry) is blk_ref[0]:
-                del blocks[entry]
+            promote()
         for fn, p in body:
             call(fn, H, X, F, p, rt, wt)
         if term is None:
