@@ -208,34 +208,42 @@ _code_bytes = 0
 _code_lock = threading.Lock()
 
 
-def compile_function(name: str, params: str, body: List[str], glb: Dict[str, object],
-                     filename: str) -> object:
-    """Compile ``def name(params): body`` and return the function object."""
+def _module_code(src: str, filename: str) -> CodeType:
+    """``src`` compiled as a module, through the code cache."""
     global _code_bytes
-    src = f"def {name}({params}):\n" + "\n".join("    " + line for line in body) + "\n"
     key = (src, filename)
     with _code_lock:
         code = _code_cache.get(key)
         if code is not None:
             _code_cache.move_to_end(key)
-    if code is None:
-        code = compile(src, filename, "exec")
-        with _code_lock:
-            if key not in _code_cache:
-                _code_cache[key] = code
-                _code_bytes += len(src)
-            while len(_code_cache) > CODE_CACHE_ENTRIES or _code_bytes > CODE_CACHE_BYTES:
-                (old_src, _), _ = _code_cache.popitem(last=False)
-                _code_bytes -= len(old_src)
+            return code
+    code = compile(src, filename, "exec")
+    with _code_lock:
+        if key not in _code_cache:
+            _code_cache[key] = code
+            _code_bytes += len(src)
+        while len(_code_cache) > CODE_CACHE_ENTRIES or _code_bytes > CODE_CACHE_BYTES:
+            (old_src, _), _ = _code_cache.popitem(last=False)
+            _code_bytes -= len(old_src)
+    return code
+
+
+def _def_source(name: str, params: str, body: List[str]) -> str:
+    return f"def {name}({params}):\n" + "\n".join("    " + line for line in body) + "\n"
+
+
+def compile_function(name: str, params: str, body: List[str], glb: Dict[str, object],
+                     filename: str) -> object:
+    """Compile ``def name(params): body`` and return the function object."""
+    code = _module_code(_def_source(name, params, body), filename)
     ns: Dict[str, object] = {}
     exec(code, glb, ns)  # noqa: S102 - source built from instruction-bit integers only
     return ns[name]
 
 
 # Integer literals of generated source (decimal or hex, not part of a name
-# or of a float): what lifted_function turns into parameters.
-_LITERAL = re.compile(r"(?<![\w.])(?:0[xX][0-9a-fA-F]+|[0-9]+)(?![\w.])")
-_LITERAL_SPLIT = re.compile(f"({_LITERAL.pattern})")  # split() keeps the literals
+# or of a float), as split() keeps them: what lift_literals makes parameters.
+_LITERAL = re.compile(r"(?<![\w.])(0[xX][0-9a-fA-F]+|[0-9]+)(?![\w.])")
 # Whether lifted_function lifts: on CPython a constant and a parameter
 # cost the same to load; PyPy's JIT folds a code object's constants into
 # its traces, which it would not do for a function's defaults.
@@ -246,26 +254,28 @@ def lift_literals(body: List[str]) -> Tuple[List[str], Tuple[int, ...]]:
     """``body`` with each integer literal replaced by a name ``_k0``,
     ``_k1``, ... (one per occurrence), and the literals' values in order.
     Lines holding a string literal are kept as they are."""
-    text = "\n".join(body)
-    if "'" not in text and '"' not in text:
-        parts = _LITERAL_SPLIT.split(text)  # text, literal, text, ..., text
-        literals = parts[1::2]
-        parts[1::2] = [f"_k{i}" for i in range(len(literals))]
-        return "".join(parts).split("\n"), tuple(int(v, 0) for v in literals)
     values: List[int] = []
 
-    def name(m: re.Match[str]) -> str:
-        values.append(int(m.group(0), 0))
-        return f"_k{len(values) - 1}"
+    def lift(text: str) -> str:
+        parts = _LITERAL.split(text)  # text, literal, text, ..., text
+        literals = parts[1::2]
+        first = len(values)
+        values.extend(int(v, 0) for v in literals)
+        parts[1::2] = [f"_k{first + i}" for i in range(len(literals))]
+        return "".join(parts)
 
-    out = [line if ("'" in line or '"' in line) else _LITERAL.sub(name, line)
-           for line in body]
+    text = "\n".join(body)
+    if "'" not in text and '"' not in text:
+        out = lift(text).split("\n")  # one pass over the whole body
+    else:
+        out = [line if ("'" in line or '"' in line) else lift(line) for line in body]
     return out, tuple(values)
 
 
-# Code objects of lifted functions by their lifted source: a hit costs a
-# dictionary lookup (no exec of a def); bounded like the code cache.
-_lifted: OrderedDict[Tuple[str, str, str, str], CodeType] = OrderedDict()
+# The code objects of lifted functions by source: a cache of their own, so
+# that regions passing through the code cache do not evict them (they are
+# few, about 1,500 over Debian's boot, and each serves many instructions).
+_lifted: OrderedDict[Tuple[str, str], CodeType] = OrderedDict()
 
 
 def lifted_code(name: str, params: str, body: List[str], glb: Dict[str, object],
@@ -274,22 +284,24 @@ def lifted_code(name: str, params: str, body: List[str], glb: Dict[str, object],
     literals lifted into trailing parameters (lift_literals), and their
     values: the defaults to give those parameters. Instructions that differ
     only in their fields (registers, immediates, addresses) make the same
-    source, so one ``compile()`` serves them all, and making another costs
-    a regular expression, not a compile.
+    source, so one ``compile()`` (the code cache) serves them all, and
+    making another costs a regular expression, not a compile.
     ``params`` must end with a parameter that has a default, or have none
     (the defaults are ``params``' own followed by the values)."""
     if LIFT_LITERALS:
         lines, values = lift_literals(body)
     else:
         lines, values = body, ()
-    key = (name, params, "\n".join(lines), filename)
+    names = "".join(f", _k{i}=0" for i in range(len(values)))
+    key = (_def_source(name, params + names, lines), filename)
     with _code_lock:
         code = _lifted.get(key)
         if code is not None:
             _lifted.move_to_end(key)
             return code, values
-    names = "".join(f", _k{i}=0" for i in range(len(values)))
-    code = compile_function(name, params + names, lines, glb, filename).__code__  # type: ignore[attr-defined]
+    # the function's own code: a constant of the module's (no exec of the def)
+    module = compile(key[0], filename, "exec")
+    code = next(c for c in module.co_consts if isinstance(c, CodeType))
     with _code_lock:
         _lifted[key] = code
         while len(_lifted) > CODE_CACHE_ENTRIES:

@@ -324,8 +324,8 @@ class Translator:
                 if hp is not None:
                     words32, halves = hp[VIEW[4, False]], hp[VIEW[2, False]]
             start = delta + (pc & ~PAGE_MASK)
-            if ppn not in self.live_seen and len(self.live_seen) < MAX_LIVE_SNAPSHOTS:
-                self.live_seen[ppn] = bytes(buf[start:start + PAGE_MASK + 1])
+            if ppn not in self.live_seen:
+                self._keep_page(ppn, buf, start)
             live_ref: List[Any] = [None]
             fn, live_index = tier1.make_live_runner(
                 ctx, pc, self.tier1_views, self.glb, buf, delta, words32, halves,
@@ -369,17 +369,25 @@ class Translator:
         mem = self.h.mem
         if mem.code_page_writes.get(ppn, 0) < tier1.SMC_PAGE_WRITES:
             return 0  # another of its live blocks found it quiet
-        now = bytes(buf[start:start + PAGE_MASK + 1])
         chances = self.live_chances.get(ppn, 0)
-        if self.live_seen.get(ppn) == now:
+        if not self._keep_page(ppn, buf, start):  # unchanged since last looked at
             self.live_chances[ppn] = chances + 1
             mem.code_page_writes[ppn] = tier1.SMC_PAGE_WRITES - 1
             del self.live_seen[ppn]
             self.live_quiet += 1
             return 0
+        return tier1.LIVE_RETRY << min(chances, tier1.LIVE_BACKOFF_MAX)
+
+    def _keep_page(self, ppn: int, buf: Any, start: int) -> bool:
+        """Keep the bytes of live page ``ppn`` (at ``buf[start:]``) as last
+        looked at (at most MAX_LIVE_SNAPSHOTS pages); True if they differ
+        from those kept before (or none were)."""
+        now = bytes(buf[start:start + PAGE_MASK + 1])
+        if self.live_seen.get(ppn) == now:
+            return False
         if ppn in self.live_seen or len(self.live_seen) < MAX_LIVE_SNAPSHOTS:
             self.live_seen[ppn] = now
-        return tier1.LIVE_RETRY << min(chances, tier1.LIVE_BACKOFF_MAX)
+        return True
 
     def _translate_new(self, ctx: Ctx, pc: int) -> Block:
         h = self.h
