@@ -275,26 +275,26 @@ class Translator:
         if self.shared:
             shared = self.shared.get((ctx.fs_on, ctx.pmlen, ctx.pm_sign, pc))
             if shared is not None and shared.ctx is not ctx:
-                t0 = time.process_time()
+                t0 = time.thread_time()
                 try:
                     adopted = self._adopt(ctx, pc, shared)
                 finally:
-                    self.adopt_seconds += time.process_time() - t0
+                    self.adopt_seconds += time.thread_time() - t0
                 if adopted is not None:
                     return adopted
         if self.hot_after:
-            t0 = time.process_time()
+            t0 = time.thread_time()
             try:
                 first = self._first_tier(ctx, pc)
             finally:
-                self.tier1_seconds += time.process_time() - t0
+                self.tier1_seconds += time.thread_time() - t0
             if first is not None:
                 return first
-        t0 = time.process_time()
+        t0 = time.thread_time()
         try:
             return self._translate_new(ctx, pc)
         finally:
-            self.translate_seconds += time.process_time() - t0
+            self.translate_seconds += time.thread_time() - t0
 
     def _note_code(self, ctx: Ctx, pc: int, blk: Block) -> None:
         """``blk`` is cached for ``pc``: stores to its instructions drop it."""
