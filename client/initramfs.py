@@ -141,8 +141,15 @@ def busybox_applets(binary: bytes) -> List[str]:
 
 
 # Where busybox installs its applets (its applet_install_loc, simplified: the
-# ones a boot script needs in sbin, everything else in bin).
-_SBIN = frozenset("halt poweroff reboot init mdev modprobe insmod rmmod lsmod ifconfig "
+# ones a boot script needs in sbin, everything else in bin). But modprobe:
+# the kernel runs /sbin/modprobe (CONFIG_MODPROBE_PATH) for every module it
+# asks for while it boots (crypto algorithms, file systems, ...), and this
+# initramfs holds no modules, so each of those busybox processes could
+# only fail. Without /sbin/modprobe the kernel's request fails at once:
+# Debian's kernel reached the shell 7.6 M instructions and 12,000
+# first-tier blocks sooner, in 7% less time. The applet stays on the PATH,
+# as /bin/modprobe.
+_SBIN = frozenset("halt poweroff reboot init mdev insmod rmmod lsmod ifconfig "
                   "route switch_root pivot_root getty sysctl".split())
 
 INIT_MARKER = "rvkvm-init: up"

@@ -83,3 +83,14 @@ def test_busybox_root_has_init_console_and_links():
     init = members["init"]
     assert init.mode & 0o111 and init.data.startswith(b"#!/bin/sh\n")
     assert "etc/rvkvm.run" not in members
+
+
+def test_modprobe_is_on_the_path_but_not_where_the_kernel_runs_it():
+    # the kernel's module requests run /sbin/modprobe; the initramfs has no
+    # modules, so that path must not exist (the request fails at once),
+    # while the applet stays on the shell's PATH
+    fake = (b"\x7fELF junk\0\0" + b"[\0[[\0insmod\0modprobe\0sh\0\0" + b"tail")
+    members = {e.name: e for e in read_cpio(busybox_initramfs(fake))}
+    assert members["bin/modprobe"].data == b"/bin/busybox"
+    assert "sbin/modprobe" not in members
+    assert members["sbin/insmod"].data == b"/bin/busybox"
