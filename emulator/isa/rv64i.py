@@ -71,6 +71,13 @@ def jal(e: Emitter, d: Decoded) -> None:
 
 
 def jalr(e: Emitter, d: Decoded) -> None:
+    r = e.known(d.rs1)
+    if r is not None and r[0] == r[1]:
+        # a constant base (auipc then jalr: a call too far for jal): a
+        # known target, which the region's dispatcher compares as such
+        e.setx(d.rd, str(d.next_pc))
+        e.jump(str((r[0] + d.imm) & (M64 - 1)))
+        return
     t = e.tmp()
     e.emit(f"{t} = ({e.x(d.rs1)} + {d.imm}) & {M64 - 1}")
     e.setx(d.rd, str(d.next_pc))
