@@ -285,29 +285,38 @@ def _three_args(fn: Callable[..., None]) -> Callable[..., None]:
 
 def make_runner(body: List[Tuple[Callable[..., None], int]],
                 last: Optional[Tuple[Callable[..., None], int]],
-                end: int, length: int, ctx: Ctx, entry: int, count: int,
+                end: int, length: int, entry: int, count: int,
                 blk_ref: List[Any]) -> Callable[..., int]:
     """The block's function(H, X, F, lim): runs the body, sets H.pc,
     returns the instructions retired; after ``count`` entries (0: never)
-    it leaves the context's block cache and marks its pc hot."""
-    rt, wt = ctx.rt, ctx.wt
-    blocks, hot = ctx.blocks, ctx.hot
-    # entries left (a closure cell: the cheapest count on CPython); 0
-    # counts down from -1 and never reaches 0 again
-    left = count if count else -1
+    it leaves the block cache of the context it runs in and marks its pc
+    hot there.
+
+    It names no context: it reads the TLBs from the hart's current one
+    (the context whose block cache it was found in), so one block serves
+    every context of the same shape that maps its page to the same
+    physical page (Translator._adopt enters it there as it is). Past its
+    count, each of those contexts lets it go the next time it runs in it."""
+    # entries left (a closure cell: the cheapest count on CPython); a
+    # block that never goes hot starts too high to ever get there
+    left = count if count else 1 << 62
     term, term_pc = last if last is not None else (None, 0)
     call: Any = opaque_call
 
-    def promote() -> None:
-        hot.add(entry)
+    def promote(ctx: Ctx) -> None:
+        ctx.hot.add(entry)
+        blocks = ctx.blocks
         if blocks.get(entry) is blk_ref[0]:
             del blocks[entry]
 
     def run(H: Any, X: List[int], F: List[int], lim: int) -> int:
         nonlocal left
         left -= 1
-        if not left:
-            promote()
+        ctx = H.ctx
+        if left <= 0:
+            promote(ctx)
+        rt = ctx.rt
+        wt = ctx.wt
         for fn, p in body:
             fn(H, X, F, p, rt, wt)
         if term is None:
@@ -324,8 +333,11 @@ def make_runner(body: List[Tuple[Callable[..., None], int]],
         # so this loop's trace does not grow a guard per instruction word
         nonlocal left
         left -= 1
-        if not left:
-            promote()
+        ctx = H.ctx
+        if left <= 0:
+            promote(ctx)
+        rt = ctx.rt
+        wt = ctx.wt
         for fn, p in body:
             call(fn, H, X, F, p, rt, wt)
         if term is None:

@@ -345,7 +345,7 @@ class Translator:
         if index:
             ref: List[Any] = [None]
             count = 0 if smc else self.hot_after
-            fn = tier1.make_runner(body, term, end, len(index), ctx, pc, count, ref)
+            fn = tier1.make_runner(body, term, end, len(index), pc, count, ref)
             blk = ref[0] = Block(fn, len(index), index, pc)
             blk.parts = (body, term, end, count)
         else:
@@ -430,7 +430,9 @@ class Translator:
         """``blk`` is cached for ``pc`` in ``ctx``: contexts of the same
         shape may enter it too (see ``shared``)."""
         blk.ctx = ctx
-        self.shared[(ctx.fs_on, ctx.pmlen, ctx.pm_sign, pc)] = blk
+        key = (ctx.fs_on, ctx.pmlen, ctx.pm_sign, pc)
+        self.shared[key] = blk
+        ctx.shared_keys.add(key)
 
     def _adopt(self, ctx: Ctx, pc: int, other: Block) -> Optional[Block]:
         """``other``, cached for ``pc`` in another context of the same shape,
@@ -454,6 +456,14 @@ class Translator:
         if ppn != other.ppn:
             return None
         fn = other.fn
+        if owner is None and fn is not None:
+            # a first-tier block names no context (tier1.make_runner): the
+            # same block, in this context's cache too (it stays homed
+            # where it was built)
+            ctx.blocks[pc] = other
+            self._note_code(ctx, pc, other)
+            self.blocks_adopted += 1
+            return other
         if owner is not None:
             rt, wt, p = fn.__defaults__
             blk = Block(FunctionType(fn.__code__, fn.__globals__, fn.__name__,
@@ -461,17 +471,10 @@ class Translator:
                         other.length, other.index, pc)
             blk.owner = owner
             self.adopted.setdefault(owner, []).append((ctx, pc))
+            ctx.adopted_regions.add(owner)
             self.touch(owner)
-        elif fn is None:
-            blk = Block(None, NEVER, {}, pc)  # the interpreter's
         else:
-            assert other.parts is not None
-            body, term, end, count = other.parts
-            ref: List[Any] = [None]
-            blk = ref[0] = Block(tier1.make_runner(body, term, end, other.length, ctx, pc,
-                                                   count, ref),
-                                 other.length, other.index, pc)
-            blk.parts = other.parts
+            blk = Block(None, NEVER, {}, pc)  # the interpreter's
         blk.ppn = ppn
         blk.ctx = ctx
         ctx.blocks[pc] = blk
@@ -603,15 +606,19 @@ class Translator:
                 b = actx.blocks.get(pc) or actx.suspect.get(pc)
                 if actx is not ctx and b is not None and b.owner is region:
                     self.held[region] = actx
-                    shared[(actx.fs_on, actx.pmlen, actx.pm_sign, pc)] = b
+                    key = (actx.fs_on, actx.pmlen, actx.pm_sign, pc)
+                    shared[key] = b
+                    actx.shared_keys.add(key)
                     break
             else:
                 self.evict(region, ctx, False)
-        for aliases in self.adopted.values():
-            if any(actx is ctx for actx, _ in aliases):
+        for region in ctx.adopted_regions:
+            aliases = self.adopted.get(region)
+            if aliases:
                 aliases[:] = [(actx, pc) for actx, pc in aliases if actx is not ctx]
-        for key, b in list(shared.items()):
-            if b.ctx is ctx:
+        for key in ctx.shared_keys:
+            b = shared.get(key)
+            if b is not None and b.ctx is ctx:
                 del shared[key]
 
     def close(self) -> None:

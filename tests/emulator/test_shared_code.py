@@ -96,8 +96,13 @@ def test_contexts_share_code_of_the_same_physical_page() -> None:
     fast, built, adopted = scenario("fast")
     assert fast == ref
     assert [s[3] for s in fast[:4]] == [100, 200, 300, 300 + 100 * 100]
-    # spaces 1 (twice) enter the region built in space 0: nothing built
-    assert built[1] == built[2] == built[0]
+    # space 1 (twice) enters the first-tier blocks built in space 0: no
+    # first-tier block built again; their entries count in every space
+    # (one block), so the loop goes hot in the third run (300 laps) and its
+    # region is built once
+    assert built[1] == built[0]
+    assert built[2][1] == built[0][1]
+    assert built[2][0] - built[0][0] <= 1
     assert adopted[2] - adopted[0] >= 2
     # space 2 maps another page: its own code
     assert built[3][0] > built[2][0] or built[3][1] > built[2][1]
@@ -147,3 +152,21 @@ def test_many_contexts_agree(engine: str, monkeypatch) -> None:
     monkeypatch.setattr(hart_module, "MAX_CTXS", 3)
     seen, _ = contexts_scenario(engine, 5)
     assert [s[3] for s in seen] == [20 * (i + 1) for i in range(7)]
+
+
+def test_a_first_tier_block_serves_every_context_that_maps_its_page() -> None:
+    h, mem, roots = setup("fast")
+    enter(h, roots[0], 1)
+    first = lap(h, 5)
+    blk0 = h.ctx.blocks[VA]
+    assert blk0.parts is not None  # a first-tier block, not yet hot
+    enter(h, roots[1], 2)
+    assert lap(h, 5)[3] == first[3] + 5
+    # the same block object, entered with space 1's TLBs: its data store
+    # went to the page space 1 maps (the same DATA page here)
+    assert h.ctx.blocks[VA] is blk0
+    assert h.translator.blocks_adopted >= 1
+    # space 2 maps VA to another page: a block of its own
+    enter(h, roots[2], 3)
+    lap(h, 5)
+    assert h.ctx.blocks[VA] is not blk0
