@@ -19,7 +19,8 @@ CtxKey = Tuple[int, int, bool, int, bool, int, bool, bool]
 class Ctx:
     __slots__ = ("key", "priv", "data_priv", "fs_on", "pmlen", "pm_sign", "satp",
                  "sum", "mxr", "blocks", "inner", "suspect", "insns", "rt", "wt", "xt", "vcode",
-                 "leaf_bits", "span_tlb", "span_code", "hot", "entered", "used")
+                 "leaf_bits", "span_tlb", "span_code", "hot", "entered", "used",
+                 "code_ppns", "shared_keys", "adopted_regions")
 
     def __init__(self, key: CtxKey) -> None:
         self.key = key
@@ -60,6 +61,16 @@ class Ctx:
         # the paths the code has taken, which a region is built along
         self.entered: Set[int] = set()
         self.used = 0  # the hart's instret when it last entered this context
+        # What forgetting this context has to visit (Hart._drop_ctx,
+        # Translator.drop_context), so that it costs what the context
+        # holds, not a walk of every context's code (a guest starting
+        # processes drops one context per process): the physical pages
+        # it noted code of, its keys in the translator's shared map, the
+        # regions of other contexts it entered. Supersets: what was
+        # dropped since may still be named.
+        self.code_ppns: Set[int] = set()
+        self.shared_keys: Set[Tuple[bool, int, bool, int]] = set()
+        self.adopted_regions: Set[Any] = set()
 
     def flush_tlb(self) -> None:
         self.rt.clear()
@@ -140,6 +151,9 @@ class Ctx:
                 insns.pop(pc, None)
 
     def flush_code(self) -> None:
+        self.code_ppns.clear()
+        self.shared_keys.clear()
+        self.adopted_regions.clear()
         self.blocks.clear()
         self.inner.clear()
         self.suspect.clear()

@@ -219,7 +219,10 @@ class Hart:
         del self._ctxs[ctx.key]
         self.translator.drop_context(ctx)
         code = self._code
-        for ppn, entries in list(code.items()):
+        for ppn in ctx.code_ppns:
+            entries = code.get(ppn)
+            if not entries:
+                continue
             keep = [e for e in entries if e[0] is not ctx]
             if len(keep) != len(entries):
                 if keep:
@@ -319,6 +322,7 @@ class Hart:
         """Record that ``ctx`` caches code for ``pc`` read from bytes
         [start, end) (page offsets) of page ``ppn``."""
         self._code.setdefault(ppn, []).append((ctx, pc, start, end))
+        ctx.code_ppns.add(ppn)
         ctx.add_code(pc)
         if ppn not in self.mem.code_pages:
             self.mem.mark_code(ppn)
