@@ -264,4 +264,4 @@ def test_ctrl_c_is_quiet(server, tmp_path):
     proc = _start_spinning(tmp_path, "--server", server.address)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and err == b""
+    assert (proc.returncode, err) == (130, b"")
