@@ -606,9 +606,7 @@ class Translator:
                 b = actx.blocks.get(pc) or actx.suspect.get(pc)
                 if actx is not ctx and b is not None and b.owner is region:
                     self.held[region] = actx
-                    key = (actx.fs_on, actx.pmlen, actx.pm_sign, pc)
-                    shared[key] = b
-                    actx.shared_keys.add(key)
+                    self._share(actx, pc, b)
                     break
             else:
                 self.evict(region, ctx, False)
