@@ -8,7 +8,13 @@ driven ones (Linux's 8250 driver with ``console=ttyS0``).
 Transmitted bytes go straight to ``output``: the transmitter is always
 empty (LSR.THRE and LSR.TEMT set), so a THR write re-arms the THR-empty
 interrupt at once, as QEMU's serial.c does with a character backend that
-never blocks. Received bytes come from ``feed`` into the receive FIFO (16
+never blocks. Since it never fills, the device tree offers a transmit FIFO
+of ``TX_FIFO`` (128) bytes (``fifo-size``, ``tx-threshold`` 0, the 8250
+binding's properties) instead of a real 16550A's 16: Linux's 8250 driver
+then writes up to 128 bytes per THR-empty interrupt and per LSR poll of its
+console, where every interrupt and poll costs the VMM register exits
+(IIR, LSR, MSR, PLIC claim and complete). 128 stays below the coalesced
+MMIO ring's 169 entries, so a whole burst of THR writes waits in the ring. Received bytes come from ``feed`` into the receive FIFO (16
 bytes with FCR.FIFO on, else the one-byte RBR; beyond that the byte is lost
 and LSR.OE set). No line time is modelled: the character-timeout interrupt
 (FIFO below its trigger level) is reported as soon as data waits.
@@ -41,6 +47,7 @@ UART_BASE = 0x1000_0000  # QEMU virt / kvmtool
 UART_SIZE = 0x100
 UART_CLOCK = 3_686_400  # Hz, as QEMU's virt machine advertises
 UART_IRQ = 10  # the UART's PLIC source on QEMU virt (VIRT_UART0_IRQ)
+TX_FIFO = 128  # transmit FIFO bytes the device tree offers (see the module docstring)
 
 # register offsets
 RBR_THR_DLL, IER_DLM, IIR_FCR, LCR, MCR, LSR, MSR, SCR = range(8)
@@ -234,14 +241,22 @@ class Uart16550:
     # -- device tree -------------------------------------------------------------
 
     def dt_node(self, base: int = UART_BASE, size: int = UART_SIZE,
-                irq: Optional[int] = None, interrupt_parent: Optional[int] = None) -> Node:
+                irq: Optional[int] = None, interrupt_parent: Optional[int] = None,
+                tx_fifo: int = TX_FIFO) -> Node:
         """The ``serial@...`` node; with ``irq`` and the interrupt
-        controller's phandle, its ``interrupts``/``interrupt-parent``."""
+        controller's phandle, its ``interrupts``/``interrupt-parent``.
+        ``tx_fifo``: the ``fifo-size`` offered, with ``tx-threshold`` 0 so
+        the driver fills all of it per burst (16: a plain 16550A's node)."""
+        if not 1 <= tx_fifo <= 0xFFFF_FFFF:
+            raise ValueError(f"tx_fifo must be a positive u32, not {tx_fifo}")
         node = Node(f"serial@{base:x}", {
             "compatible": "ns16550a",
             "reg": [base >> 32, base & 0xFFFF_FFFF, size >> 32, size & 0xFFFF_FFFF],
             "clock-frequency": UART_CLOCK,
         })
+        if tx_fifo != 16:
+            node.props["fifo-size"] = tx_fifo
+            node.props["tx-threshold"] = 0
         if irq is not None:
             if interrupt_parent is None:
                 raise ValueError("an interrupt needs the interrupt controller's phandle")

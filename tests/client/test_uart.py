@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import List
 
+import pytest
+
 from rvkvm.client.devices import (
     FCR_CLEAR_RX,
     FCR_FIFO_ON,
@@ -193,3 +195,13 @@ def test_device_tree_node_names_its_interrupt():
     node = u.dt_node(irq=UART_IRQ, interrupt_parent=3)
     assert node.props["interrupts"] == [10] and node.props["interrupt-parent"] == 3
     assert "interrupts" not in u.dt_node().props
+
+
+def test_device_tree_offers_the_transmit_fifo_the_model_never_fills():
+    u, _, _ = irq_uart()
+    props = u.dt_node().props
+    assert props["fifo-size"] == 128 and props["tx-threshold"] == 0
+    plain = u.dt_node(tx_fifo=16).props
+    assert "fifo-size" not in plain and "tx-threshold" not in plain
+    with pytest.raises(ValueError):
+        u.dt_node(tx_fifo=0)
