@@ -18,7 +18,7 @@ CtxKey = Tuple[int, int, bool, int, bool, int, bool, bool]
 
 class Ctx:
     __slots__ = ("key", "priv", "data_priv", "fs_on", "pmlen", "pm_sign", "satp",
-                 "sum", "mxr", "blocks", "inner", "suspect", "insns", "rt", "wt", "xt", "vcode",
+                 "sum", "mxr", "blocks", "inner", "suspect", "insns", "rt", "wt", "xt", "mt", "vcode",
                  "leaf_bits", "span_tlb", "span_code", "hot", "entered", "used",
                  "code_ppns", "shared_keys", "adopted_regions")
 
@@ -41,6 +41,13 @@ class Ctx:
         self.rt: Dict[int, Tuple[Any, ...]] = {}
         self.wt: Dict[int, Tuple[Any, ...]] = {}
         self.xt: Dict[int, Tuple[Any, int, int]] = {}
+        # Translations of device (non-RAM) pages, which the TLBs above do
+        # not hold (their entries are host buffers): virtual page base |
+        # access kind (LOAD 1, STORE 2) -> physical page base. Without it
+        # every MMIO access walks the page table, twice when it comes from
+        # a block (once there, once in the interpreter that runs it). Any
+        # fence drops all of it: a handful of pages, refilled by one walk.
+        self.mt: Dict[int, int] = {}
         # virtual page -> pcs of the code cached for it (blocks, set-aside
         # blocks, interpreter entries; some may be gone): what a fence of
         # one page sets aside
@@ -76,6 +83,7 @@ class Ctx:
         self.rt.clear()
         self.wt.clear()
         self.xt.clear()
+        self.mt.clear()
         self.leaf_bits = PAGE_SHIFT
         self.span_tlb.clear()
         self.span_code.clear()
@@ -129,6 +137,8 @@ class Ctx:
         the largest leaf size seen) and set aside the code read through
         them."""
         blocks, suspect, insns, vcode = self.blocks, self.suspect, self.insns, self.vcode
+        if self.mt:
+            self.mt.clear()
         if self.leaf_bits == PAGE_SHIFT:
             for tlb in (self.rt, self.wt, self.xt):
                 if tlb:

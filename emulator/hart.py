@@ -921,6 +921,23 @@ class Hart:
     def _phys(self, va: int, access: int) -> int:
         return self.translate(va, access, self.ctx.data_priv)
 
+    def _data_phys(self, va: int, access: int) -> int:
+        """``_phys`` for an access within one page (LOAD or STORE) that the
+        TLBs missed: a device page's translation comes from ``ctx.mt``
+        when a walk made it before (RAM pages go to the TLBs instead)."""
+        ctx = self.ctx
+        key = (va & ~PAGE_MASK) | access
+        base = ctx.mt.get(key)
+        if base is not None:
+            pa = base | (va & PAGE_MASK)
+            if not self.mem.is_ram(pa):
+                return pa
+            ctx.mt.pop(key, None)  # RAM there now (a memory slot came): walk, for the TLBs
+        pa = self.translate(va, access, ctx.data_priv)
+        if ctx.satp and ctx.data_priv != PRV_M and not self.mem.is_ram(pa):
+            ctx.mt[key] = pa & ~PAGE_MASK
+        return pa
+
     def load_u(self, va: int, size: int, pc: int) -> int:
         try:
             return self._load(va, size)
@@ -940,7 +957,7 @@ class Hart:
                 for i in range(size):
                     value |= self._load((va + i) & M64, 1) << (8 * i)
                 return value
-        pa = self._phys(va, LOAD)
+        pa = self._data_phys(va, LOAD)
         if self._in_block and not self.mem.is_ram(pa):
             raise StepInstead()
         try:
@@ -987,7 +1004,7 @@ class Hart:
                 for i, pa in enumerate(pas):
                     self._write_phys(pa, 1, (value >> (8 * i)) & 0xFF, (va + i) & M64)
                 return
-        pa = self._phys(va, STORE)
+        pa = self._data_phys(va, STORE)
         if self._in_block and not self.mem.is_ram(pa):
             raise StepInstead()
         self._write_phys(pa, size, value, va)
