@@ -59,11 +59,15 @@ def test_destroyed_vm(kvm):
 def test_destroying_a_vm_ends_its_running_vcpu(kvm):
     vm, (vcpu,) = new_vm(kvm)
     load(vm, vcpu, [jump_self()])
-    threading.Timer(0.2, vm.destroy).start()
+    timer = threading.Timer(0.2, vm.destroy)
+    timer.start()
     with pytest.raises(KvmError) as info:
         while True:
             vcpu.run()  # a kick (INTR) or EBADF once the VM is gone
     assert info.value.errno == errno.EBADF
+    # the Run can fail before DestroyVm's own reply is back: wait for it, so
+    # that it does not outlive this test's channel
+    timer.join()
 
 
 def test_malformed_requests(channel, kvm):
