@@ -110,6 +110,12 @@ class Hart:
         self.reservation: Optional[Tuple[int, int]] = None
         self._in_block = False  # translated code is running (see StepInstead)
         self._step_next = False  # run the next instruction on the interpreter
+        # A device store the host completes in place (a KVM host's in-kernel
+        # MMIO bus: coalesced zones): called as (pa, size, value) for a store
+        # outside RAM, from the interpreter with ``pc`` at the store; True
+        # when it took the store (the instruction then completes), False to
+        # do the store as any other device access.
+        self.mmio_store_hook: Optional[Callable[[int, int, int], bool]] = None
         # block bookkeeping (filled by the translator)
         self.exc_done = 0
         # ppn -> [(ctx, pc, first byte, end byte)]: the code cached from it
@@ -1005,8 +1011,13 @@ class Hart:
                     self._write_phys(pa, 1, (value >> (8 * i)) & 0xFF, (va + i) & M64)
                 return
         pa = self._data_phys(va, STORE)
-        if self._in_block and not self.mem.is_ram(pa):
-            raise StepInstead()
+        hook = self.mmio_store_hook
+        if self._in_block or hook is not None:
+            if not self.mem.is_ram(pa):
+                if self._in_block:
+                    raise StepInstead()
+                if hook is not None and hook(pa, size, value):
+                    return
         self._write_phys(pa, size, value, va)
         self._fill(self.ctx.wt, va, pa, True)
 

@@ -104,6 +104,10 @@ class CoalescedMmioRing:
         with self._lock:
             return list(self._zones)
 
+    def has_zones(self) -> bool:
+        """Whether any MMIO zone is registered (no lock: a snapshot)."""
+        return bool(self._mmio_zones)
+
     def write(self, phys_addr: int, length: int, data: Union[bytes, bytearray]) -> bool:
         """Queue an MMIO store if a zone takes it and the ring has room;
         False: it exits to userspace as KVM_EXIT_MMIO."""

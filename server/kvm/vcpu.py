@@ -168,6 +168,7 @@ class Vcpu:
                          pmlens=vm.host_pmlens)
         self.hart.intercept_mtraps = True
         self.hart.wfi_skip = False  # the VM decides WFI time skips (Vm.halt)
+        self.hart.mmio_store_hook = self._coalesce_store
         self.config = plat.new_vcpu_config()
         self.backend = HartBackend(self)
         self.onereg = OneRegMap(plat, self.config, self.backend)
@@ -828,6 +829,30 @@ class Vcpu:
 
         self._completion = complete
         return exit_
+
+    def _coalesce_store(self, phys_addr: int, size: int, value: int) -> bool:
+        """The in-kernel MMIO bus, without leaving the hart's run: a store
+        into a coalesced zone with room in the ring is queued and the guest
+        goes on (True), by the same rules as ``_mmio_exit`` (an instruction
+        KVM can decode, aligned). Anything else (False) takes the ordinary
+        path: an MMIO exit, or the error ``_mmio_exit`` gives."""
+        ring = self.vm.coalesced_mmio
+        if not ring.has_zones() or phys_addr & (size - 1):
+            return False
+        try:
+            raw = self.hart.fetch(self.hart.pc)[0]
+        except (Trap, GuestExit):
+            return False
+        insn = decode_mem_insn(raw)
+        if insn is None or not insn.is_store or insn.size != size:
+            return False
+        data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+        if not ring.write(phys_addr, size, data):
+            return False
+        counts = self.counts
+        counts["exits"] += 1  # a KVM host exits to its in-kernel bus here
+        counts["mmio_exit_kernel"] += 1
+        return True
 
     def _readonly_store(self, va: int) -> Tuple[bool, Optional[X.Exit]]:
         """A store to a read-only memslot is an MMIO write (KVM G-stage
