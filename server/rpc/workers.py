@@ -156,6 +156,9 @@ class WorkerClient:
         self._ids = itertools.count(1)
         self._pending: Dict[int, _Waiter] = {}
         self.dead: Optional[KvmError] = None
+        # die() is finding out why: calls made meanwhile wait in _pending
+        # and get the reason with the others (not a vaguer one first)
+        self._dying = False
         self.vms: Dict[int, VmProxy] = {}
         self.vcpus: Dict[Tuple[int, int], VcpuProxy] = {}
         self.restarts = 0
@@ -304,13 +307,18 @@ class WorkerClient:
 
     # -- death ----------------------------------------------------------
 
+    @property
+    def gone(self) -> bool:
+        """Dead or dying: no new VMs go here, the watchdog leaves it alone."""
+        return self.dead is not None or self._dying
+
     def die(self, why: Optional[str]) -> None:
         """Mark the worker dead (``why`` None: its channel ended), kill it,
         fail every waiting call and wake every vCPU's Run."""
         with self._lock:
-            if self.dead is not None:
+            if self.dead is not None or self._dying:
                 return
-            self.dead = lost_vm(f"worker {self.index} (pid {self.pid}) is gone")
+            self._dying = True
         if self.process.poll() is None:
             with _suppress_oserror():
                 os.kill(self.pid, signal.SIGKILL)
@@ -765,7 +773,7 @@ class WorkerPool:
         """A VM on the least loaded live worker, and that worker's scheduler."""
         now = time.monotonic()
         with self._lock:
-            live = [w for w in self.workers if w.dead is None]
+            live = [w for w in self.workers if not w.gone]
         if not live:
             raise KvmError(errno.EHOSTDOWN, "no worker process is running")
         worker = min(live, key=lambda w: (w.busy_vcpus(now), len(w.vms), w.index))
@@ -801,7 +809,7 @@ class WorkerPool:
             with self._lock:
                 workers = list(self.workers)
             for worker in workers:
-                if worker.dead is not None:
+                if worker.gone:
                     continue
                 if worker.overrun(time.monotonic(), self.timeout):
                     worker.die(f"worker {worker.index} overran a run slice's wall-time bound "
