@@ -14,9 +14,11 @@ binding's properties) instead of a real 16550A's 16: Linux's 8250 driver
 then writes up to 128 bytes per THR-empty interrupt and per LSR poll of its
 console, where every interrupt and poll costs the VMM register exits
 (IIR, LSR, MSR, PLIC claim and complete). 128 stays below the coalesced
-MMIO ring's 169 entries, so a whole burst of THR writes waits in the ring. Received bytes come from ``feed`` into the receive FIFO (16
-bytes with FCR.FIFO on, else the one-byte RBR; beyond that the byte is lost
-and LSR.OE set). No line time is modelled: the character-timeout interrupt
+MMIO ring's 169 entries, so a whole burst of THR writes waits in the ring.
+
+Received bytes come from ``feed`` into the receive FIFO (16 bytes with
+FCR.FIFO on, else the one-byte RBR; beyond that the byte is lost and LSR.OE
+set). No line time is modelled: the character-timeout interrupt
 (FIFO below its trigger level) is reported as soon as data waits.
 
 Interrupts (IER, IIR, 16550 data sheet): IIR reports the highest-priority

@@ -18,7 +18,8 @@ CtxKey = Tuple[int, int, bool, int, bool, int, bool, bool]
 
 class Ctx:
     __slots__ = ("key", "priv", "data_priv", "fs_on", "pmlen", "pm_sign", "satp",
-                 "sum", "mxr", "blocks", "inner", "suspect", "insns", "rt", "wt", "xt", "mt", "vcode",
+                 "sum", "mxr", "blocks", "inner", "suspect", "insns", "rt", "wt", "xt", "mt", "mt_epoch",
+                 "vcode",
                  "leaf_bits", "span_tlb", "span_code", "hot", "entered", "used",
                  "code_ppns", "shared_keys", "adopted_regions")
 
@@ -46,8 +47,11 @@ class Ctx:
         # access kind (LOAD 1, STORE 2) -> physical page base. Without it
         # every MMIO access walks the page table, twice when it comes from
         # a block (once there, once in the interpreter that runs it). Any
-        # fence drops all of it: a handful of pages, refilled by one walk.
+        # fence drops all of it: a handful of pages, refilled by one walk;
+        # so does a change of the memory map (``mt_epoch``: the memory's
+        # epoch the entries were made in), which may have put RAM there.
         self.mt: Dict[int, int] = {}
+        self.mt_epoch = -1
         # virtual page -> pcs of the code cached for it (blocks, set-aside
         # blocks, interpreter entries; some may be gone): what a fence of
         # one page sets aside

@@ -932,16 +932,17 @@ class Hart:
         TLBs missed: a device page's translation comes from ``ctx.mt``
         when a walk made it before (RAM pages go to the TLBs instead)."""
         ctx = self.ctx
+        mt = ctx.mt
+        if ctx.mt_epoch != self.mem.epoch:
+            mt.clear()
+            ctx.mt_epoch = self.mem.epoch
         key = (va & ~PAGE_MASK) | access
-        base = ctx.mt.get(key)
+        base = mt.get(key)
         if base is not None:
-            pa = base | (va & PAGE_MASK)
-            if not self.mem.is_ram(pa):
-                return pa
-            ctx.mt.pop(key, None)  # RAM there now (a memory slot came): walk, for the TLBs
+            return base | (va & PAGE_MASK)
         pa = self.translate(va, access, ctx.data_priv)
         if ctx.satp and ctx.data_priv != PRV_M and not self.mem.is_ram(pa):
-            ctx.mt[key] = pa & ~PAGE_MASK
+            mt[key] = pa & ~PAGE_MASK
         return pa
 
     def load_u(self, va: int, size: int, pc: int) -> int:
@@ -1012,12 +1013,11 @@ class Hart:
                 return
         pa = self._data_phys(va, STORE)
         hook = self.mmio_store_hook
-        if self._in_block or hook is not None:
-            if not self.mem.is_ram(pa):
-                if self._in_block:
-                    raise StepInstead()
-                if hook is not None and hook(pa, size, value):
-                    return
+        if (self._in_block or hook is not None) and not self.mem.is_ram(pa):
+            if self._in_block:
+                raise StepInstead()
+            if hook is not None and hook(pa, size, value):
+                return
         self._write_phys(pa, size, value, va)
         self._fill(self.ctx.wt, va, pa, True)
 

@@ -55,7 +55,7 @@ from .backend import HEDELEG_DEFAULT
 from .errors import KvmError
 from .fwft import fwft_reset
 from .hart_backend import SEIP_BIT, HartBackend
-from .insn import decode_mem_insn, sign_extend
+from .insn import MemInsn, decode_mem_insn, sign_extend
 from .profiles import ISA_BY_NAME_ID
 from .reglist import OneRegMap
 from .sbi import MAX_FENCE_RANGES, REQ_FENCE_I, REQ_IPI, REQ_SFENCE_VMA, handle_ecall
@@ -807,12 +807,7 @@ class Vcpu:
                    value: int) -> Optional[X.MmioExit]:
         """KVM_EXIT_MMIO for the load/store at pc (decoded as KVM does), or
         None for a store the coalesced-MMIO ring took (the guest goes on)."""
-        insn = decode_mem_insn(self._insn_at_pc())
-        if insn is None or insn.is_store != is_write:
-            raise KvmError(errno.EOPNOTSUPP, f"MMIO by an instruction KVM cannot emulate "
-                           f"at {self.hart.pc:#x}")
-        if phys_addr & (size - 1):
-            raise KvmError(errno.EIO, f"misaligned MMIO at {phys_addr:#x}")
+        insn = self._mmio_insn(phys_addr, size, is_write)
         exit_ = X.MmioExit(phys_addr, size, is_write, value)
         # kvm_riscv_vcpu_mmio_store: the in-kernel MMIO bus (coalesced zones) first
         if is_write and self.vm.coalesced_mmio.write(phys_addr, size, exit_.data):
@@ -830,24 +825,30 @@ class Vcpu:
         self._completion = complete
         return exit_
 
+    def _mmio_insn(self, phys_addr: int, size: int, is_write: bool) -> MemInsn:
+        """The load/store at pc as KVM decodes it for MMIO; KvmError
+        EOPNOTSUPP for one it cannot emulate, EIO for a misaligned access."""
+        insn = decode_mem_insn(self._insn_at_pc())
+        if insn is None or insn.is_store != is_write:
+            raise KvmError(errno.EOPNOTSUPP, f"MMIO by an instruction KVM cannot emulate "
+                           f"at {self.hart.pc:#x}")
+        if phys_addr & (size - 1):
+            raise KvmError(errno.EIO, f"misaligned MMIO at {phys_addr:#x}")
+        return insn
+
     def _coalesce_store(self, phys_addr: int, size: int, value: int) -> bool:
         """The in-kernel MMIO bus, without leaving the hart's run: a store
         into a coalesced zone with room in the ring is queued and the guest
-        goes on (True), by the same rules as ``_mmio_exit`` (an instruction
-        KVM can decode, aligned). Anything else (False) takes the ordinary
-        path: an MMIO exit, or the error ``_mmio_exit`` gives."""
+        goes on (True), by the rules of ``_mmio_exit``. Anything else
+        (False) takes the ordinary path: an MMIO exit, or its error."""
         ring = self.vm.coalesced_mmio
-        if not ring.has_zones() or phys_addr & (size - 1):
+        if not ring.has_zones():
             return False
         try:
-            raw = self.hart.fetch(self.hart.pc)[0]
-        except (Trap, GuestExit):
-            return False
-        insn = decode_mem_insn(raw)
-        if insn is None or not insn.is_store or insn.size != size:
-            return False
-        data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
-        if not ring.write(phys_addr, size, data):
+            self._mmio_insn(phys_addr, size, True)
+        except KvmError:
+            return False  # _mmio_exit raises it again, on the ordinary path
+        if not ring.write(phys_addr, size, X.MmioExit(phys_addr, size, True, value).data):
             return False
         counts = self.counts
         counts["exits"] += 1  # a KVM host exits to its in-kernel bus here
