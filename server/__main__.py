@@ -153,6 +153,14 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
                         default=ServerConfig.switch_interval * 1000, metavar="MS",
                         help="sys.setswitchinterval of the server process in milliseconds "
                         f"(0: leave Python's; {ServerConfig.switch_interval * 1000:g})")
+    parser.add_argument("--accept-loops", type=int, default=ServerConfig.accept_loops,
+                        metavar="N", help="call requests each method keeps waiting in grpc's "
+                        "core beside grpc's own, so that quick calls are not held there "
+                        f"behind others ({ServerConfig.accept_loops}; 0: grpc's alone)")
+    parser.add_argument("--run-accept-loops", type=int, default=ServerConfig.run_accept_loops,
+                        metavar="N", help="the same for Run, RunStream and RunMany: Runs "
+                        "beyond what the vCPU slices can take wait in grpc's core "
+                        f"({ServerConfig.run_accept_loops})")
 
 
 def _tenancy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -318,7 +326,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                           worker_python=args.worker_python, worker_timeout=args.worker_timeout,
                           run_threads=args.run_threads, run_slice=args.run_slice,
                           slice_time=args.slice_ms / 1000,
-                          switch_interval=args.switch_interval_ms / 1000)
+                          switch_interval=args.switch_interval_ms / 1000,
+                          accept_loops=args.accept_loops,
+                          run_accept_loops=args.run_accept_loops)
     try:
         _tenancy_config(args, config)
     except (TenantsError, ValueError) as err:

@@ -19,6 +19,7 @@ from rvkvm.server.kvm import KvmSystem
 from rvkvm.v1 import kvm_pb2 as pb
 from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
+from .accept import AcceptLoops, HandlerRecorder, default_policy
 from .calls import CallInterceptor
 from .config import ServerConfig
 from .interceptors import (
@@ -63,8 +64,10 @@ class Server:
                  health_servicer: health.aio.HealthServicer,
                  pools: Tuple[ThreadPoolExecutor, ...], activity: ActivityInterceptor,
                  ledger: Ledger, metrics: Metrics, reaper: LeaseReaper,
-                 metrics_listen: str = "", workers: Optional[WorkerPool] = None) -> None:
+                 metrics_listen: str = "", workers: Optional[WorkerPool] = None,
+                 accept: Optional[AcceptLoops] = None) -> None:
         self.grpc_server = grpc_server
+        self.accept = accept
         self.registry = registry
         self.ledger = ledger
         self.metrics = metrics
@@ -80,6 +83,8 @@ class Server:
         if self._metrics_listen:
             self.metrics_port = self.metrics.serve(self._metrics_listen)
         await self.grpc_server.start()
+        if self.accept is not None:
+            self.accept.start()
         self.reaper.start()
         self.registry.scheduler.watch.start()
 
@@ -109,7 +114,9 @@ class Server:
         await self.reaper.stop()
         await self.registry.scheduler.watch.stop()
         self.registry.begin_drain()
-        await self.grpc_server.stop(grace)
+        await self.grpc_server.stop(grace)  # fails the accept loops' requests too
+        if self.accept is not None:
+            await self.accept.stop()
         self.registry.destroy_all()
         self.metrics.close()
         self.registry.scheduler.shutdown()
@@ -171,30 +178,34 @@ async def create_server(address: str,
     ops_pool = ThreadPoolExecutor(config.ops_threads, thread_name_prefix="rvkvm-ops")
     limits = config.limits
     activity = ActivityInterceptor()
+    interceptors = [ChainedInterceptor(activity, KvmErrorInterceptor(),
+                                       CallInterceptor(tenants, metrics),
+                                       MalformedRequestInterceptor())]
     server = grpc.aio.server(
         # the first is outermost: activity counts every call a drain waits
         # on; the call interceptor (logs, metrics) sees the KvmError before
         # it becomes a status; bad request bytes become EINVAL before anything else.
         # One interceptor for grpc to run per call, the layers built into each
         # method's handler once.
-        interceptors=[ChainedInterceptor(activity, KvmErrorInterceptor(),
-                                         CallInterceptor(tenants, metrics),
-                                         MalformedRequestInterceptor())],
+        interceptors=interceptors,
         options=NO_PORT_REUSE + PENDING_CALLS + [
                  ("grpc.max_receive_message_length", limits.max_message),
                  ("grpc.max_send_message_length", limits.max_message),
                  *config.grpc_options],
     )
+    # services register through the recorder: the extra accept loops
+    # resolve handlers from the same tables as grpc's own loop
+    recorder = HandlerRecorder(server)
     pb_grpc.add_KvmServicer_to_server(
         KvmServicer(registry, limits, config.max_vms, pacing, ops_pool,
-                    ledger=ledger, metrics=metrics, lease=config.lease), server)
+                    ledger=ledger, metrics=metrics, lease=config.lease), recorder)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, recorder)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     if config.reflection:
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), recorder)
     try:
         if config.tls_cert or config.tls_key:
             port = server.add_secure_port(address, server_credentials(config))
@@ -210,8 +221,10 @@ async def create_server(address: str,
              tls=bool(config.tls_cert), mtls=bool(config.tls_client_ca),
              tenants=tenants.names if tenants else None, lease_s=config.lease,
              max_memory=ledger.max_memory)
+    accept = AcceptLoops(server, recorder, interceptors,
+                         default_policy(config.accept_loops, config.run_accept_loops))
     return Server(server, registry, health_servicer, (ops_pool,), activity, ledger, metrics,
-                  reaper, config.metrics_listen, workers), port
+                  reaper, config.metrics_listen, workers, accept), port
 
 
 def _expired(entry: VmEntry, lease: float) -> bool:

@@ -42,6 +42,12 @@ class ServerConfig:
     # instead of CPython's 5 ms, other callers' ONE_REG p99 while 40 vCPUs
     # run busy guests fell from 105 to 29 ms (bench.service fair).
     switch_interval: float = 0.001
+    # Accept loops per method beside grpc's own one (``accept.AcceptLoops``):
+    # ``accept_loops`` for the calls that answer at once, ``run_accept_loops``
+    # for Run, RunStream and RunMany (every Run accepted costs event-loop
+    # time while it waits for a slice; the rest wait in grpc's core).
+    accept_loops: int = 8
+    run_accept_loops: int = 1
     # Per-request limits (transfer sizes, batch sizes, message size, ids).
     limits: RequestLimits = field(default_factory=RequestLimits)
     # Guest time per retired instruction in nanoseconds (None: one timebase
