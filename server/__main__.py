@@ -198,6 +198,9 @@ def _configure_logging(level: str, json_logs: bool) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelName(level.upper())),
+        # a logger is built once, not on every call through its proxy (the
+        # per-RPC log line: once per call, also when its level is filtered out)
+        cache_logger_on_first_use=True,
     )
 
 

@@ -29,7 +29,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 import grpc
 import structlog
@@ -108,6 +108,10 @@ class CallInterceptor(_AroundInterceptor):
         self._metrics = metrics
         self._log = logger or structlog.get_logger("rvkvm.rpc")
         self._types: Dict[str, str] = {}
+        # the metrics' labelled children, looked up once per method (and
+        # code) instead of through ``labels()`` on every call
+        self._children: Dict[str, Tuple[Any, Any]] = {}
+        self._handled: Dict[Tuple[str, str], Any] = {}
 
     def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         self._types[method] = rpc_type(handler.request_streaming, handler.response_streaming)
@@ -124,10 +128,15 @@ class CallInterceptor(_AroundInterceptor):
         call = Call(method, request_id=_request_id(metadata))
         token = CURRENT.set(call)
         bound = structlog.contextvars.bind_contextvars(request_id=call.request_id)
-        service, name = split_method(method)
-        kind = self._types.get(method, "unary")
-        if self._metrics is not None:
-            self._metrics.started.labels(service, name, kind).inc()
+        children = self._children.get(method)
+        if children is None and self._metrics is not None:
+            service, name = split_method(method)
+            kind = self._types.get(method, "unary")
+            children = (self._metrics.started.labels(service, name, kind),
+                        self._metrics.handling.labels(service, name, kind))
+            self._children[method] = children
+        if children is not None:
+            children[0].inc()
         code = grpc.StatusCode.OK
         level = "info"
         errno_name = error = ""
@@ -167,9 +176,15 @@ class CallInterceptor(_AroundInterceptor):
                 code = grpc.StatusCode.CANCELLED
             call.release()
             seconds = time.perf_counter() - start
-            if self._metrics is not None:
-                self._metrics.handled.labels(service, name, kind, code.name).inc()
-                self._metrics.handling.labels(service, name, kind).observe(seconds)
+            if children is not None:
+                handled = self._handled.get((method, code.name))
+                if handled is None:
+                    service, name = split_method(method)
+                    handled = self._metrics.handled.labels(  # type: ignore[union-attr]
+                        service, name, self._types.get(method, "unary"), code.name)
+                    self._handled[(method, code.name)] = handled
+                handled.inc()
+                children[1].observe(seconds)
             fields: Dict[str, Any] = {
                 "method": method, "code": code.name,
                 "duration_ms": round(seconds * 1000, 3), "request_id": call.request_id,
