@@ -35,6 +35,7 @@ from .rpc.tenants import Tenants, TenantsError, parse_size
 
 PROG = "rvkvm-server"
 EXIT_USAGE = 2
+MAX_ACCEPT_LOOPS = 256  # per method: each is a task and a call request in the core
 ENGINE_ALIASES = {"interp": "reference"}  # the spelling of older releases
 # After the drain, the calls still in flight (short ones: Runs ended at the
 # drain) get this long to finish before they are cancelled; a loaded server
@@ -128,6 +129,16 @@ def _worker_arguments(parser: argparse.ArgumentParser) -> None:
                         "this long is killed and replaced (its VMs are lost)")
 
 
+def _loops(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of accept loops: {text!r}") from None
+    if not 0 <= value <= MAX_ACCEPT_LOOPS:
+        raise argparse.ArgumentTypeError(f"must be 0..{MAX_ACCEPT_LOOPS}, not {value}")
+    return value
+
+
 def _workers(text: str) -> int:
     try:
         value = int(text)
@@ -153,11 +164,11 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
                         default=ServerConfig.switch_interval * 1000, metavar="MS",
                         help="sys.setswitchinterval of the server process in milliseconds "
                         f"(0: leave Python's; {ServerConfig.switch_interval * 1000:g})")
-    parser.add_argument("--accept-loops", type=int, default=ServerConfig.accept_loops,
+    parser.add_argument("--accept-loops", type=_loops, default=ServerConfig.accept_loops,
                         metavar="N", help="call requests each method keeps waiting in grpc's "
                         "core beside grpc's own, so that quick calls are not held there "
                         f"behind others ({ServerConfig.accept_loops}; 0: grpc's alone)")
-    parser.add_argument("--run-accept-loops", type=int, default=ServerConfig.run_accept_loops,
+    parser.add_argument("--run-accept-loops", type=_loops, default=ServerConfig.run_accept_loops,
                         metavar="N", help="the same for Run, RunStream and RunMany: Runs "
                         "beyond what the vCPU slices can take wait in grpc's core "
                         f"({ServerConfig.run_accept_loops})")

@@ -119,3 +119,19 @@ def test_stop_ends_every_loop_and_later_calls_fail_cleanly() -> None:
 async def _stop_then(thread: ServerThread, done: threading.Event) -> None:
     await asyncio.wait_for(thread.server.stop(None), 20)
     done.set()
+
+
+def test_the_flags_set_the_loops_and_refuse_bad_counts(capsys: pytest.CaptureFixture) -> None:
+    from rvkvm.server.__main__ import MAX_ACCEPT_LOOPS, _parse
+
+    args = _parse(["--accept-loops", "3", "--run-accept-loops", "0"])
+    assert (args.accept_loops, args.run_accept_loops) == (3, 0)
+    defaults = _parse([])
+    assert (defaults.accept_loops, defaults.run_accept_loops) == (
+        ServerConfig.accept_loops, ServerConfig.run_accept_loops)
+    for flag, value in (("--accept-loops", "-1"), ("--run-accept-loops", "x"),
+                        ("--accept-loops", str(MAX_ACCEPT_LOOPS + 1))):
+        with pytest.raises(SystemExit) as exit_:
+            _parse([flag, value])
+        assert exit_.value.code == 2
+        assert f"argument {flag}:" in capsys.readouterr().err
