@@ -120,6 +120,7 @@ class AcceptLoops:
         self._tasks: List[asyncio.Task] = []
         self._calls: Set[asyncio.Task] = set()
         self.accepted = 0
+        self.failures = 0  # loops that ended on a request the core refused at once
         self.installed = False
         self.unsupported: Optional[str] = None
 
@@ -149,12 +150,20 @@ class AcceptLoops:
     async def _accept(self, cygrpc: Any, aio: Any, resolver: Any, method: str,
                       loop: asyncio.AbstractEventLoop) -> None:
         name = method.encode()
+        failed = getattr(cygrpc, "_RequestCallError", None)
         while aio.is_running():
             try:
                 rpc_state = await aio._request_registered_call(name)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the server is shutting down: its requests fail
+            except Exception as exc:
+                # The core failed the request: at a shutdown every request
+                # fails so; while serving, ask again (as grpc's loop does).
+                # A request refused at once (grpc's InternalError) would be
+                # refused again: this loop ends, grpc's own goes on.
+                if failed is not None and isinstance(exc, failed):
+                    continue
+                self.failures += 1
                 return
             self.accepted += 1
             coro = cygrpc._handle_rpc(method, resolver, self._interceptors, rpc_state, loop,

@@ -135,3 +135,51 @@ def test_the_flags_set_the_loops_and_refuse_bad_counts(capsys: pytest.CaptureFix
             _parse([flag, value])
         assert exit_.value.code == 2
         assert f"argument {flag}:" in capsys.readouterr().err
+
+
+def test_a_failed_request_is_made_again_and_a_refused_one_ends_the_loop() -> None:
+    class RequestFailed(Exception):
+        pass
+
+    class Refused(Exception):
+        pass
+
+    handled = []
+
+    class FakeCygrpc:
+        _RequestCallError = RequestFailed
+
+        @staticmethod
+        def _handle_rpc(method, resolver, interceptors, rpc_state, loop, exceeded):
+            async def handle() -> None:
+                handled.append((method, rpc_state, exceeded))
+            return handle()
+
+        @staticmethod
+        async def _schedule_rpc_coro(coro, rpc_state, loop, method):
+            await coro
+
+    outcomes = [RequestFailed(), "call-1", RequestFailed(), "call-2", Refused(), "never"]
+
+    class FakeAio:
+        def is_running(self) -> bool:
+            return True
+
+        async def _request_registered_call(self, name: bytes) -> str:
+            assert name == b"/svc/M"
+            outcome = outcomes.pop(0)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+
+    loops = accept.AcceptLoops(None, accept.HandlerRecorder(None), (), lambda m: 1)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        await loops._accept(FakeCygrpc, FakeAio(), None, "/svc/M", loop)
+        await asyncio.gather(*loops._calls)
+
+    asyncio.run(main())
+    assert handled == [("/svc/M", "call-1", False), ("/svc/M", "call-2", False)]
+    assert (loops.accepted, loops.failures) == (2, 1)
+    assert outcomes == ["never"]
