@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set
 
 import grpc
 import structlog
@@ -185,3 +185,24 @@ class AcceptLoops:
     @property
     def loops(self) -> int:
         return len(self._tasks)
+
+
+class AcceptCollector:
+    """Prometheus figures of the accept loops: how many run (0 where this
+    grpcio lacks the API they use: an upgrade that drops it shows here)
+    and the calls they took."""
+
+    def __init__(self, loops: AcceptLoops) -> None:
+        self._loops = loops
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        running = GaugeMetricFamily("rvkvm_accept_loops",
+                                    "accept loops beside grpc's own (0: grpc's loop alone)")
+        running.add_metric([], sum(1 for t in self._loops._tasks if not t.done()))
+        taken = CounterMetricFamily("rvkvm_accept_loop_calls",
+                                    "calls the accept loops took from gRPC's core")
+        taken.add_metric([], self._loops.accepted)
+        yield running
+        yield taken

@@ -19,7 +19,7 @@ from rvkvm.server.kvm import KvmSystem
 from rvkvm.v1 import kvm_pb2 as pb
 from rvkvm.v1 import kvm_pb2_grpc as pb_grpc
 
-from .accept import AcceptLoops, HandlerRecorder, default_policy
+from .accept import AcceptCollector, AcceptLoops, HandlerRecorder, default_policy
 from .calls import CallInterceptor
 from .config import ServerConfig
 from .interceptors import (
@@ -223,6 +223,7 @@ async def create_server(address: str,
              max_memory=ledger.max_memory)
     accept = AcceptLoops(server, recorder, interceptors,
                          default_policy(config.accept_loops, config.run_accept_loops))
+    metrics.registry.register(AcceptCollector(accept))
     return Server(server, registry, health_servicer, (ops_pool,), activity, ledger, metrics,
                   reaper, config.metrics_listen, workers, accept), port
 

@@ -183,3 +183,23 @@ def test_a_failed_request_is_made_again_and_a_refused_one_ends_the_loop() -> Non
     assert handled == [("/svc/M", "call-1", False), ("/svc/M", "call-2", False)]
     assert (loops.accepted, loops.failures) == (2, 1)
     assert outcomes == ["never"]
+
+
+def test_the_metrics_show_the_loops_and_the_calls_they_took(loops_server: ServerThread) -> None:
+    from rvkvm.server.rpc.accept import AcceptCollector
+
+    loops = loops_server.server.accept
+    channel = grpc.insecure_channel(loops_server.address)
+    try:
+        kvm = Kvm(channel, timeout=30)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: kvm.get_host_info(), range(100)))
+    finally:
+        channel.close()
+    families = {f.name: f for f in AcceptCollector(loops).collect()}
+    assert families["rvkvm_accept_loops"].samples[0].value == loops.loops > 0
+    taken = families["rvkvm_accept_loop_calls"].samples[0].value
+    assert taken == loops.accepted > 0
+    # the server's registry serves them
+    text = loops_server.server.metrics.registry.get_sample_value("rvkvm_accept_loops")
+    assert text == loops.loops
