@@ -137,7 +137,14 @@ class AcceptLoops:
         if not isinstance(aio, cygrpc.AioServer):
             self.unsupported = "not a grpc.aio server"
             return
-        resolver = cygrpc._MethodResolver(self._recorder.generic, self._recorder.registered)
+        try:
+            resolver = cygrpc._MethodResolver(self._recorder.generic,
+                                              self._recorder.registered)
+        except Exception as exc:  # a grpcio whose resolver is built otherwise
+            self.unsupported = f"grpcio {grpc.__version__}: cygrpc._MethodResolver: {exc}"
+            log.warning("extra accept loops unavailable: grpc's own accept loop alone "
+                        "(one call request per method)", reason=self.unsupported)
+            return
         loop = asyncio.get_running_loop()
         for method in self._recorder.registered:
             for _ in range(max(0, self._loops_for(method))):

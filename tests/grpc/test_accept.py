@@ -203,3 +203,24 @@ def test_the_metrics_show_the_loops_and_the_calls_they_took(loops_server: Server
     # the server's registry serves them
     text = loops_server.server.metrics.registry.get_sample_value("rvkvm_accept_loops")
     assert text == loops.loops
+
+
+def test_a_resolver_that_cannot_be_built_leaves_grpcs_own_loop_serving(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from grpc._cython import cygrpc
+
+    class Different:
+        def __init__(self, only_one: object) -> None:
+            pass
+
+    monkeypatch.setattr(cygrpc, "_MethodResolver", Different)
+    thread = ServerThread(_config(accept_loops=4)).start()
+    try:
+        loops = thread.server.accept
+        assert loops is not None and not loops.installed and loops.loops == 0
+        assert "_MethodResolver" in (loops.unsupported or "")
+        channel = grpc.insecure_channel(thread.address)
+        assert Kvm(channel, timeout=30).create_vm().create_vcpu(0).get_reg("core pc") == 0
+        channel.close()
+    finally:
+        thread.stop()
