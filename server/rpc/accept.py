@@ -2,17 +2,17 @@
 
 grpc's core hands a new call to the application only against a call
 request the application made beforehand, one per registered method. The
-``grpc.aio`` server of grpcio 1.7x/1.8x keeps exactly one such request per
-method and makes the next only after the event loop has gone round for the
-last (a task, an ``asyncio.wait`` over every method's request, another
-task): under load every method accepts about one call per few loop
+``grpc.aio`` server of recent grpcio (since grpc/grpc#41796; 1.85.3 here)
+keeps exactly one such request per method and makes the next only after
+the event loop has gone round for the last (a task, an ``asyncio.wait``
+over every method's request, another task): under load every method accepts about one call per few loop
 iterations, and the calls beyond that wait inside the core, in arrival
 order, unseen by the server's own scheduling. Measured with
 ``bench.load`` (16 client processes x 64 busy VMs on 2 cores, grpcio
 1.85.3): GetOneReg p50 264 ms at the client while the server took 6 ms
 from accepting it to answering it; 1,024 Runs waiting in the core for a
-worker pool that was three quarters idle. (grpc/grpc#43461 replaces that
-accept loop upstream.)
+worker pool that was three quarters idle. (grpc/grpc#43461, open, proposes
+a persistent accept loop upstream.)
 
 ``AcceptLoops`` adds, per method, a number of persistent accept loops of
 its own beside grpc's: each makes a call request for its method, hands the
