@@ -126,24 +126,20 @@ class AcceptLoops:
 
     def start(self) -> None:
         """Start the loops (after ``server.start()``), or say why not."""
-        self.unsupported = supported()
-        log = structlog.get_logger("rvkvm.server")
-        if self.unsupported is not None:
-            log.warning("extra accept loops unavailable: grpc's own accept loop alone "
-                        "(one call request per method)", reason=self.unsupported)
+        reason = supported()
+        if reason is not None:
+            self._unavailable(reason)
             return
         cygrpc = _cygrpc()
         aio = getattr(self._server, "_server", None)
         if not isinstance(aio, cygrpc.AioServer):
-            self.unsupported = "not a grpc.aio server"
+            self._unavailable("not a grpc.aio server")
             return
         try:
             resolver = cygrpc._MethodResolver(self._recorder.generic,
                                               self._recorder.registered)
         except Exception as exc:  # a grpcio whose resolver is built otherwise
-            self.unsupported = f"grpcio {grpc.__version__}: cygrpc._MethodResolver: {exc}"
-            log.warning("extra accept loops unavailable: grpc's own accept loop alone "
-                        "(one call request per method)", reason=self.unsupported)
+            self._unavailable(f"grpcio {grpc.__version__}: cygrpc._MethodResolver: {exc}")
             return
         loop = asyncio.get_running_loop()
         for method in self._recorder.registered:
@@ -152,7 +148,14 @@ class AcceptLoops:
                     self._accept(cygrpc, aio, resolver, method, loop),
                     name=f"rvkvm-accept {method}"))
         self.installed = True
-        log.debug("accept loops", loops=len(self._tasks), grpcio=grpc.__version__)
+        structlog.get_logger("rvkvm.server").debug("accept loops", loops=len(self._tasks),
+                                                   grpcio=grpc.__version__)
+
+    def _unavailable(self, reason: str) -> None:
+        self.unsupported = reason
+        structlog.get_logger("rvkvm.server").warning(
+            "extra accept loops unavailable: grpc's own accept loop alone "
+            "(one call request per method)", reason=reason)
 
     async def _accept(self, cygrpc: Any, aio: Any, resolver: Any, method: str,
                       loop: asyncio.AbstractEventLoop) -> None:
@@ -191,7 +194,13 @@ class AcceptLoops:
 
     @property
     def loops(self) -> int:
+        """Loops started."""
         return len(self._tasks)
+
+    @property
+    def running(self) -> int:
+        """Loops still taking calls."""
+        return sum(1 for task in self._tasks if not task.done())
 
 
 class AcceptCollector:
@@ -207,7 +216,7 @@ class AcceptCollector:
 
         running = GaugeMetricFamily("rvkvm_accept_loops",
                                     "accept loops beside grpc's own (0: grpc's loop alone)")
-        running.add_metric([], sum(1 for t in self._loops._tasks if not t.done()))
+        running.add_metric([], self._loops.running)
         taken = CounterMetricFamily("rvkvm_accept_loop_calls",
                                     "calls the accept loops took from gRPC's core")
         taken.add_metric([], self._loops.accepted)
