@@ -166,6 +166,7 @@ async def create_server(address: str,
     metrics = Metrics(ledger, lambda: tenants.names if tenants else [OPEN_TENANT])
     if workers is not None:
         metrics.registry.register(WorkerCollector(workers))
+    registry.scheduler.watch.lag_observers.append(metrics.loop_lag.observe)
 
     def destroy_expired(entry: VmEntry) -> bool:
         try:

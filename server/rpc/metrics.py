@@ -29,6 +29,8 @@ EXIT_NAMES: Dict[int, str] = {
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0, 30.0, 60.0)
 
+LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
 
 def rpc_type(client_streaming: bool, server_streaming: bool) -> str:
     if client_streaming and server_streaming:
@@ -103,6 +105,11 @@ class Metrics:
         self.unauthenticated = Counter("rvkvm_unauthenticated",
                                        "calls refused for missing or invalid credentials",
                                        registry=r)
+        self.loop_lag = Histogram(
+            "rvkvm_event_loop_lag_seconds",
+            "how late the server's event loop ran a timer (sampled every 50 ms): how long "
+            "a call that is ready waits for the loop, the front end's own queue",
+            buckets=LAG_BUCKETS, registry=r)
         r.register(_UsageCollector(ledger, tenants))
         self._http: Optional[Any] = None
 

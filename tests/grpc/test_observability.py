@@ -4,6 +4,7 @@ settings from flags, environment and a config file."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -318,3 +319,43 @@ def test_server_tls_settings_have_their_own_environment_names(monkeypatch):
     args = _parse([])
     assert (args.tls_cert, args.tls_key, args.tls_client_ca) == (
         "/server/cert.pem", "/server/key.pem", "/server/ca.pem")
+
+
+def test_the_loop_watch_measures_how_late_the_event_loop_runs():
+    from rvkvm.server.rpc.scheduler import LoopWatch
+
+    seen: list = []
+
+    async def main() -> None:
+        watch = LoopWatch(lag_period=0.01)
+        watch.lag_observers.append(seen.append)
+        watch.start()
+        await asyncio.sleep(0.05)
+        quiet = len(seen)
+        time.sleep(0.2)  # the loop is held: the next timer runs ~0.2 s late
+        await asyncio.sleep(0.05)
+        await watch.stop()
+        after = len(seen)
+        await asyncio.sleep(0.05)
+        assert quiet >= 2
+        assert len(seen) == after  # stopped: no more samples
+        assert max(seen) >= 0.15
+        assert min(seen) < 0.05
+
+    asyncio.run(main())
+
+
+def test_the_server_exports_its_event_loop_lag():
+    thread = ServerThread(ServerConfig(engine="fast", workers=0)).start()
+    try:
+        registry = thread.server.metrics.registry
+        deadline = time.monotonic() + 10
+        while (registry.get_sample_value("rvkvm_event_loop_lag_seconds_count") or 0) < 3:
+            assert time.monotonic() < deadline, "no loop lag samples"
+            time.sleep(0.05)
+        assert registry.get_sample_value("rvkvm_event_loop_lag_seconds_sum") >= 0
+        # an idle loop runs its timers in time
+        assert registry.get_sample_value("rvkvm_event_loop_lag_seconds_bucket",
+                                         {"le": "0.5"}) >= 1
+    finally:
+        thread.stop()
