@@ -23,6 +23,9 @@ NO_DEADLINE = 1 << 64
 
 # satp.MODE -> (levels, virtual address bits)
 PAGING_MODES = {8: (3, 39), 9: (4, 48), 10: (5, 57)}
+# Entries of a hart's page-walk cache (Hart._pwc: (satp, va >> 21) -> the
+# last-level page table); a full one starts again.
+PWC_ENTRIES = 4096
 
 # access kinds for the MMU
 FETCH, LOAD, STORE = 0, 1, 2
@@ -127,6 +130,9 @@ class Hart:
         self.n_sfence_vma = 0
         self.n_code_flushes = 0  # all translated code dropped
         self.leaf_bits = PAGE_SHIFT  # page offset bits of the last leaf walked
+        # the page-walk cache (translate): (satp, va >> 21) -> the physical
+        # address of the last-level table that maps that 2 MiB span
+        self._pwc: Dict[Tuple[int, int], int] = {}
         mem.add_code_listener(self._code_written)
         mem.add_mark_listener(self._code_marked)
         self._mem_epoch = mem.epoch
@@ -140,6 +146,7 @@ class Hart:
     # ------------------------------------------------------------------
     # state
     def reset_csrs(self) -> None:
+        self._pwc = {}
         self.mstatus = C.MSTATUS_XL64
         self.misa = C.MISA_RV64GC
         self.medeleg = 0
@@ -242,6 +249,7 @@ class Hart:
         self.ctx = self._ctx_for_state()
 
     def flush_tlbs(self) -> None:
+        self._pwc.clear()
         for ctx in self._ctxs.values():
             ctx.flush_tlb()
 
@@ -522,7 +530,14 @@ class Hart:
         ASIDs keep theirs). Contexts without address translation are
         untouched. Translated code of the fenced pages stays, set aside: a
         block is used again when its page still maps to the physical page
-        it was read from (most fences change no code mapping)."""
+        it was read from (most fences change no code mapping).
+
+        The walk cache (non-leaf entries) is emptied by a fence of every
+        address only: one of an address orders only the leaf entries that
+        map it (privileged spec, SFENCE.VMA), and Linux fences everything
+        when it frees or replaces a page table."""
+        if vaddr is None:
+            self._pwc.clear()
         for ctx in list(self._ctxs.values()):
             if not ctx.satp:
                 continue  # no translation in this context
@@ -826,9 +841,16 @@ class Hart:
         if top != 0 and top != (1 << (65 - vabits)) - 1:
             raise Trap(_PAGE_FAULT[access], va)
         ms = self.mstatus
-        a = (satp & ((1 << 44) - 1)) << PAGE_SHIFT
         mem = self.mem
-        level = levels - 1
+        # the walk cache: the last-level table of this 2 MiB span, where an
+        # earlier walk found one through valid non-leaf entries
+        pwc_key = (satp, va >> (PAGE_SHIFT + 9))
+        a = self._pwc.get(pwc_key)
+        if a is not None:
+            level = 0
+        else:
+            a = (satp & ((1 << 44) - 1)) << PAGE_SHIFT
+            level = levels - 1
         while True:
             pte_addr = a + ((va >> (PAGE_SHIFT + 9 * level)) & 511) * 8
             try:
@@ -847,6 +869,11 @@ class Hart:
                 raise Trap(_PAGE_FAULT[access], va)
             a = ((pte >> 10) & ((1 << 44) - 1)) << PAGE_SHIFT
             level -= 1
+            if level == 0:
+                pwc = self._pwc
+                if len(pwc) >= PWC_ENTRIES:
+                    pwc.clear()
+                pwc[pwc_key] = a
         # Leaf permission checks.
         if access == FETCH:
             ok = pte & PTE_X

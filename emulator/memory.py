@@ -124,6 +124,9 @@ class PhysMemory:
     def __init__(self) -> None:
         self._bases: List[int] = []
         self._regions: List[Region] = []
+        # the region find() found last (most accesses fall in the RAM slot
+        # the one before did): tried before the search
+        self._last: Optional[Region] = None
         # Physical page numbers that hold translated code: stores there go
         # through the slow path and invalidate the blocks built from them.
         self.code_pages: Set[int] = set()
@@ -174,6 +177,7 @@ class PhysMemory:
         i = self._regions.index(region)
         del self._regions[i]
         del self._bases[i]
+        self._last = None
         self.epoch += 1
         if isinstance(region, RamRegion):
             first = region.base >> PAGE_SHIFT
@@ -186,10 +190,14 @@ class PhysMemory:
         return tuple(self._regions)
 
     def find(self, paddr: int) -> Optional[Region]:
+        r = self._last
+        if r is not None and r.base <= paddr < r.end:
+            return r
         i = bisect.bisect_right(self._bases, paddr) - 1
         if i >= 0:
             r = self._regions[i]
             if paddr < r.end:
+                self._last = r
                 return r
         return None
 
@@ -346,6 +354,7 @@ class PhysMemory:
                 r.close()
         self._regions.clear()
         self._bases.clear()
+        self._last = None
 
 
 __all__ = [
