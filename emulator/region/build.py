@@ -30,6 +30,10 @@ from .exits import BlockExit
 from .facts import Facts, Specialised
 from .loops import UNROLL, Structurer
 
+# Registers a region reads from ``X`` from which its prologue unpacks the
+# whole list instead of reading each (the unsigned flavour's).
+UNPACK_FROM = 12
+
 
 class RegionCode(NamedTuple):
     """A region's function, as source (see build_region)."""
@@ -54,6 +58,11 @@ def build_region(ctx: Ctx, entry: int, blocks: Dict[int, List[Decoded]], signed:
     if signed:
         out: List[str] = [f"x{r} = SX(X[{r}])" for r in sorted(e.used)]
         wb = [f"X[{r}] = x{r} & {M64}" for r in sorted(e.written)]
+    elif len(e.used) >= UNPACK_FROM:
+        # one unpacking of the whole list costs less than this many
+        # subscripts (CPython 3.11: about 126 ns against 11 ns a register)
+        out = [", ".join(f"x{r}" if r in e.used else "_" for r in range(32)) + " = X"]
+        wb = [f"X[{r}] = x{r}" for r in sorted(e.written)]
     else:
         out = [f"x{r} = X[{r}]" for r in sorted(e.used)]
         wb = [f"X[{r}] = x{r}" for r in sorted(e.written)]
