@@ -24,7 +24,11 @@ vCPUs with ``--probe-threads`` threads, one runs a health check every
 ``HEALTH_PERIOD`` s. The parent samples the server's resident memory
 (``/proc/PID/status``) and times a gRPC health check every 0.5 s. It prints
 ops/s and latency percentiles per kind (in-client and probe figures side
-by side), errors by status code, and the server's memory.
+by side), errors by status code, and the server's memory; for a server it
+started (with ``--metrics-listen``), also the server's own view from its
+metrics over the same time: its handling time of GetOneReg and Run, and
+how late its event loop ran (``rvkvm_event_loop_lag_seconds``), so that
+time spent in the front end's queue shows apart from time in the clients.
 """
 
 from __future__ import annotations
@@ -317,6 +321,78 @@ def _percentiles(values: List[float]) -> str:
             f"max {values[-1] * 1000:8.1f} ms")
 
 
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+Buckets = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
+
+
+def _scrape(port: int) -> Buckets:
+    """The server's histogram buckets and counts: (sample name, labels) -> value
+    (empty if it does not answer)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name.endswith(("_bucket", "_count"))}
+
+
+def _quantiles(before: Buckets, after: Buckets, name: str,
+               labels: Dict[str, str]) -> Optional[Tuple[float, float, int]]:
+    """(p50, p99, count) in ms of histogram ``name`` with ``labels``
+    between two scrapes, interpolated within buckets as Prometheus's
+    histogram_quantile does; None if it has no samples then."""
+    want = set(labels.items())
+    cumulative = []
+    for (sample, lab), value in after.items():
+        if sample != name + "_bucket" or not want <= set(lab):
+            continue
+        le = dict(lab)["le"]
+        bound = float("inf") if le in ("+Inf", "inf") else float(le)
+        cumulative.append((bound, value - before.get((sample, lab), 0.0)))
+    cumulative.sort()
+    if not cumulative or cumulative[-1][1] <= 0:
+        return None
+    total = cumulative[-1][1]
+
+    def q(fraction: float) -> float:
+        rank, lower, below = fraction * total, 0.0, 0.0
+        for bound, count in cumulative:
+            if count >= rank:
+                if bound == float("inf"):
+                    return lower * 1000
+                inside = count - below
+                return (lower + (bound - lower) * ((rank - below) / inside if inside else 1)) * 1000
+            lower, below = bound, count
+        return lower * 1000
+    return q(0.5), q(0.99), int(total)
+
+
+def _server_side(before: Buckets, after: Buckets) -> List[str]:
+    """Lines of the server's own view: its handling time of GetOneReg, Run
+    and health, and how late its event loop ran (rvkvm_event_loop_lag_seconds)."""
+    lines = []
+    for title, name, labels in (
+            ("GetOneReg", "grpc_server_handling_seconds", {"grpc_method": "GetOneReg"}),
+            ("Run", "grpc_server_handling_seconds", {"grpc_method": "Run"}),
+            ("loop lag", "rvkvm_event_loop_lag_seconds", {})):
+        got = _quantiles(before, after, name, labels)
+        if got is not None:
+            lines.append(f"  {title:<12} p50 {got[0]:8.1f}  p99 {got[1]:8.1f} ms "
+                         f"({got[2]} samples)")
+    return lines
+
+
 def _start_server(tenants: str, log: Optional[str], extra: List[str],
                   src: Optional[str] = None) -> Tuple[subprocess.Popen, str]:
     stderr = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
@@ -374,13 +450,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     load_start = os.getloadavg()[0]
     tenants_path = None
     proc = None
+    metrics_port = 0  # the started server's /metrics (0: none)
+    scraped: Dict[str, Buckets] = {}
     if args.server:
         address, pid = args.server, args.server_pid
         tokens = [args.token]
     else:
         tenants_path = _tenants_file()
-        proc, address = _start_server(tenants_path, args.server_log, args.server_arg,
-                                      args.server_src)
+        metrics_port = _free_port()
+        proc, address = _start_server(
+            tenants_path, args.server_log,
+            [f"--metrics-listen=127.0.0.1:{metrics_port}", *args.server_arg], args.server_src)
         pid = proc.pid
         tokens = [_token(t) for t in TENANTS]
     rss_start = _rss(pid)[0] if pid else 0
@@ -422,6 +502,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             while time.time() < end + 1:
                 if pid and cpu_at_start is None and time.time() >= start_at:
                     cpu_at_start = _cpu_seconds(pid)
+                    if metrics_port:
+                        scraped["start"] = _scrape(metrics_port)
                 if pid:
                     peak_rss = max(peak_rss, _rss(pid)[0])
                 if time.time() >= start_at:
@@ -435,6 +517,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if pid and time.time() >= start_at and not worker_pids:
                     worker_pids = _children(pid)
                     workers_at_start = sum(_cpu_seconds(p) for p in worker_pids)
+            if metrics_port and "start" in scraped:
+                scraped["end"] = _scrape(metrics_port)
             if pid and cpu_at_start is not None:
                 server_cpu = _cpu_seconds(pid) - cpu_at_start
                 workers_cpu = sum(_cpu_seconds(p) for p in worker_pids) - workers_at_start
@@ -525,6 +609,10 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"{os.getloadavg()[0]:.1f} at the end")
     if latencies.get("onereg"):
         print(f"ONE_REG mean {statistics.fmean(latencies['onereg']) * 1000:.1f} ms")
+    side = _server_side(scraped.get("start", {}), scraped.get("end", {}))
+    if side:
+        print("the server's own view while running (its metrics, within their buckets):")
+        print("\n".join(side))
     return 0
 
 
