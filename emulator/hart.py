@@ -130,9 +130,6 @@ class Hart:
         self.n_sfence_vma = 0
         self.n_code_flushes = 0  # all translated code dropped
         self.leaf_bits = PAGE_SHIFT  # page offset bits of the last leaf walked
-        # the page-walk cache (translate): (satp, va >> 21) -> the physical
-        # address of the last-level table that maps that 2 MiB span
-        self._pwc: Dict[Tuple[int, int], int] = {}
         mem.add_code_listener(self._code_written)
         mem.add_mark_listener(self._code_marked)
         self._mem_epoch = mem.epoch
@@ -146,7 +143,9 @@ class Hart:
     # ------------------------------------------------------------------
     # state
     def reset_csrs(self) -> None:
-        self._pwc = {}
+        # the page-walk cache (translate): (satp, va >> 21) -> the physical
+        # address of the last-level table that maps that 2 MiB span
+        self._pwc: Dict[Tuple[int, int], int] = {}
         self.mstatus = C.MSTATUS_XL64
         self.misa = C.MISA_RV64GC
         self.medeleg = 0
