@@ -380,12 +380,14 @@ def _quantiles(before: Buckets, after: Buckets, name: str,
 
 def _server_side(before: Buckets, after: Buckets) -> List[str]:
     """Lines of the server's own view: its handling time of GetOneReg, Run
-    and health, and how late its event loop ran (rvkvm_event_loop_lag_seconds)."""
+    and health, how late its event loop ran (rvkvm_event_loop_lag_seconds) and
+    its full garbage collections (rvkvm_gc_pause_seconds, generation 2)."""
     lines = []
     for title, name, labels in (
             ("GetOneReg", "grpc_server_handling_seconds", {"grpc_method": "GetOneReg"}),
             ("Run", "grpc_server_handling_seconds", {"grpc_method": "Run"}),
-            ("loop lag", "rvkvm_event_loop_lag_seconds", {})):
+            ("loop lag", "rvkvm_event_loop_lag_seconds", {}),
+            ("full GC", "rvkvm_gc_pause_seconds", {"generation": "2"})):
         got = _quantiles(before, after, name, labels)
         if got is not None:
             lines.append(f"  {title:<12} p50 {got[0]:8.1f}  p99 {got[1]:8.1f} ms "

@@ -31,6 +31,7 @@ from .kvm import HostProfile
 from .kvm.clock import GuestClock, parse_clock
 from .rpc import ServerConfig, create_server, settings
 from .rpc.app import is_loopback
+from .rpc.heap import freeze_startup_heap
 from .rpc.tenants import Tenants, TenantsError, parse_size
 
 PROG = "rvkvm-server"
@@ -268,6 +269,9 @@ async def serve(listen: str, config: ServerConfig, exit_on_stdin_eof: bool = Fal
     except OSError as err:
         raise ListenError(f"cannot listen on {listen}: {_bind_failure(listen) or err}") from err
     await server.start()
+    # everything loaded: later full collections need not walk it (rpc.heap)
+    frozen = freeze_startup_heap()
+    structlog.get_logger("rvkvm.server").debug("startup heap frozen", objects=frozen)
     host = listen.rsplit(":", 1)[0]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

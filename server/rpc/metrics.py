@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from rvkvm.uapi import kvm as U
 
+from .heap import GcPauseCollector, gc_pauses
 from .quotas import Ledger, Usage
 
 EXIT_NAMES: Dict[int, str] = {
@@ -111,6 +112,7 @@ class Metrics:
             "a call that is ready waits for the loop, the front end's own queue",
             buckets=LAG_BUCKETS, registry=r)
         r.register(_UsageCollector(ledger, tenants))
+        r.register(GcPauseCollector(gc_pauses()))
         self._http: Optional[Any] = None
 
     def exit(self, tenant: str, reason: int, instructions: int) -> None:

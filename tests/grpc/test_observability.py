@@ -359,3 +359,73 @@ def test_the_server_exports_its_event_loop_lag():
                                          {"le": "0.5"}) >= 1
     finally:
         thread.stop()
+
+
+def test_gc_pauses_are_counted_by_generation_into_their_buckets():
+    from rvkvm.server.rpc.heap import GcPauses
+
+    pauses = GcPauses(buckets=(0.001, 0.01))
+    clock = iter([0.0, 0.0005, 1.0, 1.005, 2.0, 2.5])
+    real = time.perf_counter
+    try:
+        time.perf_counter = lambda: next(clock)  # type: ignore[assignment]
+        pauses.callback("start", {"generation": 0})
+        pauses.callback("stop", {"generation": 0})  # 0.5 ms
+        pauses.callback("start", {"generation": 2})
+        pauses.callback("stop", {"generation": 2})  # 5 ms
+        pauses.callback("start", {"generation": 2})
+        pauses.callback("stop", {"generation": 2})  # 500 ms: above every bound
+    finally:
+        time.perf_counter = real  # type: ignore[assignment]
+    assert pauses.counts == [[1, 0, 0], [0, 0, 0], [0, 1, 1]]
+    family = pauses.family()
+    samples = {(s.name, s.labels.get("generation"), s.labels.get("le")): s.value
+               for s in family.samples}
+    assert samples["rvkvm_gc_pause_seconds_bucket", "2", "0.001"] == 0
+    assert samples["rvkvm_gc_pause_seconds_bucket", "2", "0.01"] == 1
+    assert samples["rvkvm_gc_pause_seconds_bucket", "2", "+Inf"] == 2
+    assert samples["rvkvm_gc_pause_seconds_count", "2", None] == 2
+    assert abs(samples["rvkvm_gc_pause_seconds_sum", "2", None] - 0.505) < 1e-9
+    assert samples["rvkvm_gc_pause_seconds_count", "0", None] == 1
+
+
+def test_the_server_exports_its_collectors_pauses():
+    import gc
+
+    thread = ServerThread(ServerConfig(engine="fast", workers=0)).start()
+    try:
+        registry = thread.server.metrics.registry
+
+        def full() -> float:
+            return registry.get_sample_value("rvkvm_gc_pause_seconds_count",
+                                             {"generation": "2"}) or 0
+
+        before = full()
+        gc.collect()
+        assert full() == before + 1
+        assert registry.get_sample_value("rvkvm_gc_pause_seconds_sum", {"generation": "2"}) > 0
+    finally:
+        thread.stop()
+
+
+def test_freezing_the_startup_heap_keeps_later_garbage_collectable():
+    import gc
+    import weakref
+
+    from rvkvm.server.rpc.heap import freeze_startup_heap
+
+    class Node:
+        pass
+
+    try:
+        assert freeze_startup_heap() > 0
+        frozen = gc.get_freeze_count()
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a cycle made after the freeze
+        gone = weakref.ref(a)
+        del a, b
+        gc.collect()
+        assert gone() is None
+        assert gc.get_freeze_count() == frozen  # frozen objects stay frozen
+    finally:
+        gc.unfreeze()
