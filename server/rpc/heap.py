@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from bisect import bisect_left
 from typing import Any, Dict, Iterable, List, Optional
 
 from prometheus_client.core import HistogramMetricFamily
@@ -67,13 +68,8 @@ class GcPauses:
             return
         took = time.perf_counter() - self._started
         generation = min(int(info.get("generation", 0)), GENERATIONS - 1)
-        row = self.counts[generation]
-        for i, bound in enumerate(self.bounds):
-            if took <= bound:
-                row[i] += 1
-                break
-        else:
-            row[-1] += 1
+        # the first bound at or above it (le), past the last: +Inf
+        self.counts[generation][bisect_left(self.bounds, took)] += 1
         self.sums[generation] += took
 
     def family(self) -> HistogramMetricFamily:
