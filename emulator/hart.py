@@ -16,7 +16,7 @@ from .bits import M64
 from .context import Ctx
 from .events import CodeModified, GuestExit, StepInstead, Stop, Trap
 from .memory import PACK, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, UNPACK, BusError, PhysMemory
-from .pypy import opaque_call
+from .pypy import as_word, opaque_call
 
 PRV_U, PRV_S, PRV_M = C.PRV_U, C.PRV_S, C.PRV_M
 NO_DEADLINE = 1 << 64
@@ -927,7 +927,10 @@ class Hart:
         hp = self.mem.host_page(pa, False)
         if hp is None:
             raise Trap(C.CAUSE_FETCH_ACCESS, va)
-        entry = (hp[0], hp[1] - key, pa >> PAGE_SHIFT)
+        delta, ppn = hp[1] - key, pa >> PAGE_SHIFT
+        if as_word is not None:  # PyPy: words, not big integers (emulator.pypy)
+            key, delta, ppn = as_word(key), as_word(delta), as_word(ppn)
+        entry = (hp[0], delta, ppn)
         ctx.xt[key] = entry
         if ctx.leaf_bits > PAGE_SHIFT:
             ctx.add_tlb(2, key)
@@ -1007,9 +1010,12 @@ class Hart:
         hp = self.mem.host_page(pa, write)
         if hp is not None:
             key = va & ~PAGE_MASK
+            delta, pdelta = hp[1] - key, (pa & ~PAGE_MASK) - key
+            if as_word is not None:  # PyPy: words, not big integers (emulator.pypy)
+                key, delta, pdelta = as_word(key), as_word(delta), as_word(pdelta)
             # last: the physical page minus the key (TLB_PA: the atomics'
             # fast paths need the physical address for the reservation)
-            tlb[key] = (hp[0], hp[1] - key) + hp[2:] + ((pa & ~PAGE_MASK) - key,)
+            tlb[key] = (hp[0], delta) + hp[2:] + (pdelta,)
             if ctx.leaf_bits > PAGE_SHIFT:
                 ctx.add_tlb(1 if write else 0, key)
             if write and pa >> PAGE_SHIFT in self.mem.code_pages:

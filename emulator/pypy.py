@@ -44,3 +44,24 @@ def tune_pypy_jit() -> bool:
 
     pypyjit.set_param(JIT_PARAMS)
     return True
+
+
+def _as_word(v: int) -> int:  # pragma: no cover - PyPy only
+    """``v`` as a machine word where its value fits one. On PyPy an integer
+    computed from a big one (an address masked with ``& M64``, say) stays
+    a big-integer object whatever its value, and so does everything
+    derived from it: a TLB key or delta made from one makes every access
+    through that entry add big integers in the JIT's code (nqueens: 2.3x
+    slower with the first tier filling the TLB from unsigned addresses)."""
+    if -(1 << 63) <= v < (1 << 63):
+        return _int_add(v, 0)
+    return v
+
+
+# None on CPython, where every integer is the same kind of object
+as_word: Optional[Callable[[int], int]] = None
+if ON_PYPY:  # pragma: no cover - PyPy only
+    from __pypy__ import intop  # type: ignore[import-not-found]
+
+    _int_add = intop.int_add
+    as_word = _as_word

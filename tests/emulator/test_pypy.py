@@ -33,12 +33,23 @@ import rvkvm.emulator.pypy as pp
 assert tr.SIGNED_LOCALS, "PyPy must use the signed flavour"
 assert pp.opaque_call is not None, "PyPy must dispatch blocks opaquely"
 assert pp.tune_pypy_jit(), "a worker's JIT parameters must apply on PyPy"
+import __pypy__
+
+def big(v):  # a big-integer object holding a value that fits a machine word
+    return -(1 << 63) <= v < (1 << 63) and "Long" in __pypy__.internal_repr(v)
+
 guests = {}
+big_tlb = []
 for path in sys.argv[1:]:
     m = Machine(engine="fast", out=lambda b: None)
     with open(path, "rb") as f:
         m.load(f.read())
     guests[path] = [m.run(300_000_000), m.exit_code, m.instret]
+    for h in m.harts:
+        for ctx in h._ctxs.values():
+            for tlb in (ctx.rt, ctx.wt, ctx.xt):
+                big_tlb += [f"{path}: {key:#x}" for key, e in tlb.items()
+                            if big(key) or big(e[1]) or big(e[-1])]
 failures = []
 cases = [(name, prog, 1 << 30) for name, prog in sorted(all_programs().items())]
 cases += [(f"small grid, budget {b}", small_grid(), b) for b in (5, 64, 1000)]
@@ -47,7 +58,8 @@ for name, prog, budget in cases:
         check(prog, budget)
     except AssertionError as exc:
         failures.append(f"{name}: {exc}")
-print(json.dumps({"guests": guests, "grid": len(cases), "failures": failures}))
+print(json.dumps({"guests": guests, "grid": len(cases), "failures": failures,
+                  "big_tlb": big_tlb}))
 """
 
 
@@ -85,8 +97,15 @@ def test_signed_grid_on_pypy(pypy_results: dict) -> None:
     assert pypy_results["failures"] == []
 
 
+def test_pypy_tlb_entries_are_machine_words(pypy_results: dict) -> None:
+    # keys and deltas made from big-integer objects (unsigned addresses the
+    # first tier masked with & M64) would make every access through them
+    # add big integers in the JIT's code (emulator.pypy.as_word)
+    assert pypy_results["big_tlb"] == []
+
+
 def test_pypy_paths_stay_off_on_cpython() -> None:
     # CPython keeps its plain calls and sets no JIT parameters
     import rvkvm.emulator.pypy as pp
 
-    assert pp.opaque_call is None and pp.tune_pypy_jit() is False
+    assert pp.opaque_call is None and pp.tune_pypy_jit() is False and pp.as_word is None
