@@ -21,7 +21,7 @@ class Ctx:
                  "sum", "mxr", "blocks", "inner", "suspect", "insns", "rt", "wt", "xt", "mt", "mt_epoch",
                  "vcode",
                  "leaf_bits", "span_tlb", "span_code", "hot", "entered", "used",
-                 "code_ppns", "shared_keys", "adopted_regions")
+                 "code_ppns", "shared_keys", "adopted_regions", "signed_keys")
 
     def __init__(self, key: CtxKey) -> None:
         self.key = key
@@ -39,6 +39,9 @@ class Ctx:
         # misaligned access of the size would set left in: see translator.
         # Entries: (buffer, offset of the page in it minus the key, typed
         # views of the buffer...): see PhysMemory.host_page.
+        # Keys in signed form (2**63 and up as negative numbers) where
+        # ``signed_keys`` (Hart.signed_keys: PyPy's flavour), else unsigned.
+        self.signed_keys = False
         self.rt: Dict[int, Tuple[Any, ...]] = {}
         self.wt: Dict[int, Tuple[Any, ...]] = {}
         self.xt: Dict[int, Tuple[Any, int, int]] = {}

@@ -90,6 +90,14 @@ class Hart:
         self.instret = 0
         self.intercept_mtraps = False
         self.reset_csrs()
+        from . import translator
+
+        # The data TLBs' keys (and the deltas made from them): signed-form
+        # addresses where translated code keeps registers signed (PyPy's
+        # flavour, see emulator.signed), so that none is a big integer
+        # there (a kernel's addresses are 2**63 and more unsigned); else
+        # unsigned. Every context of this hart takes it (Ctx.signed_keys).
+        self.signed_keys: bool = translator.SIGNED_LOCALS
         self._ctxs: Dict[tuple, Ctx] = {}
         self.ctx: Ctx = self._ctx_for_state()
         # Interrupt lines driven by the platform (CLINT/PLIC, or the KVM host).
@@ -138,6 +146,7 @@ class Hart:
 
         self.interp = Interpreter(self)
         self.translator = Translator(self)
+        assert self.translator.signed == self.signed_keys
         self.csr_hooks: Dict[int, Callable[[int, str, int, bool, bool], Optional[int]]] = {}
 
     # ------------------------------------------------------------------
@@ -222,6 +231,7 @@ class Hart:
                 # exited, most likely), not every context's code
                 self._drop_ctx(min(self._ctxs.values(), key=lambda c: c.used))
             ctx = self._ctxs[key] = Ctx(key)
+            ctx.signed_keys = self.signed_keys
         ctx.used = self.instret
         return ctx
 
@@ -1010,6 +1020,8 @@ class Hart:
         hp = self.mem.host_page(pa, write)
         if hp is not None:
             key = va & ~PAGE_MASK
+            if key >> 63 and self.signed_keys:
+                key -= 1 << 64
             delta, pdelta = hp[1] - key, (pa & ~PAGE_MASK) - key
             if as_word is not None:  # PyPy: words, not big integers (emulator.pypy)
                 key, delta, pdelta = as_word(key), as_word(delta), as_word(pdelta)
@@ -1080,10 +1092,11 @@ class Hart:
     def lr(self, va: int, size: int, pc: int) -> int:
         if not va & (size - 1):
             # fast path: the page is in the read TLB (RAM, readable here)
-            e = self.ctx.rt.get(va & ~PAGE_MASK)
+            tva = va - (1 << 64) if va >> 63 and self.signed_keys else va  # the keys' form
+            e = self.ctx.rt.get(tva & ~PAGE_MASK)
             if e is not None:
-                self.reservation = (e[TLB_PA] + va, size)
-                return _sext_size(UNPACK[size](e[0], e[1] + va)[0], size)
+                self.reservation = (e[TLB_PA] + tva, size)
+                return _sext_size(UNPACK[size](e[0], e[1] + tva)[0], size)
         pa = self._amo_phys(va, size, pc, C.CAUSE_MISALIGNED_LOAD)
         value = self.mem.read(pa, size)
         self.reservation = (pa, size)
@@ -1096,11 +1109,12 @@ class Hart:
         res = self.reservation
         self.reservation = None
         # fast path: the page is in the write TLB (writable RAM, no code)
-        e = self.ctx.wt.get(va & ~PAGE_MASK)
+        tva = va - (1 << 64) if va >> 63 and self.signed_keys else va  # the keys' form
+        e = self.ctx.wt.get(tva & ~PAGE_MASK)
         if e is not None:
-            if res is None or res[0] != e[TLB_PA] + va or res[1] != size:
+            if res is None or res[0] != e[TLB_PA] + tva or res[1] != size:
                 return 1
-            PACK[size](e[0], e[1] + va, value & ((1 << (8 * size)) - 1))
+            PACK[size](e[0], e[1] + tva, value & ((1 << (8 * size)) - 1))
             return 0
         pa = self._amo_phys(va, size, pc, C.CAUSE_MISALIGNED_STORE)
         if res is None or res[0] != pa or res[1] != size:
@@ -1111,10 +1125,11 @@ class Hart:
 
     def amo(self, va: int, size: int, op: str, src: int, pc: int) -> int:
         mask = (1 << (8 * size)) - 1
-        e = None if va & (size - 1) else self.ctx.wt.get(va & ~PAGE_MASK)
+        tva = va - (1 << 64) if va >> 63 and self.signed_keys else va  # the keys' form
+        e = None if va & (size - 1) else self.ctx.wt.get(tva & ~PAGE_MASK)
         if e is not None:
             # fast path: the page is in the write TLB (writable RAM, no code)
-            buf, off = e[0], e[1] + va
+            buf, off = e[0], e[1] + tva
             old = UNPACK[size](buf, off)[0]
         else:
             pa = self._amo_phys(va, size, pc, C.CAUSE_MISALIGNED_STORE)
@@ -1139,7 +1154,7 @@ class Hart:
         if e is not None:
             res = self.reservation
             if res is not None:
-                pa = e[TLB_PA] + va
+                pa = e[TLB_PA] + tva
                 if res[0] < pa + size and pa < res[0] + res[1]:
                     self.reservation = None
             PACK[size](buf, off, new & mask)
@@ -1180,13 +1195,14 @@ class Hart:
             # Fast path (clear_page is 64 of these per page): the block's
             # page is in the write TLB (writable RAM, no code, dirty logged
             # when the entry was made), as for an inline store.
-            e = self.ctx.wt.get(base & ~PAGE_MASK)
+            tbase = base - (1 << 64) if base >> 63 and self.signed_keys else base
+            e = self.ctx.wt.get(tbase & ~PAGE_MASK)
             if e is not None:
-                off = e[1] + base
+                off = e[1] + tbase
                 e[0][off:off + CBO_BLOCK] = ZERO_BLOCK
                 res = self.reservation
                 if res is not None:
-                    pa = e[TLB_PA] + base
+                    pa = e[TLB_PA] + tbase
                     if res[0] < pa + CBO_BLOCK and pa < res[0] + res[1]:
                         self.reservation = None
                 return

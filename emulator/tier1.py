@@ -102,14 +102,25 @@ class Tier1Emitter(ListEmitter):
     def __init__(self, ctx: Ctx, views: bool) -> None:
         super().__init__(ctx)
         self.use_views = views and NATIVE_VIEWS
+        self.signed_keys = ctx.signed_keys
 
     def begin(self, pc: int, raw: int, length: int) -> None:
         super().begin(0, raw, length)
         self.pc = "PC"  # type: ignore[assignment]
         self.npc = f"((PC + {length}) & {(1 << 64) - 1})"  # type: ignore[assignment]
 
+    def tlb_address(self, addr: str) -> str:
+        """The unsigned address ``addr`` in the form of the TLBs' keys: as
+        it is, or in signed form as a machine word (Ctx.signed_keys)."""
+        if not self.signed_keys:
+            return addr
+        s = self.tmp()
+        self.emit(f"{s} = IADD({addr} - {1 << 64} if {addr} >> 63 else {addr}, 0)")
+        return s
+
     def load_value(self, addr: str, size: int, signed: bool) -> str:
         t, p = self.tmp(), self.tmp()
+        slow_addr, addr = addr, self.tlb_address(addr)
         self.emit(f"{p} = RT.get({addr} & {key_mask(size)})")
         if self.use_views and size > 1:
             fast = f"{p}[{VIEW[size, signed]}][({p}[1] + {addr}) >> {VIEW_SHIFT[size]}]"
@@ -121,14 +132,15 @@ class Tier1Emitter(ListEmitter):
             fast = f"(S{size}({p}[0], {p}[1] + {addr})[0] & {(1 << 64) - 1})"
         else:
             fast = f"U{size}({p}[0], {p}[1] + {addr})[0]"
-        slow = f"H.load_{'s' if signed and size < 8 else 'u'}({addr}, {size}, PC)"
+        slow = f"H.load_{'s' if signed and size < 8 else 'u'}({slow_addr}, {size}, PC)"
         self.emit(f"{t} = {fast} if {p} is not None else {slow}")
         return t
 
     def store(self, addr: str, value: str, size: int) -> None:
         p = self.tmp()
+        slow_addr, addr = addr, self.tlb_address(addr)
         self.emit(f"{p} = WT.get({addr} & {key_mask(size)})")
-        self.emit(f"if {p} is None: H.store({addr}, {size}, {value}, PC)")
+        self.emit(f"if {p} is None: H.store({slow_addr}, {size}, {value}, PC)")
         if self.use_views and size > 1:
             self.emit(f"else: {p}[{VIEW[size, False]}][({p}[1] + {addr}) >> {VIEW_SHIFT[size]}]"
                       f" = {value}")
@@ -158,7 +170,7 @@ _PER_PC: Dict[Tuple[Any, ...], Callable[..., None]] = {}
 
 def _flavour(ctx: Ctx, views: bool) -> Tuple[Any, ...]:
     """What of a context the generated instruction code depends on."""
-    return (ctx.fs_on, ctx.pmlen, ctx.pm_sign, views)
+    return (ctx.fs_on, ctx.pmlen, ctx.pm_sign, views, ctx.signed_keys)
 
 
 def word_function(ctx: Ctx, views: bool, raw: int, glb: Dict[str, object]) -> Tuple[

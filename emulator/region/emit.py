@@ -54,6 +54,7 @@ class BlockEmitter(Emitter):
         # unsigned views and its results are converted).
         self.signed = signed
         self.compat = False
+        self.signed_addrs: Set[str] = set()  # temporaries holding signed-form addresses
         self.rng: Dict[int, Tuple[int, int]] = {}  # known bounds (see known())
         self.blk_read: Set[int] = set()  # registers the block reads before writing them
         # Registers holding a value congruent to theirs modulo 2**64 but not
@@ -157,13 +158,31 @@ class BlockEmitter(Emitter):
     def ea(self, rs1: int, imm: int) -> str:
         if not self.signed or self.compat:
             return super().ea(rs1, imm)
-        # signed base: the address itself is unsigned
+        # Signed flavour: the address in signed form too, as the TLBs'
+        # keys are (Hart.signed_keys): a kernel's addresses, 2**63 and
+        # more unsigned, stay machine words. Only the slow paths (the
+        # hart's own accesses) get the unsigned form (``unsigned``).
         t = self.tmp()
         base = self.x(rs1)
-        self.emit(f"{t} = {base} + {imm}" if imm else f"{t} = {base}")
-        self.emit(f"if {t} < 0: {t} += {1 << 64}")
-        self.mask_pointer(t)
+        self.emit(f"{t} = IADD({base}, {imm})" if imm else f"{t} = {base}")
+        self.mask_pointer_signed(t)
+        self.signed_addrs.add(t)
         return t
+
+    def mask_pointer_signed(self, t: str) -> None:
+        """Pointer masking of the signed-form address in ``t``."""
+        pmlen = self.ctx.pmlen
+        if pmlen:
+            keep = (1 << (64 - pmlen)) - 1
+            if self.ctx.pm_sign:
+                sb = 1 << (63 - pmlen)
+                self.emit(f"{t} = (({t} & {keep}) ^ {sb}) - {sb}")
+            else:
+                self.emit(f"{t} &= {keep}")
+
+    def unsigned(self, addr: str) -> str:
+        """``addr`` as the hart's methods take it (canonical unsigned)."""
+        return f"({addr} & {M64})" if addr in self.signed_addrs else addr
 
     def jump(self, target: str) -> None:
         self.jump_expr = target
@@ -221,7 +240,8 @@ class BlockEmitter(Emitter):
         else:
             fast = self.fast_load(f"{p}[0]", f"{p}[1] + {addr}", size, signed, signed_dest)
         # an 8-byte load needs no sign extension: load_u serves ld as well
-        slow = f"H.load_{'s' if signed and size < 8 else 'u'}({addr}, {size}, {self.pc})"
+        slow = (f"H.load_{'s' if signed and size < 8 else 'u'}({self.unsigned(addr)}, {size},"
+                f" {self.pc})")
         if signed_dest:
             slow = f"SX({slow})"
         self.emit(f"{dest} = {fast} if {p} is not None else {slow}")
@@ -249,7 +269,8 @@ class BlockEmitter(Emitter):
         p = self.tmp()
         self.emit(f"{p} = WT.get({addr} & {key_mask(size)})")
         slow_value = f"{value} & {M64}" if signed_value and size == 8 else value
-        self.emit(f"if {p} is None: H.store({addr}, {size}, {slow_value}, {self.pc})")
+        self.emit(f"if {p} is None: H.store({self.unsigned(addr)}, {size}, {slow_value},"
+                  f" {self.pc})")
         if self.views(size):
             self.emit(f"else: {p}[{VIEW[size, False]}][({p}[1] + {addr}) >> {VIEW_SHIFT[size]}]"
                       f" = {value}")
@@ -518,7 +539,10 @@ class _Page:
         self.g = g
         self.ok, addr, entry = e.tmp(), e.tmp(), e.tmp()
         base = e.x(g.reg)
-        e.emit(f"{addr} = ({base} + {g.lo}) & {M64}" if g.lo else f"{addr} = {base}")
+        if e.signed:  # the TLBs' keys are signed-form addresses (BlockEmitter.ea)
+            e.emit(f"{addr} = IADD({base}, {g.lo})" if g.lo else f"{addr} = {base}")
+        else:
+            e.emit(f"{addr} = ({base} + {g.lo}) & {M64}" if g.lo else f"{addr} = {base}")
         table = "WT" if g.stores else "RT"
         e.emit(f"{entry} = {table}.get({addr} & -4096)")
         span = f"({addr} ^ ({addr} + {g.span})) & -4096"

@@ -167,3 +167,28 @@ def test_signed_flavour_passes_and_retires_the_same(path: Path, signed_locals: N
 
     tr.SIGNED_LOCALS = False
     assert run_guest(path, "fast")[3] == instret
+
+
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+def test_tlb_keys_take_the_flavours_form(signed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The data TLBs' keys follow the flavour of the translated code that
+    # looks them up (Hart.signed_keys): the upper half's pages (paging_sv39
+    # touches the top page) in signed form under PyPy's flavour, so that no
+    # key or delta is a big integer there, unsigned under CPython's.
+    import rvkvm.emulator.translator as tr
+    from rvkvm.emulator.hart import Hart
+
+    monkeypatch.setattr(tr, "SIGNED_LOCALS", signed)
+    keys: set = set()
+    fill = Hart._fill
+
+    def recording(self: Hart, tlb: dict, va: int, pa: int, write: bool) -> None:
+        fill(self, tlb, va, pa, write)
+        keys.update(tlb)
+
+    monkeypatch.setattr(Hart, "_fill", recording)
+    outcome, code, text, _ = run_guest(ROOT / "tests" / "guests" / "paging_sv39.elf", "fast")
+    assert (outcome, code) == ("exit", 0), text
+    upper = [k for k in keys if k < 0 or k >= 1 << 63]
+    assert upper, "the guest touched no page of the upper half"
+    assert all((k < 0) == signed for k in upper)
