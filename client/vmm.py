@@ -59,6 +59,10 @@ ELFCLASS64 = 2
 BUDGET_MIN = 50_000  # instructions: the smallest Run budget when budgets are on
 BUDGET_PERIOD = 0.5  # seconds a budgeted Run aims to last
 DBCN_INPUT_MAX = 4096  # console input bytes kept for SBI DBCN reads
+# Console input held for a UART while its receive FIFO is full (typed
+# ahead, pasted): moved into the FIFO as the guest reads it, so nothing is
+# lost to an overrun; beyond this many bytes, newer input is dropped.
+UART_INPUT_MAX = 1 << 16
 
 # satp modes (config satp_mode) to the device tree's mmu-type.
 MMU_TYPES = {0: "riscv,none", 8: "riscv,sv39", 9: "riscv,sv48", 10: "riscv,sv57"}
@@ -194,6 +198,7 @@ class Vmm:
         self.console_hooks: List[Callable[[bytes], None]] = []  # see the console output too
         self._lock = threading.Lock()  # devices and the console are shared by vCPU threads
         self._dbcn_input = bytearray()
+        self._uart_input: Dict[Uart16550, bytearray] = {}  # input waiting for FIFO room
         self._stop = threading.Event()
         self._result: Optional[RunResult] = None
         self._mmio_starts: List[int] = []
@@ -485,6 +490,21 @@ class Vmm:
             device.write(offset, exit_.len, exit_.value)
         else:
             exit_.value = device.read(offset, exit_.len)
+        if self._uart_input and device in self._uart_input:
+            self._top_up(device)  # type: ignore[arg-type]
+
+    def _top_up(self, uart: Uart16550) -> None:
+        """Move held console input into ``uart``'s receive FIFO as far as it
+        has room (after each access of the guest's: a read of RBR frees a
+        byte, enabling the FIFOs makes 16), as a terminal with flow control
+        would. Under ``_lock``."""
+        held = self._uart_input.get(uart)
+        if not held:
+            return
+        room = uart.rx_room
+        if room:
+            uart.feed(bytes(held[:room]))
+            del held[:room]
 
     def apply_coalesced(self, entries: Sequence[X.CoalescedMmio]) -> None:
         """Replay coalesced-MMIO ring entries as device writes, in order
@@ -502,11 +522,14 @@ class Vmm:
             hook(data)
 
     def feed_console(self, data: bytes) -> None:
-        """Console input (typed keys): to the UARTs' receive lines and to
-        SBI DBCN reads."""
+        """Console input (typed keys, pasted text): to the UARTs' receive
+        lines, paced by their FIFOs (held beyond what they have room for,
+        fed as the guest reads: ``_top_up``), and to SBI DBCN reads."""
         with self._lock:
             for uart in self.uarts:
-                uart.feed(data)
+                held = self._uart_input.setdefault(uart, bytearray())
+                held += data[:max(0, UART_INPUT_MAX - len(held))]
+                self._top_up(uart)
             self._dbcn_input += data
             del self._dbcn_input[:-DBCN_INPUT_MAX]
 
