@@ -136,14 +136,16 @@ class Emitter:
         anything is written."""
         return self.ea(rs1, imm)
 
-    def mask_pointer(self, t: str) -> None:
-        """Pointer masking of the unsigned address in temporary ``t``."""
+    def mask_pointer(self, t: str, signed_form: bool = False) -> None:
+        """Pointer masking of the address in temporary ``t``: unsigned, or
+        with ``signed_form`` in signed form (and so left)."""
         pmlen = self.ctx.pmlen
         if pmlen:
             keep = (1 << (64 - pmlen)) - 1
             if self.ctx.pm_sign:
                 sb = 1 << (63 - pmlen)
-                self.emit(f"{t} = ((({t} & {keep}) ^ {sb}) - {sb}) & {M64}")
+                wrap = "" if signed_form else f" & {M64}"
+                self.emit(f"{t} = ((({t} & {keep}) ^ {sb}) - {sb}){wrap}")
             else:
                 self.emit(f"{t} &= {keep}")
 

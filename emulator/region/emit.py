@@ -165,20 +165,9 @@ class BlockEmitter(Emitter):
         t = self.tmp()
         base = self.x(rs1)
         self.emit(f"{t} = IADD({base}, {imm})" if imm else f"{t} = {base}")
-        self.mask_pointer_signed(t)
+        self.mask_pointer(t, signed_form=True)
         self.signed_addrs.add(t)
         return t
-
-    def mask_pointer_signed(self, t: str) -> None:
-        """Pointer masking of the signed-form address in ``t``."""
-        pmlen = self.ctx.pmlen
-        if pmlen:
-            keep = (1 << (64 - pmlen)) - 1
-            if self.ctx.pm_sign:
-                sb = 1 << (63 - pmlen)
-                self.emit(f"{t} = (({t} & {keep}) ^ {sb}) - {sb}")
-            else:
-                self.emit(f"{t} &= {keep}")
 
     def unsigned(self, addr: str) -> str:
         """``addr`` as the hart's methods take it (canonical unsigned)."""

@@ -84,7 +84,8 @@ def handler_program() -> list:
         + shutdown)
 
 
-def test_typed_input_reaches_the_guest_through_the_plic(kvm):
+def _echo_vmm(kvm):
+    """A VMM with the PLIC, the UART and the echo guest, booted: (vmm, uart, console)."""
     console = io.BytesIO()
     vmm = Vmm(kvm, ram_size=1 << 20, console=console)
     vmm.add_plic()
@@ -92,25 +93,40 @@ def test_typed_input_reaches_the_guest_through_the_plic(kvm):
     vmm.vm.write_memory(RAM_BASE, A.words(main_program()))
     vmm.vm.write_memory(HANDLER, A.words(handler_program()))
     vmm.boot(RAM_BASE, vmm.place_dtb(vmm.device_tree()))
+    return vmm, uart, console
 
+
+def _run_typing(vmm, console, typist, timeout: float):
+    """Run ``vmm`` while ``typist(stop)`` types from another thread once
+    the guest's prompt is out; the run's result."""
     stop = threading.Event()
 
-    def type_keys() -> None:
+    def at_prompt() -> None:
         while not console.getvalue().endswith(b">"):  # type once the guest prompts
             if stop.wait(0.01):
                 return
+        typist(stop)
+
+    thread = threading.Thread(target=at_prompt)
+    thread.start()
+    result = vmm.run(timeout=timeout)
+    stop.set()
+    thread.join()
+    vmm.close()
+    return result
+
+
+def test_typed_input_reaches_the_guest_through_the_plic(kvm):
+    vmm, uart, console = _echo_vmm(kvm)
+
+    def type_keys(stop: threading.Event) -> None:
         for byte in b"hi\nq":
             while uart.rx_room == 0:  # the guest has not read the last one yet
                 if stop.wait(0.01):
                     return
             uart.feed(bytes([byte]))
 
-    typist = threading.Thread(target=type_keys)
-    typist.start()
-    result = vmm.run(timeout=20)
-    stop.set()
-    typist.join()
-    vmm.close()
+    result = _run_typing(vmm, console, type_keys, 20)
     assert result.clean_shutdown, result.exit
     assert console.getvalue() == b">hi\n"
 
@@ -120,28 +136,9 @@ def test_pasted_input_waits_for_the_guest_instead_of_overrunning(kvm):
     # than the receiver holds (1 byte with the FIFOs off, as this guest has
     # them). The VMM keeps what does not fit and feeds it as the guest reads
     # RBR, so every byte arrives, in order, and none is lost to an overrun.
-    console = io.BytesIO()
-    vmm = Vmm(kvm, ram_size=1 << 20, console=console)
-    vmm.add_plic()
-    uart = vmm.add_uart()
-    vmm.vm.write_memory(RAM_BASE, A.words(main_program()))
-    vmm.vm.write_memory(HANDLER, A.words(handler_program()))
-    vmm.boot(RAM_BASE, vmm.place_dtb(vmm.device_tree()))
+    vmm, uart, console = _echo_vmm(kvm)
     line = b"echo pasted-at-once; uname -a; cat /proc/cpuinfo\n"
-    stop = threading.Event()
-
-    def paste() -> None:
-        while not console.getvalue().endswith(b">"):
-            if stop.wait(0.01):
-                return
-        vmm.feed_console(line + b"q")
-
-    typist = threading.Thread(target=paste)
-    typist.start()
-    result = vmm.run(timeout=30)
-    stop.set()
-    typist.join()
-    vmm.close()
+    result = _run_typing(vmm, console, lambda stop: vmm.feed_console(line + b"q"), 30)
     assert result.clean_shutdown, result.exit
     assert console.getvalue() == b">" + line
     assert uart.rx_room == uart.rx_capacity  # nothing left over
