@@ -146,7 +146,6 @@ class Hart:
 
         self.interp = Interpreter(self)
         self.translator = Translator(self)
-        assert self.translator.signed == self.signed_keys
         self.csr_hooks: Dict[int, Callable[[int, str, int, bool, bool], Optional[int]]] = {}
 
     # ------------------------------------------------------------------
@@ -1020,7 +1019,7 @@ class Hart:
         hp = self.mem.host_page(pa, write)
         if hp is not None:
             key = va & ~PAGE_MASK
-            if key >> 63 and self.signed_keys:
+            if self.signed_keys and key >> 63:
                 key -= 1 << 64
             delta, pdelta = hp[1] - key, (pa & ~PAGE_MASK) - key
             if as_word is not None:  # PyPy: words, not big integers (emulator.pypy)
@@ -1092,7 +1091,7 @@ class Hart:
     def lr(self, va: int, size: int, pc: int) -> int:
         if not va & (size - 1):
             # fast path: the page is in the read TLB (RAM, readable here)
-            tva = va - (1 << 64) if va >> 63 and self.signed_keys else va  # the keys' form
+            tva = va - (1 << 64) if self.signed_keys and va >> 63 else va  # the keys' form
             e = self.ctx.rt.get(tva & ~PAGE_MASK)
             if e is not None:
                 self.reservation = (e[TLB_PA] + tva, size)
@@ -1109,7 +1108,7 @@ class Hart:
         res = self.reservation
         self.reservation = None
         # fast path: the page is in the write TLB (writable RAM, no code)
-        tva = va - (1 << 64) if va >> 63 and self.signed_keys else va  # the keys' form
+        tva = va - (1 << 64) if self.signed_keys and va >> 63 else va  # the keys' form
         e = self.ctx.wt.get(tva & ~PAGE_MASK)
         if e is not None:
             if res is None or res[0] != e[TLB_PA] + tva or res[1] != size:
@@ -1125,7 +1124,7 @@ class Hart:
 
     def amo(self, va: int, size: int, op: str, src: int, pc: int) -> int:
         mask = (1 << (8 * size)) - 1
-        tva = va - (1 << 64) if va >> 63 and self.signed_keys else va  # the keys' form
+        tva = va - (1 << 64) if self.signed_keys and va >> 63 else va  # the keys' form
         e = None if va & (size - 1) else self.ctx.wt.get(tva & ~PAGE_MASK)
         if e is not None:
             # fast path: the page is in the write TLB (writable RAM, no code)
@@ -1195,7 +1194,7 @@ class Hart:
             # Fast path (clear_page is 64 of these per page): the block's
             # page is in the write TLB (writable RAM, no code, dirty logged
             # when the entry was made), as for an inline store.
-            tbase = base - (1 << 64) if base >> 63 and self.signed_keys else base
+            tbase = base - (1 << 64) if self.signed_keys and base >> 63 else base
             e = self.ctx.wt.get(tbase & ~PAGE_MASK)
             if e is not None:
                 off = e[1] + tbase

@@ -185,7 +185,7 @@ class Translator:
     def __init__(self, hart: Hart) -> None:
         self.h = hart
         self.glb = generated_globals()
-        self.signed = SIGNED_LOCALS
+        self.signed = hart.signed_keys  # SIGNED_LOCALS when the hart was made
         self.nested = NESTED_LOOPS
         self.blocks_built = 0
         # None: this hart's share of PROCESS_CODE (code_budget); tests set a number
