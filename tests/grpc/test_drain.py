@@ -92,15 +92,24 @@ def test_the_grace_period_ends_the_drain():
             vm, (vcpu,) = new_vm(kvm)
             proc.send_signal(signal.SIGTERM)
             answered = 0
+            cancelled = []
             # a client that keeps calling is served until the grace period ends
             while proc.poll() is None:
                 try:
                     vcpu.get_reg("core pc")
                     answered += 1
+                    # nothing is served after the transport cancelled a call
+                    assert not cancelled, "served after the transport stopped"
                 except KvmError as err:
-                    # only ever UNAVAILABLE, never NOT_FOUND
-                    assert err.code == grpc.StatusCode.UNAVAILABLE, err
+                    # only ever UNAVAILABLE, never NOT_FOUND; except that a call which
+                    # reached the transport but no handler yet when it stops is answered
+                    # CANCELLED by gRPC core (grpc/grpc#41785): at most that one call
+                    if err.code == grpc.StatusCode.CANCELLED:
+                        cancelled.append(err)
+                    else:
+                        assert err.code == grpc.StatusCode.UNAVAILABLE, err
                 time.sleep(0.05)
+            assert len(cancelled) <= 1, cancelled
             assert answered > 0
         assert proc.wait(30) == 0
     finally:
