@@ -304,6 +304,30 @@ async def test_the_request_id_is_bound_while_the_call_runs():
     assert context.sent == [(("x-request-id", "req-9"),)]
 
 
+def test_a_request_id_the_server_makes_is_a_version_4_uuid():
+    """Without a usable x-request-id the server makes a random RFC 4122
+    version-4 UUID (its 32-digit hex form), a new one per call."""
+    import uuid
+
+    from rvkvm.server.rpc.calls import _request_id
+
+    made = {_request_id([("x-request-id", "bad id with spaces")]) for _ in range(2000)}
+    assert len(made) == 2000
+    for text in made:
+        parsed = uuid.UUID(hex=text)
+        assert parsed.hex == text
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # every other bit varies: no bit outside the version and variant is fixed
+    ored = anded = None
+    for text in made:
+        value = int(text, 16)
+        ored = value if ored is None else ored | value
+        anded = value if anded is None else anded & value
+    fixed = (0xF << 76) | (0x3 << 62)
+    assert ored | fixed == (1 << 128) - 1
+    assert anded & ~fixed == 0
+
+
 def test_server_tls_settings_have_their_own_environment_names(monkeypatch):
     """The client library's RVKVM_TLS_* never configure a server (the
     embedded one `rvkvm run` starts inherits the client's environment)."""
