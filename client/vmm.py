@@ -31,6 +31,8 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tupl
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
+from rvkvm.uapi.onereg import reg_id, reg_size
+
 from . import exits as X
 from .devices import UART_BASE, UART_IRQ, UART_SIZE, Uart16550
 from .errors import KvmError
@@ -93,6 +95,13 @@ def isa_string(extensions: List[str], xlen: int = 64) -> str:
     singles = "".join(n for n in names if len(n) == 1)
     multi = "".join("_" + n for n in names if len(n) > 1)
     return f"rv{xlen}{singles}{multi}"
+
+
+def _reg_bytes(reg: str, value: int) -> bytes:
+    """``value`` as the bytes of register ``reg`` (truncated to its size, as
+    ``Vcpu.set_reg`` does)."""
+    size = reg_size(reg_id(reg))
+    return (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
 
 
 def _reg_int(value: Any) -> int:
@@ -364,9 +373,14 @@ class Vmm:
         """Linux boot protocol: S-mode at ``entry``, a0 = hart id, a1 = DTB
         (on the boot vCPU; the others wait STOPPED for SBI HSM)."""
         vcpu = self.vm.vcpu(hart_id) if hart_id != self.vcpu.id else self.vcpu
-        vcpu.set_reg("core pc", entry)
-        vcpu.set_reg("core a0", hart_id)
-        vcpu.set_reg("core a1", dtb_addr)
+        # one BatchOneReg, not three SetOneReg calls; the first failure
+        # stops it and is raised as SetOneReg's would be
+        for done in self.vm.batch_one_reg(
+                [(vcpu.id, name, _reg_bytes(name, value)) for name, value in
+                 (("core pc", entry), ("core a0", hart_id), ("core a1", dtb_addr))],
+                stop_on_error=True):
+            if isinstance(done, KvmError):
+                raise done
 
     # -- running ---------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import struct
@@ -10,6 +11,7 @@ import sys
 
 import pytest
 
+from rvkvm.client import KvmError
 from rvkvm.client.cli import HELLO_GUEST
 from rvkvm.client.exits import SystemEventExit
 from rvkvm.client.fdt import Node, to_dtb
@@ -98,6 +100,22 @@ def test_vmm_serves_mmio_devices_from_a_map(kvm):
     assert result.clean_shutdown and isinstance(result.exit, SystemEventExit)
     assert device.writes == [(0, 8, 7)]
     assert vmm.vcpu.get_reg("core a2") == 8  # 7 written, then one more read
+    vmm.close()
+
+
+def test_vmm_boot_sets_the_linux_boot_registers(kvm):
+    """The boot protocol's registers (pc = entry, a0 = hart id, a1 = DTB),
+    set in one batch; a hart that does not exist fails as KVM would."""
+    vmm = Vmm(kvm, ram_size=4 << 20, cpus=2, console=io.BytesIO())
+    dtb = vmm.place_dtb(vmm.device_tree())
+    vmm.boot(ENTRY + 0x40, dtb, hart_id=1)
+    boot = vmm.vm.vcpu(1)
+    assert (boot.get_reg("core pc"), boot.get_reg("core a0"), boot.get_reg("core a1")) == (
+        ENTRY + 0x40, 1, dtb)
+    assert vmm.vcpu.get_reg("core pc") != ENTRY + 0x40  # the other vCPU is untouched
+    with pytest.raises(KvmError) as info:
+        vmm.boot(ENTRY, dtb, hart_id=5)
+    assert info.value.errno == errno.EBADF  # as SetOneReg on it answers
     vmm.close()
 
 
