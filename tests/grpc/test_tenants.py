@@ -70,6 +70,36 @@ def kvm_of(server: ServerThread, tenant: str) -> Tuple[grpc.Channel, Kvm]:
     return channel, Kvm(channel, timeout=30)
 
 
+def test_a_token_channel_sends_the_token_with_every_call_form(tserver):
+    """open_channel's token goes with unary calls made every way (call,
+    with_call, future) and with streams both ways, beside the caller's
+    own metadata."""
+    channel, kvm = kvm_of(tserver, "team-a")
+    with channel:
+        stub = pb_grpc.KvmStub(channel)
+        mine = (("x-request-id", "token-channel-1"),)
+        assert stub.ListVms(pb.ListVmsRequest(), timeout=30).tenant == "team-a"
+        reply, call = stub.ListVms.with_call(pb.ListVmsRequest(), timeout=30, metadata=mine)
+        assert reply.tenant == "team-a"
+        assert ("x-request-id", "token-channel-1") in tuple(call.trailing_metadata())
+        assert stub.ListVms.future(pb.ListVmsRequest(), timeout=30).result().tenant == "team-a"
+        vm = kvm.create_vm()
+        vm.set_user_memory_region(0, RAM_BASE, RAM_SIZE)
+        # client streaming (WriteMemoryStream) and server streaming (ReadMemoryStream)
+        chunks = [pb.WriteMemoryRequest(vm_id=vm.id, gpa=RAM_BASE + 8 * i, data=bytes([i]) * 8)
+                  for i in range(4)]
+        stub.WriteMemoryStream(iter(chunks), timeout=30)
+        got = b"".join(c.data for c in stub.ReadMemoryStream(
+            pb.ReadMemoryRequest(vm_id=vm.id, gpa=RAM_BASE, size=32), timeout=30))
+        assert got == b"".join(bytes([i]) * 8 for i in range(4))
+        vm.destroy()
+    # the same stub without the token: refused
+    with grpc.insecure_channel(tserver.address) as bare:
+        with pytest.raises(grpc.RpcError) as info:
+            pb_grpc.KvmStub(bare).ListVms(pb.ListVmsRequest(), timeout=30)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
 # -- every VM-scoped RPC across tenants ------------------------------------
 
 REG_PC = parse_name("core pc")
