@@ -34,6 +34,7 @@ import math
 import os
 import re
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -358,6 +359,33 @@ def print_abi_profiles(kvm: Kvm) -> None:
 # -- subcommands ------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _interrupt_stops(vmm: Vmm) -> Iterator[threading.Event]:
+    """While the guest runs, Ctrl-C (SIGINT) stops it as a VMM stops its
+    vCPUs (``Vmm.stop``, from a thread of its own: the handler only starts
+    it) instead of raising KeyboardInterrupt wherever the main thread is,
+    which inside grpc's locks can surface as a RuntimeError ("cannot
+    release un-acquired lock"). The event says it happened; a second
+    Ctrl-C raises KeyboardInterrupt as before. Off the main thread (no
+    signal handler there): nothing changes."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        threading.Thread(target=vmm.stop, name="rvkvm-sigint", daemon=True).start()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.abi in ABI_LIST_WORDS:
         with connect(args) as kvm:
@@ -380,10 +408,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             entry = vmm.load_image(image)
             vmm.boot(entry, vmm.place_dtb(vmm.device_tree()))
             try:
-                result = vmm.run(timeout=args.timeout)
+                with _interrupt_stops(vmm) as interrupted:
+                    result = vmm.run(timeout=args.timeout)
             except KvmError as err:
                 report(vmm.crash_report(error=err))
                 return EXIT_FAIL
+            if interrupted.is_set():
+                return EXIT_INTERRUPTED
             if result.clean_shutdown:
                 return EXIT_OK
             exit_ = result.exit
