@@ -35,7 +35,7 @@ from .errors import KvmError
 from .image import Kernel, load_kernel
 from .initramfs import RUN_BEGIN, RUN_STATUS, busybox_initramfs
 from .kvm import Kvm, clock_message
-from .vmm import DTB_ROOM, PAGE, RunResult, Vmm
+from .vmm import DTB_ROOM, PAGE, RunResult, Vmm, stop_on_sigint
 
 DEFAULT_APPEND = "earlycon=sbi console=ttyS0 cryptomgr.notests"
 INITRD_ALIGN = PAGE
@@ -292,6 +292,7 @@ def boot(kvm: Kvm, opts: BootOptions, stdin_fd: Optional[int] = None,
     vmm = Vmm(kvm, ram_size=opts.ram, abi_profile=opts.abi, cpus=opts.cpus,
               console=capture if capture is not None else stdout, clock=opts.clock,
               rng_seed=opts.rng_seed)
+    interrupted = threading.Event()  # set by Ctrl-C while the guest runs
     try:
         for name in opts.disable_isa_ext:
             for vcpu in vmm.vcpus:
@@ -311,7 +312,9 @@ def boot(kvm: Kvm, opts: BootOptions, stdin_fd: Optional[int] = None,
             if interactive and stdin_fd is not None:
                 threading.Thread(target=_forward_input, args=(vmm, stdin_fd, progress),
                                  name="console-input", daemon=True).start()
-            with progress:
+            # at a raw terminal Ctrl-C is the guest's byte; else it stops the VM
+            with progress, (contextlib.nullcontext(threading.Event()) if interactive
+                            else stop_on_sigint(vmm)) as interrupted:
                 result = vmm.run(timeout=opts.timeout, budget=RUN_BUDGET)
         elapsed = time.monotonic() - progress.start
         n = progress.instructions()
@@ -324,6 +327,9 @@ def boot(kvm: Kvm, opts: BootOptions, stdin_fd: Optional[int] = None,
             print(f"rvkvm: {costs}", file=stderr)
     finally:
         vmm.close()
+    if interrupted.is_set():  # Ctrl-C: the summary above, then the shell's status for it
+        from .cli import EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED
     if capture is not None:
         if capture.status is None:
             tail = capture.log[-2000:].decode(errors="replace")

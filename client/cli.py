@@ -34,7 +34,6 @@ import math
 import os
 import re
 import selectors
-import signal
 import socket
 import subprocess
 import sys
@@ -51,7 +50,7 @@ from . import exits as X
 from .channels import Credentials, open_channel
 from .errors import KvmError, errno_name
 from .kvm import Kvm
-from .vmm import RAM_BASE, GuestImageError, Vmm, read_elf
+from .vmm import RAM_BASE, GuestImageError, Vmm, read_elf, stop_on_sigint
 
 PROG = "rvkvm"
 HELLO_GUEST = os.path.join(os.path.dirname(__file__), "guests", "hello_sbi.elf")
@@ -359,33 +358,6 @@ def print_abi_profiles(kvm: Kvm) -> None:
 # -- subcommands ------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _interrupt_stops(vmm: Vmm) -> Iterator[threading.Event]:
-    """While the guest runs, Ctrl-C (SIGINT) stops it as a VMM stops its
-    vCPUs (``Vmm.stop``, from a thread of its own: the handler only starts
-    it) instead of raising KeyboardInterrupt wherever the main thread is,
-    which inside grpc's locks can surface as a RuntimeError ("cannot
-    release un-acquired lock"). The event says it happened; a second
-    Ctrl-C raises KeyboardInterrupt as before. Off the main thread (no
-    signal handler there): nothing changes."""
-    interrupted = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield interrupted
-        return
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        if interrupted.is_set():
-            raise KeyboardInterrupt
-        interrupted.set()
-        threading.Thread(target=vmm.stop, name="rvkvm-sigint", daemon=True).start()
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield interrupted
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     if args.abi in ABI_LIST_WORDS:
         with connect(args) as kvm:
@@ -408,7 +380,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             entry = vmm.load_image(image)
             vmm.boot(entry, vmm.place_dtb(vmm.device_tree()))
             try:
-                with _interrupt_stops(vmm) as interrupted:
+                with stop_on_sigint(vmm) as interrupted:
                     result = vmm.run(timeout=args.timeout)
             except KvmError as err:
                 report(vmm.crash_report(error=err))

@@ -19,14 +19,16 @@ what the guest did (trap cause, sepc, stval, privilege).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
+import signal
 import struct
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -585,6 +587,33 @@ class Vmm:
     def close(self) -> None:
         """Destroy the VM (DestroyVm)."""
         self.vm.destroy()
+
+
+@contextlib.contextmanager
+def stop_on_sigint(vmm: Vmm) -> Iterator[threading.Event]:
+    """While the guest runs, Ctrl-C (SIGINT) stops it as a VMM stops its
+    vCPUs (``Vmm.stop``, from a thread of its own: the handler only starts
+    it) instead of raising KeyboardInterrupt wherever the main thread is,
+    which inside grpc's locks can surface as a RuntimeError ("cannot
+    release un-acquired lock"). The event says it happened; a second
+    Ctrl-C raises KeyboardInterrupt as before. Off the main thread (no
+    signal handler there): nothing changes."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        threading.Thread(target=vmm.stop, name="rvkvm-sigint", daemon=True).start()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class GuestImageError(ValueError):

@@ -265,3 +265,34 @@ def test_ctrl_c_is_quiet(server, tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert (proc.returncode, err) == (130, b"")
+
+
+def test_ctrl_c_stops_the_vm_and_a_second_one_interrupts():
+    """stop_on_sigint: the first SIGINT stops the VMM (from a thread of its
+    own) and says so; a second raises KeyboardInterrupt; afterwards the
+    previous handler is back."""
+    import threading
+
+    from rvkvm.client.vmm import stop_on_sigint
+
+    class FakeVmm:
+        def __init__(self) -> None:
+            self.stopped = threading.Event()
+            self.thread = None
+
+        def stop(self) -> None:
+            self.thread = threading.current_thread()
+            self.stopped.set()
+
+    vmm = FakeVmm()
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with stop_on_sigint(vmm) as interrupted:
+            assert not interrupted.is_set()
+            os.kill(os.getpid(), signal.SIGINT)
+            assert vmm.stopped.wait(10) and interrupted.is_set()
+            assert vmm.thread is not threading.main_thread()
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises before this ends
+            raise AssertionError("a second SIGINT did not interrupt")
+    assert signal.getsignal(signal.SIGINT) is before
