@@ -313,7 +313,7 @@ def boot(kvm: Kvm, opts: BootOptions, stdin_fd: Optional[int] = None,
                 threading.Thread(target=_forward_input, args=(vmm, stdin_fd, progress),
                                  name="console-input", daemon=True).start()
             # at a raw terminal Ctrl-C is the guest's byte; else it stops the VM
-            with progress, (contextlib.nullcontext(threading.Event()) if interactive
+            with progress, (contextlib.nullcontext(interrupted) if interactive
                             else stop_on_sigint(vmm)) as interrupted:
                 result = vmm.run(timeout=opts.timeout, budget=RUN_BUDGET)
         elapsed = time.monotonic() - progress.start

@@ -75,6 +75,13 @@ def _connect_error(address: str, timeout: float) -> KvmError:
                     grpc.StatusCode.UNAVAILABLE)
 
 
+def reg_bytes(reg: Reg, value: int) -> bytes:
+    """``value`` as the little-endian bytes of register ``reg``, truncated to
+    its size (what ``Vcpu.set_reg`` sends)."""
+    size = reg_size(reg_id(reg))
+    return (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+
+
 class _Caller:
     """Issues RPCs on a sync or an asyncio channel and turns failures into
     ``KvmError``; ``convert`` maps the response to the method's result."""
@@ -496,9 +503,7 @@ class Vcpu:
         """``set_one_reg`` from an integer, truncated to the id's size (same
         errors), e.g. ``vcpu.set_reg("core a0", 0)``."""
         rid = reg_id(reg)
-        size = reg_size(rid)
-        data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
-        return self.set_one_reg(rid, data)
+        return self.set_one_reg(rid, reg_bytes(rid, value))
 
     def get_reg_list(self, n: Optional[int] = None) -> Any:
         """KVM_GET_REG_LIST: the ids of every register this vCPU has now, in

@@ -33,13 +33,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequ
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from rvkvm.uapi.onereg import reg_id, reg_size
-
 from . import exits as X
 from .devices import UART_BASE, UART_IRQ, UART_SIZE, Uart16550
 from .errors import KvmError
 from .fdt import Node, to_dtb
-from .kvm import Kvm, Vcpu
+from .kvm import Kvm, Vcpu, reg_bytes
 from .plic import PLIC_BASE, PLIC_SIZE, Plic, VcpuInterruptLine
 from .report import CRASH_REGS, describe_crash
 
@@ -97,13 +95,6 @@ def isa_string(extensions: List[str], xlen: int = 64) -> str:
     singles = "".join(n for n in names if len(n) == 1)
     multi = "".join("_" + n for n in names if len(n) > 1)
     return f"rv{xlen}{singles}{multi}"
-
-
-def _reg_bytes(reg: str, value: int) -> bytes:
-    """``value`` as the bytes of register ``reg`` (truncated to its size, as
-    ``Vcpu.set_reg`` does)."""
-    size = reg_size(reg_id(reg))
-    return (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
 
 
 def _reg_int(value: Any) -> int:
@@ -374,11 +365,10 @@ class Vmm:
     def boot(self, entry: int, dtb_addr: int, hart_id: int = 0) -> None:
         """Linux boot protocol: S-mode at ``entry``, a0 = hart id, a1 = DTB
         (on the boot vCPU; the others wait STOPPED for SBI HSM)."""
-        vcpu = self.vm.vcpu(hart_id) if hart_id != self.vcpu.id else self.vcpu
         # one BatchOneReg, not three SetOneReg calls; the first failure
         # stops it and is raised as SetOneReg's would be
         for done in self.vm.batch_one_reg(
-                [(vcpu.id, name, _reg_bytes(name, value)) for name, value in
+                [(hart_id, name, reg_bytes(name, value)) for name, value in
                  (("core pc", entry), ("core a0", hart_id), ("core a1", dtb_addr))],
                 stop_on_error=True):
             if isinstance(done, KvmError):
