@@ -40,7 +40,10 @@ def _kvm_errno(err: grpc.RpcError) -> pb.KvmErrno:
 def test_the_exits_of_1000_runs_with_short_deadlines_arrive_once_in_order(kvm):
     # each load is answered with a new number and the store after it must
     # carry that number back: a lost, repeated or misapplied exit shows
-    stats = echo_runs(kvm, 1000, seed=11, spin=20_000)
+    # a million-instruction spin before each exit (a few ms): enough that the
+    # 0.5-4 ms deadlines really expire on a fast, quiet machine too (with 20,000
+    # the Runs finished inside grpc's deadline slack and none timed out)
+    stats = echo_runs(kvm, 1000, seed=11, spin=1_000_000)
     assert stats["errors"] == 0 and stats["seq_gaps"] == 0 and stats["wrong_echo"] == 0, stats
     # the scenario happened: Runs timed out and Runs returned
     assert stats["deadline_exceeded"] > 0 and stats["exits"] > 0, stats
